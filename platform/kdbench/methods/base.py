@@ -1,0 +1,97 @@
+"""The method contract: what a distillation method declares, owns and computes.
+
+A method is an nn.Module (so its own trainable parts — heads, connectors, memory banks — are
+optimised with the student and saved in its checkpoints). It declares what it needs from the
+teacher in `needs`, its hyperparameters (defaults from its paper) in `Params`, and returns named
+loss terms; the engine sums them and never asks which method it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from kdbench.registry import Registry
+from kdbench.teachers.ensemble import Combine, ensemble_log_probs
+from kdbench.zoo.models.base import ModelOutput
+
+
+class MethodParams(BaseModel):
+    """Base of every method's hyperparameters: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Needs:
+    teacher: bool = True  # False: trained on labels alone (the baseline)
+    features: tuple[str, ...] = ()  # teacher/student feature taps the loss reads
+    indices: bool = False  # sample indices of the batch (e.g. CRD's memory bank)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """Facts a method may size its own modules from, known before training starts."""
+
+    num_classes: int
+    num_train: int
+    student_features: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    teacher_features: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: torch.Tensor  # (B, *input_shape)
+    y: torch.Tensor  # (B,)
+    index: torch.Tensor  # (B,) positions in the training split
+
+
+@dataclass(frozen=True)
+class TrainState:
+    epoch: int  # 0-based epoch being trained
+    epochs: int  # total epochs of the recipe
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    """A single teacher (M = 1) or an ensemble's members, with how to combine them."""
+
+    member_logits: torch.Tensor  # (M, B, K)
+    combine: Combine = "arithmetic"
+    features: dict[str, torch.Tensor] = field(default_factory=dict)  # single teachers only
+
+    def log_probs(self, temperature: float = 1.0) -> torch.Tensor:
+        """(B, K) log-probabilities of the (combined) teacher at `temperature`."""
+        return ensemble_log_probs(self.member_logits, temperature, self.combine)
+
+
+class Method(nn.Module):
+    name: ClassVar[str]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    needs: ClassVar[Needs] = Needs()
+
+    def __init__(self, params: MethodParams, ctx: MethodContext) -> None:
+        super().__init__()
+        self.params = params
+        self.ctx = ctx
+
+    def forward(self, batch: Batch, student: ModelOutput, teacher: TeacherOutput | None,
+                state: TrainState) -> dict[str, torch.Tensor]:
+        """Named, already weighted loss terms; the training loss is their sum."""
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    return METHODS.register(cls.name)(cls)
+
+
+def create_method(name: str, params: dict, ctx: MethodContext) -> Method:
+    cls = METHODS.get(name)
+    return cls(cls.Params(**params), ctx)

@@ -1,0 +1,86 @@
+"""A job — one training run — and its content-addressed identity.
+
+The id is the SHA-256 of the canonical JSON of everything that determines the job's result:
+kind, dataset and its parameters (the split is a function of them), model, recipe, method and
+its hyperparameters (defaults filled in), seed, stop epoch, upstream job ids, and the engine's
+semantics version. Names, resources and the suite are not part of it: equal ids mean equal work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from kdbench.version import JOB_SEMANTICS
+
+JobKind = Literal["teacher", "baseline", "student"]
+ID_LENGTH = 20  # hex characters: 80 bits, collision-free for any plausible store
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component by name with its validated, default-filled parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A teacher of a student job: the job that trained it and its architecture."""
+
+    job_id: str
+    model: Component
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: JobKind
+    dataset: Component
+    model: Component
+    recipe: dict[str, Any]
+    method: Component
+    seed: int
+    stop_epoch: int | None = None
+    teachers: tuple[Upstream, ...] = ()
+    combine: Literal["arithmetic", "geometric"] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "dataset": asdict(self.dataset),
+            "model": asdict(self.model),
+            "recipe": self.recipe,
+            "method": asdict(self.method),
+            "seed": self.seed,
+            "stop_epoch": self.stop_epoch,
+            # An ensemble's mean does not depend on member order; a single teacher is a list of one.
+            "upstream": sorted(t.job_id for t in self.teachers),
+            "combine": self.combine,
+            "semantics": JOB_SEMANTICS,
+        }
+
+    @cached_property
+    def job_id(self) -> str:
+        return job_id_of(self.identity())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        teachers = tuple(Upstream(t["job_id"], Component(**t["model"])) for t in d["teachers"])
+        return cls(kind=d["kind"], dataset=Component(**d["dataset"]), model=Component(**d["model"]),
+                   recipe=d["recipe"], method=Component(**d["method"]), seed=d["seed"],
+                   stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"])
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def job_id_of(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:ID_LENGTH]

@@ -1,0 +1,192 @@
+"""Loading a suite: YAML → structure (pydantic) → components (registries) → cross-references.
+
+Every problem becomes one SpecError naming the file, line and field, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kdbench.methods import METHODS
+from kdbench.registry import Registry, suggest
+from kdbench.zoo.datasets import DATASETS
+from kdbench.zoo.models import ARCHS
+
+from .errors import Loc, SpecError
+from .job import Component
+from .messages import line_of, spec_error
+from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
+from .yamlsrc import load_yaml
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    model: Component
+    seed: int = 0  # teachers only: students take the suite's seeds
+    stop_epoch: int | None = None  # teachers only
+
+
+@dataclass(frozen=True)
+class EnsembleDef:
+    name: str
+    members: tuple[str, ...]
+    combine: str
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: str
+    name: str
+    version: int
+    description: str
+    dataset: Component
+    recipe: dict[str, Any]
+    teachers: tuple[ModelDef, ...]
+    students: tuple[ModelDef, ...]
+    ensembles: tuple[EnsembleDef, ...]
+    methods: tuple[Component, ...]
+    chains: tuple[tuple[str, ...], ...]
+    seeds: tuple[int, ...]
+    resources: Resources
+    retries: int
+
+
+class _Checker:
+    def __init__(self, path: str, lines: dict[Loc, int]) -> None:
+        self.path, self.lines = path, lines
+
+    def fail(self, loc: Loc, message: str) -> SpecError:
+        return SpecError(self.path, line_of(self.lines, loc), loc, message)
+
+    def params(self, model: type[BaseModel], data: dict, loc: Loc, extra_names: list[str] = ()) -> dict:
+        """Validated parameters with defaults filled in, as plain JSON-able values."""
+        try:
+            return model(**data).model_dump(mode="json")
+        except ValidationError as e:
+            raise spec_error(e, self.path, self.lines, loc, model, list(extra_names)) from None
+
+    def name_in(self, registry: Registry, name: str, loc: Loc) -> None:
+        if name not in registry:
+            raise self.fail(loc, registry.unknown(name))
+
+
+def load_suite(path: str) -> Suite:
+    data, lines = load_yaml(path)
+    check = _Checker(path, lines)
+    try:
+        raw = SuiteFile(**data)
+    except ValidationError as e:
+        raise spec_error(e, path, lines, (), SuiteFile) from None
+    dataset = _dataset(check, raw)
+    teachers = tuple(_model(check, e, ("teachers", i), teacher=True) for i, e in enumerate(raw.teachers))
+    students = tuple(_model(check, e, ("students", i), teacher=False) for i, e in enumerate(raw.students))
+    for t in teachers:
+        if t.stop_epoch is not None and t.stop_epoch > raw.recipe.epochs:
+            i = teachers.index(t)
+            raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({raw.recipe.epochs})")
+    _unique_names(check, raw)
+    ensembles = _ensembles(check, raw, {t.name for t in teachers})
+    methods = _methods(check, raw.methods)
+    _seeds(check, raw.seeds)
+    chains = _chains(check, raw, teachers, students, ensembles)
+    distills = any(METHODS.get(m.name).needs.teacher for m in methods)
+    if distills and not (teachers or ensembles):
+        raise check.fail(("methods",), "distillation methods need a teacher: add `teachers:`")
+    if chains and not distills:
+        raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
+    return Suite(path, raw.name, raw.version, raw.description, dataset, raw.recipe.model_dump(mode="json"),
+                 teachers, students, ensembles, methods, chains, tuple(raw.seeds), raw.resources, raw.retries)
+
+
+def _dataset(check: _Checker, raw: SuiteFile) -> Component:
+    name = raw.dataset.name
+    check.name_in(DATASETS, name, ("dataset", "name"))
+    params = check.params(DATASETS.get(name).params, dict(raw.dataset.model_extra), ("dataset",), ["name"])
+    return Component(name, params)
+
+
+def _model(check: _Checker, entry: ModelEntry, loc: Loc, teacher: bool) -> ModelDef:
+    check.name_in(ARCHS, entry.arch, loc + ("arch",))
+    own = list((TeacherEntry if teacher else ModelEntry).model_fields)
+    params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
+    model = Component(entry.arch, params)
+    if teacher:
+        return ModelDef(entry.name, model, entry.seed, entry.stop_epoch)
+    return ModelDef(entry.name, model)
+
+
+def _unique_names(check: _Checker, raw: SuiteFile) -> None:
+    seen: dict[str, Loc] = {}
+    for group in ("teachers", "students", "ensembles"):
+        for i, entry in enumerate(getattr(raw, group)):
+            loc = (group, i, "name")
+            if entry.name in seen:
+                first = line_of(check.lines, seen[entry.name])
+                raise check.fail(loc, f"duplicate name '{entry.name}' (first used on line {first})")
+            seen[entry.name] = loc
+
+
+def _ensembles(check: _Checker, raw: SuiteFile, teacher_names: set[str]) -> tuple[EnsembleDef, ...]:
+    out = []
+    for i, e in enumerate(raw.ensembles):
+        for j, member in enumerate(e.members):
+            if member not in teacher_names:
+                hint = suggest(member, sorted(teacher_names))
+                raise check.fail(("ensembles", i, "members", j), f"'{member}' is not a teacher{hint}")
+        if len(set(e.members)) != len(e.members):
+            raise check.fail(("ensembles", i, "members"), "lists a teacher twice")
+        out.append(EnsembleDef(e.name, tuple(e.members), e.combine))
+    return tuple(out)
+
+
+def _methods(check: _Checker, items: list[Any]) -> tuple[Component, ...]:
+    out: list[Component] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            name, params, loc = item, {}, ("methods", i)
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict | None):
+            name, params = next(iter(item.items()))
+            params, loc = params or {}, ("methods", i, name)
+        else:
+            raise check.fail(("methods", i), "a method is a name (`kd`) or a mapping of one name to its "
+                             "hyperparameters (`kd: {temperature: 4}`)")
+        check.name_in(METHODS, name, loc)
+        component = Component(name, check.params(METHODS.get(name).Params, params, loc))
+        if component in out:
+            raise check.fail(("methods", i), f"method '{name}' with these hyperparameters is listed twice")
+        out.append(component)
+    return tuple(out)
+
+
+def _seeds(check: _Checker, seeds: list[int]) -> None:
+    for i, s in enumerate(seeds):
+        if s in seeds[:i]:
+            raise check.fail(("seeds", i), f"seed {s} is listed twice")
+
+
+def _chains(check, raw, teachers, students, ensembles) -> tuple[tuple[str, ...], ...]:
+    sources = {m.name for m in teachers} | {e.name for e in ensembles}
+    models = {m.name for m in teachers} | {m.name for m in students}
+    student_names = {m.name for m in students}
+    for i, chain in enumerate(raw.chains):
+        loc = ("chains", i)
+        if len(chain) < 3:
+            raise check.fail(loc, "a chain is [teacher, assistant, ..., student]: at least 3 names")
+        for j, name in enumerate(chain):
+            known = sources | models
+            if name not in known:
+                raise check.fail(loc + (j,), f"unknown model '{name}'{suggest(name, sorted(known))}")
+            if name in chain[:j]:
+                raise check.fail(loc + (j,), f"cycle: '{name}' appears twice in the chain")
+        if chain[0] not in sources:
+            raise check.fail(loc + (0,), f"a chain starts at a teacher or ensemble, not '{chain[0]}'")
+        if chain[-1] not in student_names:
+            raise check.fail(loc + (len(chain) - 1,), f"a chain ends at a student, not '{chain[-1]}'")
+        for j, name in enumerate(chain[1:-1], start=1):
+            if name in {e.name for e in ensembles}:
+                raise check.fail(loc + (j,), f"an ensemble ('{name}') can only start a chain")
+    return tuple(tuple(c) for c in raw.chains)

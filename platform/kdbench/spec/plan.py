@@ -1,0 +1,94 @@
+"""Expanding a suite into a plan: a DAG of content-addressed jobs, each with its role names.
+
+- every teacher is a `teacher` job (its own seed; a stop epoch makes it early-stopped);
+- every student × seed gets a `baseline` job (method `none`): every gain is measured against it;
+- every (teacher or ensemble) × student × distillation method × seed is a `student` job;
+- a chain [t, a1, …, s] adds, per method × seed, a student job for a1 distilled from t, then a2
+  from that job, …, then s. Jobs are deduplicated by id, so a chain's first link and the same
+  direct distillation are one job.
+Linear in the number of jobs; jobs come out in topological order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdbench.methods import METHODS
+
+from .job import Component, Job, Upstream
+from .load import ModelDef, Suite
+
+NONE = Component("none", {})
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    job: Job
+    teacher: str | None  # name of the teacher or ensemble this job learns from (the chain's root)
+    student: str  # name of the model this job trains
+    chain: tuple[str, ...]  # names from the root teacher to this model; [model] for teachers/baselines
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: Suite
+    entries: tuple[PlanEntry, ...]  # topological order: upstream jobs first
+
+    @property
+    def jobs(self) -> dict[str, Job]:
+        return {e.job_id: e.job for e in self.entries}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.entries:
+            out[e.job.kind] = out.get(e.job.kind, 0) + 1
+        return out
+
+
+def expand(suite: Suite) -> Plan:
+    entries: dict[str, PlanEntry] = {}
+
+    def add(entry: PlanEntry) -> PlanEntry:
+        return entries.setdefault(entry.job_id, entry)
+
+    def job(kind, model: ModelDef, method, seed, teachers=(), combine=None, stop_epoch=None) -> Job:
+        return Job(kind, suite.dataset, model.model, suite.recipe, method, seed, stop_epoch,
+                   tuple(teachers), combine)
+
+    # Sources a student can learn from: name -> (upstream refs, combine rule).
+    sources: dict[str, tuple[tuple[Upstream, ...], str | None]] = {}
+    for t in suite.teachers:
+        e = add(PlanEntry(job("teacher", t, NONE, t.seed, stop_epoch=t.stop_epoch), None, t.name, (t.name,)))
+        sources[t.name] = ((Upstream(e.job_id, t.model),), None)
+    for ens in suite.ensembles:
+        members = tuple(sources[m][0][0] for m in ens.members)
+        sources[ens.name] = (members, ens.combine)
+
+    methods = [m for m in suite.methods if METHODS.get(m.name).needs.teacher]
+    for s in suite.students:
+        for seed in suite.seeds:
+            add(PlanEntry(job("baseline", s, NONE, seed), None, s.name, (s.name,)))
+    for src in sources:
+        for s in suite.students:
+            for m in methods:
+                for seed in suite.seeds:
+                    ups, combine = sources[src]
+                    add(PlanEntry(job("student", s, m, seed, ups, combine), src, s.name, (src, s.name)))
+
+    models = {m.name: m for m in (*suite.teachers, *suite.students)}
+    for chain in suite.chains:
+        for m in methods:
+            for seed in suite.seeds:
+                ups, combine = sources[chain[0]]
+                for k, name in enumerate(chain[1:], start=2):
+                    model = models[name]
+                    e = add(PlanEntry(job("student", model, m, seed, ups, combine), chain[0], name, chain[:k]))
+                    ups, combine = (Upstream(e.job_id, model.model),), None
+    return Plan(suite, tuple(entries.values()))

@@ -1,0 +1,101 @@
+"""Pydantic models of a suite file: its structure, types and ranges.
+
+Component parameters (a dataset's, an architecture's, a method's) are validated in a second step
+against the registered component (kdbench/spec/load.py), so this file names no component.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Optimizer(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(default=5e-4, ge=0)
+    nesterov: bool = False
+
+
+class Schedule(Strict):
+    """Learning-rate schedule over epochs: constant, cosine (to 0) or step (×gamma at milestones)."""
+
+    name: Literal["constant", "cosine", "step"] = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = Field(default=0.1, gt=0, le=1)
+    warmup_epochs: int = Field(default=0, ge=0)
+
+
+class Recipe(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    select: Literal["best_val", "last"] = "best_val"  # which epoch's weights are the job's result
+
+    @model_validator(mode="after")
+    def _within_epochs(self):
+        if any(not 0 < m < self.epochs for m in self.schedule.milestones):
+            raise ValueError(f"schedule.milestones must lie in 1..{self.epochs - 1} (epochs - 1)")
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError("schedule.warmup_epochs must be < epochs")
+        return self
+
+
+class Resources(Strict):
+    cpus: float = Field(default=1.0, gt=0)
+    gpus: float = Field(default=0.0, ge=0)  # a fraction (e.g. 0.25) packs several jobs per GPU
+
+    @model_validator(mode="after")
+    def _whole_gpus_above_one(self):
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ValueError("gpus above 1 must be a whole number")
+        return self
+
+
+class ModelEntry(BaseModel):
+    """`{name, arch, <the architecture's parameters>}`; the parameters are checked by the arch."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = Field(pattern=NAME)
+    arch: str
+
+
+class TeacherEntry(ModelEntry):
+    seed: int = 0
+    stop_epoch: int | None = Field(default=None, gt=0)  # take the teacher at this epoch (early-stopped)
+
+
+class EnsembleEntry(Strict):
+    name: str = Field(pattern=NAME)
+    members: list[str] = Field(min_length=2)
+    combine: Literal["arithmetic", "geometric"] = "arithmetic"
+
+
+class DatasetEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+
+class SuiteFile(Strict):
+    name: str = Field(pattern=NAME)
+    version: int = Field(default=1, ge=1)
+    description: str = ""
+    dataset: DatasetEntry
+    recipe: Recipe
+    teachers: list[TeacherEntry] = []
+    students: list[ModelEntry] = Field(min_length=1)
+    methods: list[Any] = Field(min_length=1)  # `name` or `{name: {hyperparameters}}`; checked in load.py
+    chains: list[list[str]] = []
+    ensembles: list[EnsembleEntry] = []
+    seeds: list[int] = Field(min_length=1)
+    resources: Resources = Resources()
+    retries: int = Field(default=2, ge=0)  # Ray Tune retries of a job whose worker died or raised

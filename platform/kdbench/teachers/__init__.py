@@ -1,0 +1,1 @@
+"""Teachers: loading trained teachers and combining ensembles."""

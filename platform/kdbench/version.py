@@ -1,0 +1,16 @@
+"""Versions that enter results and job identities."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("kdbench")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+src"
+
+# Bump when a change alters what an unchanged job spec computes (training loop, a loss, a
+# data split). It is part of every job id, so old results are not mistaken for new ones.
+# Changelog: 1 — first release of the engine.
+JOB_SEMANTICS = 1
+
+# Version of the results table's schema (kdbench/results/schema.py). Changelog: 1 — first.
+RESULTS_SCHEMA_VERSION = 1

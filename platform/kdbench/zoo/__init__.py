@@ -1,0 +1,1 @@
+"""Architectures and datasets, registered by name."""

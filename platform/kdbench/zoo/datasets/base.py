@@ -1,0 +1,71 @@
+"""In-memory dataset splits and the registry of datasets.
+
+Small datasets live as tensors (on the training device once moved), so a batch is an index
+into a tensor, not a Python loop over samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from kdbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # (N, *input_shape), float32
+    y: torch.Tensor  # (N,), int64
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def to(self, device) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def to(self, device) -> DataSplits:
+        return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes)
+
+
+class DatasetParams(BaseModel):
+    """Base of every dataset's parameters: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    params: type[DatasetParams]
+    load: Callable[[DatasetParams], DataSplits]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def register_dataset(name: str, params: type[DatasetParams]):
+    def add(load):
+        DATASETS.register(name)(Dataset(name, params, load))
+        return load
+
+    return add
+
+
+def load_dataset(name: str, params: dict) -> DataSplits:
+    entry = DATASETS.get(name)
+    return entry.load(entry.params(**params))
