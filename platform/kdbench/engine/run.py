@@ -91,15 +91,14 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     checkpoint.save(store, Store.artifact(job_id, MODEL_FILE), {"model": model.state_dict()})
 
     preds = predict(model, data.test)
-    final = {
+    final: dict[str, Any] = {
         "test_acc": float(accuracy(preds, data.test)),
         "val_acc": float(accuracy(predict(model, data.val), data.val)),
         "selected_epoch": selected_epoch,
         "epochs_trained": epochs,
         "student_params": count_parameters(model),
         "teacher_params": count_parameters(teacher) if teacher is not None else None,
-        "teacher_agreement": float((predict(teacher, data.test) == preds).float().mean())
-        if teacher is not None else None,
+        **_teacher_metrics(teacher, data, preds),
         "final_train_loss": history[-1]["train_loss"] if history else None,
         "wall_seconds": time.perf_counter() - start,
         "train_seconds": train_seconds,
@@ -112,3 +111,12 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     store.write_bytes(Store.artifact(job_id, HISTORY), json.dumps(history).encode())
     store.write_bytes(Store.artifact(job_id, FINAL), json.dumps(final).encode())
     return final
+
+
+def _teacher_metrics(teacher, data, student_preds) -> dict[str, float | None]:
+    """The (combined) teacher's test top-1 and its top-1 agreement with the student."""
+    if teacher is None:
+        return {"teacher_test_acc": None, "teacher_agreement": None}
+    t_preds = predict(teacher, data.test)
+    return {"teacher_test_acc": float(accuracy(t_preds, data.test)),
+            "teacher_agreement": float((t_preds == student_preds).float().mean())}
