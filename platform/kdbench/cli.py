@@ -1,0 +1,170 @@
+"""The `kdbench` command. Bad input ends with one clear line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="kdbench: benchmark knowledge distillation — suites on Ray Tune, results in "
+                       "Parquet, browsing in MLflow.")
+out = Console()
+if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
+    out = Console(width=140)
+err = Console(stderr=True)
+
+StoreOpt = Annotated[str, typer.Option("--store", envvar="KDBENCH_STORE",
+                                       help="Store folder or URI (s3://…, gs://…).")]
+TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                                                 help="MLflow server; default: embedded under the store.")]
+SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.", show_default=False)]
+DEFAULT_STORE = "kdbench-store"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _known_errors():
+    from kdbench.orchestrate.ray_session import ClusterError
+    from kdbench.results import QueryError
+    from kdbench.spec import SpecError
+    from kdbench.store import StoreError
+
+    return SpecError, StoreError, ClusterError, QueryError
+
+
+def _guard(fn, *args, **kwargs):
+    """Run `fn`, turning kdbench's own errors into one line and exit status 2."""
+    try:
+        return fn(*args, **kwargs)
+    except _known_errors() as e:
+        raise fail(str(e)) from None
+
+
+@app.command()
+def validate(suite: SuiteArg) -> None:
+    """Check a suite and print its plan's size; runs nothing."""
+    from kdbench.spec import expand, load_suite
+
+    plan = _guard(lambda: expand(load_suite(str(suite))))
+    counts = plan.counts()
+    s = plan.suite
+    epochs = sum((e.job.stop_epoch or s.recipe["epochs"]) for e in plan.entries)
+    out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
+              f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
+              f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")
+
+
+@app.command()
+def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: TrackingOpt = None,
+        no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+        address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
+        num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or leaderboard.")] = False,
+        ) -> None:
+    """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
+    from kdbench.orchestrate import RunOptions, run_suite
+    from kdbench.spec import load_suite
+
+    from .display import SuiteProgress
+
+    name = _guard(load_suite, str(suite)).name  # validate before starting anything
+    opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
+                      num_cpus=num_cpus)
+    with SuiteProgress(err, enabled=not quiet) as progress:
+        counts = _guard(run_suite, str(suite), opts, progress.update)
+    if not quiet:
+        _print_leaderboard(store, name)
+    out.print(counts.summary(), highlight=False)
+    if counts.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
+                html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None) -> None:
+    """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""
+    from kdbench.results.report import write_report
+    from kdbench.results.store import suites
+    from kdbench.store import Store
+
+    st = _guard(Store, store)
+    if suite not in suites(st):
+        known = ", ".join(suites(st)) or "none yet"
+        raise fail(f"no suite '{suite}' in store {store} (suites there: {known})")
+    _print_leaderboard(store, suite)
+    if html is not None:
+        paths = write_report(st, suite)
+        html.write_bytes(st.read_bytes(paths["leaderboard.html"]))
+        out.print(f"wrote {html}")
+
+
+def _print_leaderboard(store: str, suite: str) -> None:
+    from kdbench.results.report import build_leaderboard
+    from kdbench.results.render import terminal_tables
+    from kdbench.store import Store
+
+    board = build_leaderboard(Store(store), suite)
+    for table in terminal_tables(board.methods, board.teacher_size):
+        out.print(table)
+
+
+@app.command()
+def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `results` and `plans`.")],
+          store: StoreOpt = DEFAULT_STORE,
+          fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
+    """Query the results store with SQL."""
+    from kdbench.results import open_results
+
+    table = _guard(lambda: open_results(store).sql(sql))
+    if fmt == "csv":
+        table.to_pandas().to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        sys.stdout.write(table.to_pandas().to_json(orient="records", indent=1) + "\n")
+    elif fmt == "table":
+        from .display import arrow_table
+
+        out.print(arrow_table(table))
+    else:
+        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
+
+
+@app.command()
+def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
+       host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean it.")] = "127.0.0.1",
+       ) -> None:
+    """Serve the embedded MLflow of the store (MLflow's UI) on 127.0.0.1."""
+    from kdbench.store import Store
+    from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri
+
+    st = _guard(Store, store)
+    if not st.exists("mlflow"):
+        raise fail(f"no embedded MLflow in {store}: run a suite first")
+    args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", embedded_tracking_uri(st),
+            "--default-artifact-root", embedded_artifact_root(st), "--host", host, "--port", str(port)]
+    out.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    os.execv(sys.executable, args)  # no shell: nothing user-supplied is interpreted
+
+
+@app.command()
+def sync(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
+         tracking_uri: TrackingOpt = None) -> None:
+    """Backfill MLflow from the results store (after a tracking-server outage)."""
+    from kdbench.store import Store
+    from kdbench.track import backfill, resolve
+
+    st = _guard(Store, store)
+    uri, artifacts = resolve(st, tracking_uri)
+    created = backfill(st, suite, uri, artifacts)
+    out.print(f"created {created} MLflow run(s) for suite {suite}")
+
+
+if __name__ == "__main__":
+    app()

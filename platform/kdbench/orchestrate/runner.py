@@ -1,0 +1,99 @@
+"""`run_suite`: a suite from YAML to results — plan, skip what exists, run the rest in one Tune
+experiment, record every job, then write and log the leaderboard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kdbench.results import STATUS_OK, statuses, write_plan
+from kdbench.spec import Plan, PlanEntry, expand, load_suite
+from kdbench.store import Store
+
+from .ray_session import check_resources, init_ray
+from .state import Counts, SuiteRun
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    store: str = "kdbench-store"
+    tracking_uri: str | None = None  # None: the embedded MLflow under the store
+    track: bool = True
+    address: str | None = None  # None: a local Ray
+    num_cpus: int | None = None  # local Ray only
+
+
+def trial_config(entry: PlanEntry, store: Store, plan: Plan) -> dict:
+    res = plan.suite.resources
+    return {"job_id": entry.job_id, "job": entry.job.to_dict(), "store": store.uri,
+            "cpus": res.cpus, "gpus": res.gpus}
+
+
+def _tracker(plan: Plan, store: Store, opts: RunOptions):
+    if not opts.track:
+        return None
+    from kdbench.track import Tracker, resolve
+
+    uri, artifacts = resolve(store, opts.tracking_uri)
+    tracker = Tracker(uri, f"kdbench/{plan.suite.name}", artifacts)
+    s = plan.suite
+    tracker.start_suite(f"{s.name} v{s.version}", {"suite_file": os.path.abspath(s.path), "jobs": len(plan)},
+                        {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version)})
+    return tracker
+
+
+def _job_name(trial) -> str:
+    return f"job-{trial.config['job_id']}"
+
+
+def _run_tune(run: SuiteRun, opts: RunOptions) -> None:
+    from ray import tune
+
+    from .trainable import with_resources
+    from .tune_adapters import DagSearcher, RecordingCallback
+
+    ray = init_ray(opts.address, opts.num_cpus)
+    res = run.plan.suite.resources
+    check_resources(ray, res.cpus, res.gpus)
+    storage = run.store.path("ray") if run.store.local else None
+    tuner = tune.Tuner(
+        with_resources(res.cpus, res.gpus),
+        tune_config=tune.TuneConfig(search_alg=DagSearcher(run), num_samples=-1, reuse_actors=True,
+                                    trial_name_creator=_job_name, trial_dirname_creator=_job_name),
+        run_config=tune.RunConfig(
+            name=run.suite, storage_path=storage, verbose=0, callbacks=[RecordingCallback(run)],
+            failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
+    )
+    tuner.fit()
+
+
+def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
+    plan = expand(load_suite(path))
+    store = Store(opts.store)
+    write_plan(store, plan)
+    done = {i for i, s in statuses(store, plan.jobs).items() if s == STATUS_OK}
+    tracker = _tracker(plan, store, opts)
+    run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
+                   on_change or (lambda r: None))
+    try:
+        if run.graph.pending:
+            _run_tune(run, opts)
+        _report(run)
+    finally:
+        if tracker is not None:
+            tracker.close()
+    return run.counts
+
+
+def _report(run: SuiteRun) -> None:
+    from kdbench.results.report import write_report
+
+    paths = write_report(run.store, run.suite)
+    if run.tracker is not None:
+        files = {os.path.basename(rel): run.store.read_bytes(rel) for rel in paths.values()}
+        c = run.counts
+        run.tracker.log_parent(metrics={"jobs_total": c.total, "jobs_cached": c.cached, "jobs_run": c.run,
+                                        "jobs_failed": c.failed, "jobs_skipped": c.skipped},
+                               artifacts={f"leaderboard/{k}": v for k, v in files.items() if v is not None})

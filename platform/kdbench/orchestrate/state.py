@@ -1,0 +1,87 @@
+"""The driver's state for one `kdbench run`: the job graph, the recording of results, the counts.
+
+Every finished, failed or skipped job is recorded here, once: its row goes to the results store
+(the source of truth) and its end to the tracker (asynchronously; it never blocks or fails this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, result_row, write_result
+from kdbench.spec.plan import Plan, PlanEntry
+from kdbench.store import Store
+
+from .dag import JobGraph
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    cached: int = 0
+    run: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def summary(self) -> str:
+        line = f"jobs: {self.total} total, {self.cached} cached, {self.run} run, {self.failed} failed"
+        return line + (f", {self.skipped} skipped" if self.skipped else "")
+
+
+@dataclass
+class SuiteRun:
+    plan: Plan
+    store: Store
+    done: set[str]
+    tracker: Any = None  # kdbench.track.Tracker, or None for no tracking
+    config: Callable[[PlanEntry], dict] | None = None  # the trial config of a job
+    on_change: Callable[[SuiteRun], None] = lambda run: None  # progress display hook
+    counts: Counts = field(default_factory=Counts)
+    running: int = 0
+
+    def __post_init__(self) -> None:
+        self.entries = {e.job_id: e for e in self.plan.entries}
+        self.graph = JobGraph(self.plan.jobs, self.done)
+        self.counts.total = len(self.entries)
+        self.counts.cached = len(self.entries) - len(self.graph.pending)
+
+    @property
+    def suite(self) -> str:
+        return self.plan.suite.name
+
+    def next_config(self) -> dict | None:
+        job_id = self.graph.pop_ready()
+        return None if job_id is None else self.config(self.entries[job_id])
+
+    def started(self, job_id: str) -> None:
+        self.running += 1
+        if self.tracker is not None:
+            self.tracker.start_job(job_id, result_row(self.entries[job_id], self.suite, status="running"))
+        self.on_change(self)
+
+    def epoch(self, job_id: str, metrics: dict[str, float], step: int) -> None:
+        if self.tracker is not None:
+            self.tracker.log_epoch(job_id, metrics, step)
+
+    def finished(self, job_id: str, final: dict | None, error: str | None) -> None:
+        """Record a job's end: `final` metrics when it succeeded, else the error that failed it."""
+        self.running = max(0, self.running - 1)
+        ok = final is not None
+        self._record(job_id, final, STATUS_OK if ok else STATUS_FAILED, error)
+        if ok:
+            self.counts.run += 1
+        else:
+            self.counts.failed += 1
+        for skipped in self.graph.complete(job_id, ok):
+            self._record(skipped, None, STATUS_SKIPPED, f"upstream job {job_id} failed")
+            self.counts.skipped += 1
+        self.on_change(self)
+
+    def _record(self, job_id: str, final: dict | None, status: str, error: str | None) -> None:
+        run_id = self.tracker.run_id(job_id) if self.tracker is not None else None
+        row = result_row(self.entries[job_id], self.suite, final, status=status, error=error, mlflow_run_id=run_id)
+        write_result(self.store, row)
+        if self.tracker is not None:
+            self.tracker.end_job(job_id, row)

@@ -1,0 +1,40 @@
+"""The Ray Tune trainable: runs one job with the engine on whatever worker Tune chose.
+
+A deterministic failure (JobFailed: a NaN loss, missing teacher weights) is reported as the job's
+result, since retrying would fail again. Any other exception propagates, so Tune retries the job
+(FailureConfig) — on a restart the engine resumes from the job's last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import torch
+from ray import tune
+
+from kdbench.engine import JobFailed, run_job
+from kdbench.spec.job import Job
+from kdbench.store import Store
+
+STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
+
+
+def error_excerpt(exc: BaseException, limit: int = 4000) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return f"{type(exc).__name__}: {exc}\n" + text[-limit:]
+
+
+def train_job(config: dict) -> None:
+    job = Job.from_dict(config["job"])
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    try:
+        final = run_job(job, Store(config["store"]), device=device, report=tune.report)
+    except JobFailed as e:
+        tune.report({STATUS: "failed", ERROR: error_excerpt(e)})
+        return
+    tune.report({STATUS: "ok", FINAL: final})
+
+
+def with_resources(cpus: float, gpus: float):
+    return tune.with_resources(train_job, {"cpu": cpus, "gpu": gpus})

@@ -1,0 +1,69 @@
+"""A suite's leaderboard from the store, and its files under <store>/leaderboards/<suite>/."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from kdbench.store import Store
+
+from .leaderboard import failures, methods_leaderboard, suite_view, teacher_size_table
+from .plots import plot_methods, plot_teacher_size
+from .render import html_page
+from .store import read_plan, read_results
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    suite: str
+    view: pa.Table  # one row per planned job: plan names, result metrics, status ('pending' if no result)
+    methods: pa.Table
+    teacher_size: pa.Table
+    failures: pa.Table
+
+
+def _suite_results(store: Store, suite: str, plan: pa.Table) -> pa.Table:
+    if plan.num_rows:  # only the plan's jobs: results are shared by every suite in the store
+        return read_results(store, plan["job_id"].to_pylist())
+    results = read_results(store)  # no plan recorded: the rows this suite's runs wrote
+    return results.filter(pc.equal(results["suite"], suite))
+
+
+def build_leaderboard(store: Store, suite: str) -> Leaderboard:
+    plan = read_plan(store, suite)
+    view = suite_view(_suite_results(store, suite, plan), plan)
+    return Leaderboard(suite, view, methods_leaderboard(view), teacher_size_table(view), failures(view))
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def _csv(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf)
+    return buf.getvalue()
+
+
+def write_report(store: Store, suite: str) -> dict[str, str]:
+    """Write the suite's leaderboard (HTML, CSV, Parquet, PNG); returns {file name: path in the store}."""
+    lb = build_leaderboard(store, suite)
+    images = {"methods.png": plot_methods(lb.methods), "teacher_size.png": plot_teacher_size(lb.teacher_size)}
+    tables = {"methods": lb.methods, "teacher_size": lb.teacher_size, "failures": lb.failures}
+    page = html_page(f"kdbench leaderboard: {suite}", tables, images)
+    files = {"leaderboard.html": page.encode(), **images}
+    for name in ("methods", "teacher_size"):
+        files[f"{name}.csv"] = _csv(tables[name])
+        files[f"{name}.parquet"] = _parquet(tables[name])
+    paths = {}
+    for name, data in files.items():
+        paths[name] = f"leaderboards/{suite}/{name}"
+        store.write_bytes(paths[name], data)
+    return paths

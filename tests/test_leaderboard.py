@@ -1,0 +1,227 @@
+"""Leaderboards over a hand-made suite; expected numbers computed independently with `statistics`.
+
+Suite: teachers big (10k params) and small (2k); student mlp alone (baseline) and distilled with kd
+from each teacher and through a teacher assistant (big → ta → mlp); seeds 0–2; kd from small fails
+on seed 2; one planned job has no result yet; one result belongs to another suite only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import statistics
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from kdbench.results.leaderboard import failures, methods_leaderboard, suite_view, teacher_size_table
+from kdbench.results.plots import plot_methods, plot_teacher_size
+from kdbench.results.render import terminal_tables
+from kdbench.results.report import build_leaderboard, write_report
+from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
+from kdbench.results.store import write_result
+from kdbench.store import Store
+
+T2, T1 = 4.302652729911275, 12.706204736174707  # t_{0.975, 2}, t_{0.975, 1}
+PNG = b"\x89PNG\r\n\x1a\n"
+SUITE = "toy"
+
+ACC = {  # (student, teacher, chain) -> test accuracy per seed (None: failed)
+    ("mlp", None, ("mlp",)): [0.80, 0.82, 0.81],
+    ("mlp", "big", ("big", "mlp")): [0.85, 0.86, 0.84],
+    ("mlp", "small", ("small", "mlp")): [0.83, 0.845, None],
+    ("mlp", "big", ("big", "ta", "mlp")): [0.87, 0.85, 0.88],
+    ("ta", "big", ("big", "ta")): [0.90],
+}
+TEACHER = {"big": (10_000, [0.95, 0.96, 0.94]), "small": (2_000, [0.90, 0.91, 0.92])}
+
+
+def _result(job_id: str, kind: str, **kw) -> dict:
+    row = dict.fromkeys(RESULT_SCHEMA.names)
+    row.update(job_id=job_id, kind=kind, status="ok", suite=SUITE, dataset="digits", method="none",
+               method_params="{}", schema_version=1, finished_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    row.update(kw)
+    return row
+
+
+def _student_rows() -> list[dict]:
+    rows = []
+    for (student, teacher, chain), accs in ACC.items():
+        kind = "student" if teacher else "baseline"
+        for seed, acc in enumerate(accs):
+            params, t_accs = TEACHER.get(teacher, (None, [None] * 3))
+            status, error = ("ok", None) if acc else ("failed", "RuntimeError: boom")
+            rows.append(_result(f"{'-'.join(chain)}-{seed}", kind, teacher=teacher, student=student,
+                                chain=list(chain), seed=seed, test_acc=acc, status=status, error=error,
+                                method="kd" if teacher else "none", teacher_params=params,
+                                teacher_test_acc=t_accs[seed], student_params=500))
+    return rows
+
+
+def _results() -> list[dict]:
+    teachers = [_result(f"{t}-0", "teacher", student=t, chain=[t], seed=0, test_acc=accs[0], student_params=p)
+                for t, (p, accs) in TEACHER.items()]
+    other = _result("other-0", "baseline", suite="other", student="cnn", chain=["cnn"], seed=0, test_acc=0.5)
+    rows = teachers + _student_rows() + [other]
+    rows[2]["student"] = "renamed-elsewhere"  # the baseline job carries another suite's name in results
+    return rows
+
+
+def _plan(results: list[dict]) -> list[dict]:
+    keys = ["job_id", "kind", "teacher", "method", "method_params", "chain", "seed"]
+    plan = [{"suite": SUITE, "student": r["chain"][-1], "upstream": [], **{k: r[k] for k in keys}}
+            for r in results if r["suite"] == SUITE]
+    pending = {"job_id": "big-mlp-T8-0", "kind": "student", "teacher": "big", "student": "mlp",
+               "method": "kd", "method_params": '{"T": 8}', "chain": ["big", "mlp"], "seed": 0}
+    return [*plan, {"suite": SUITE, "upstream": [], **pending}]
+
+
+@pytest.fixture
+def tables() -> tuple[pa.Table, pa.Table]:
+    results = _results()
+    return (pa.Table.from_pylist(results, schema=RESULT_SCHEMA),
+            pa.Table.from_pylist(_plan(results), schema=PLAN_SCHEMA))
+
+
+def _expected_ci(xs: list[float], t: float) -> tuple[float, float]:
+    m, s = statistics.mean(xs), statistics.stdev(xs)
+    return m - t * s / math.sqrt(len(xs)), m + t * s / math.sqrt(len(xs))
+
+
+def _cell(methods: pa.Table, teacher: str | None, chain: str) -> dict:
+    (row,) = [r for r in methods.to_pylist() if r["teacher"] == teacher and r["chain"] == chain]
+    return row
+
+
+def test_view_takes_names_from_the_plan_and_marks_pending(tables):
+    view = suite_view(*tables).to_pylist()
+    by_id = {r["job_id"]: r for r in view}
+    assert "other-0" not in by_id  # another suite's job
+    assert by_id["mlp-0"]["student"] == "mlp"  # plan's name, not the results'
+    assert by_id["mlp-0"]["test_acc"] == 0.80
+    assert by_id["big-mlp-T8-0"]["status"] == "pending"
+    assert by_id["big-mlp-T8-0"]["test_acc"] is None
+    assert len(view) == tables[1].num_rows
+
+
+def test_view_without_plan_uses_result_names(tables):
+    view = suite_view(tables[0], None)
+    assert view.num_rows == tables[0].num_rows
+    assert "renamed-elsewhere" in view["student"].to_pylist()
+
+
+def test_methods_means_intervals_and_counts(tables):
+    methods = methods_leaderboard(suite_view(*tables))
+    assert len(methods) == 5  # the pending job makes no cell
+    kd_big = _cell(methods, "big", "big → mlp")
+    accs = ACC[("mlp", "big", ("big", "mlp"))]
+    assert kd_big["n"] == 3 and kd_big["failed"] == 0
+    assert kd_big["mean"] == pytest.approx(statistics.mean(accs))
+    assert kd_big["std"] == pytest.approx(statistics.stdev(accs))
+    assert (kd_big["ci_low"], kd_big["ci_high"]) == pytest.approx(_expected_ci(accs, T2))
+    kd_small = _cell(methods, "small", "small → mlp")
+    assert kd_small["n"] == 2 and kd_small["failed"] == 1
+    assert (kd_small["ci_low"], kd_small["ci_high"]) == pytest.approx(_expected_ci([0.83, 0.845], T1))
+    ta = _cell(methods, "big", "big → ta")  # one seed: no spread, no interval, no baseline
+    assert (ta["n"], ta["std"], ta["ci_low"], ta["gain"], ta["gain_ci_low"]) == (1, None, None, None, None)
+
+
+def test_methods_gain_is_over_the_student_alone_with_paired_interval(tables):
+    methods = methods_leaderboard(suite_view(*tables))
+    base = ACC[("mlp", None, ("mlp",))]
+    distilled = [("big", ("big", "mlp")), ("small", ("small", "mlp")), ("big", ("big", "ta", "mlp"))]
+    for teacher, chain in distilled:
+        accs = ACC[("mlp", teacher, chain)]
+        row = _cell(methods, teacher, " → ".join(chain))
+        ok = [a for a in accs if a is not None]
+        assert row["gain"] == pytest.approx(statistics.mean(ok) - statistics.mean(base))
+        diffs = [a - b for a, b in zip(accs, base, strict=True) if a is not None]
+        expected = _expected_ci(diffs, T2 if len(diffs) == 3 else T1)
+        assert (row["gain_ci_low"], row["gain_ci_high"]) == pytest.approx(expected)
+    alone = _cell(methods, None, "mlp")
+    assert alone["gain"] is None and alone["method"] == "none"
+
+
+def test_methods_rank_within_dataset_teacher_student(tables):
+    methods = methods_leaderboard(suite_view(*tables))
+    ranks = {(r["teacher"], r["chain"]): r["rank"] for r in methods.to_pylist()}
+    assert ranks == {(None, "mlp"): 1, ("big", "big → ta → mlp"): 1, ("big", "big → mlp"): 2,
+                     ("small", "small → mlp"): 1, ("big", "big → ta"): 1}
+    order = [(r["student"], r["teacher"]) for r in methods.to_pylist()]
+    assert order == [("mlp", None), ("mlp", "big"), ("mlp", "big"), ("mlp", "small"), ("ta", "big")]
+
+
+def test_teacher_size_rows(tables):
+    rows = teacher_size_table(suite_view(*tables)).to_pylist()
+    assert [(r["student"], r["teacher"], r["teacher_params"], r["n"]) for r in rows] == [
+        ("mlp", "small", 2_000, 2), ("mlp", "big", 10_000, 3), ("ta", "big", 10_000, 1)]
+    big = rows[1]
+    accs = ACC[("mlp", "big", ("big", "mlp"))]
+    assert big["mean"] == pytest.approx(statistics.mean(accs))
+    assert (big["ci_low"], big["ci_high"]) == pytest.approx(_expected_ci(accs, T2))
+    assert big["teacher_test_acc"] == pytest.approx(0.95)
+    assert rows[0]["teacher_test_acc"] == pytest.approx(0.905)  # the failed seed's row is not ok
+    assert big["baseline_mean"] == pytest.approx(statistics.mean(ACC[("mlp", None, ("mlp",))]))
+    assert rows[2]["baseline_mean"] is None
+
+
+def test_failures_lists_failed_jobs_only(tables):
+    rows = failures(suite_view(*tables)).to_pylist()
+    assert [(r["job_id"], r["status"], r["error"]) for r in rows] == [
+        ("small-mlp-2", "failed", "RuntimeError: boom")]
+
+
+def test_terminal_tables_render(tables):
+    view = suite_view(*tables)
+    console = Console(record=True, width=250)
+    for t in terminal_tables(methods_leaderboard(view), teacher_size_table(view)):
+        console.print(t)
+    text = console.export_text()
+    half = 100 * T2 * statistics.stdev([0.85, 0.86, 0.84]) / math.sqrt(3)
+    assert f"85.00 ± {half:.2f}" in text
+    assert "+4.00" in text and "10.0k" in text
+
+
+def test_plots_are_pngs_even_when_empty(tables):
+    view = suite_view(*tables)
+    assert plot_methods(methods_leaderboard(view)).startswith(PNG)
+    assert plot_teacher_size(teacher_size_table(view)).startswith(PNG)
+    empty = suite_view(RESULT_SCHEMA.empty_table(), None)
+    assert plot_methods(methods_leaderboard(empty)).startswith(PNG)
+    assert plot_teacher_size(teacher_size_table(empty)).startswith(PNG)
+
+
+def _store_with_suite(tmp_path) -> Store:
+    store = Store(tmp_path)
+    results = _results()
+    for row in results:
+        write_result(store, row)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(_plan(results), schema=PLAN_SCHEMA), buf)
+    store.write_bytes(f"plans/{SUITE}/20260101T000000000000-abc.parquet", buf.getvalue())
+    return store
+
+
+def test_build_leaderboard_reads_only_the_plans_jobs(tmp_path):
+    lb = build_leaderboard(_store_with_suite(tmp_path), SUITE)
+    assert "other-0" not in lb.view["job_id"].to_pylist()
+    assert len(lb.methods) == 5 and len(lb.teacher_size) == 3 and len(lb.failures) == 1
+
+
+def test_write_report_writes_every_file(tmp_path):
+    store = _store_with_suite(tmp_path)
+    paths = write_report(store, SUITE)
+    assert set(paths) == {"leaderboard.html", "methods.csv", "teacher_size.csv", "methods.parquet",
+                          "teacher_size.parquet", "methods.png", "teacher_size.png"}
+    assert all(p.startswith(f"leaderboards/{SUITE}/") and store.exists(p) for p in paths.values())
+    page = store.read_bytes(paths["leaderboard.html"]).decode()
+    assert "data:image/png;base64,iVBORw0KGgo" in page  # base64 of the PNG signature
+    assert "big → ta → mlp" in page and "0.8500" in page and "RuntimeError: boom" in page
+    assert store.read_bytes(paths["methods.png"]).startswith(PNG)
+    assert store.read_bytes(paths["teacher_size.png"]).startswith(PNG)
+    methods = pq.read_table(io.BytesIO(store.read_bytes(paths["methods.parquet"])))
+    assert methods.num_rows == 5
+    assert store.read_bytes(paths["methods.csv"]).decode().splitlines()[0].startswith('"dataset","teacher"')
