@@ -1,0 +1,154 @@
+"""Tracker: asynchronous, single-writer MLflow logging for one `kdbench run`, in the driver only.
+
+Every public method puts an event on a queue and returns at once; one daemon thread applies the
+events in order through one MlflowClient. A failed call is logged and dropped, never raised: MLflow
+is for browsing, the results store has everything, and `backfill` repairs MLflow afterwards. An
+MLflow server outage makes calls block for minutes, so `close` waits a bounded time and then
+leaves the thread behind rather than hanging the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .writer import MetricPoint, Writer, now_ms
+
+log = logging.getLogger("kdbench.track")
+
+_STOP = ("stop",)
+_LOUD_FAILURES = 3  # warnings per streak of failed calls; the rest go to debug (a down server fails them all)
+
+
+def points(metrics: dict[str, Any], step: int, timestamp: int | None = None) -> list[MetricPoint]:
+    """The numeric values of `metrics` as metric points (bools and text are not metrics)."""
+    ts = timestamp or now_ms()
+    return [(k, float(v), ts, step) for k, v in metrics.items()
+            if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+
+
+def coalesce(events: list[tuple]) -> list[tuple]:
+    """Merge runs of log_metrics events for one job into one event: one log_batch, not one per epoch."""
+    out: list[tuple] = []
+    for e in events:
+        if e[0] == "log_metrics" and out and out[-1][0] == "log_metrics" and out[-1][1] == e[1]:
+            out[-1] = ("log_metrics", e[1], out[-1][2] + e[2])
+        else:
+            out.append(e)
+    return out
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        self._config = (tracking_uri, experiment, artifact_location)
+        self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self._writer: Writer | None = None  # built on the worker thread by the first event
+        self._closed, self._done = False, threading.Event()
+        self._failures, self._streak = 0, 0
+        self._thread = threading.Thread(target=self._work, name="kdbench-track", daemon=True)
+        self._thread.start()
+
+    # -- public API: each call enqueues and returns ---------------------------------------------
+
+    def start_suite(self, run_name: str, params: dict, tags: dict, *, lazy: bool = False) -> None:
+        """The parent run (tag kdbench.role=parent unless `tags` says otherwise). With `lazy`, it is
+        created only when a child run or log_parent first needs it."""
+        self._put("start_parent", run_name, dict(params), dict(tags), lazy)
+
+    def start_job(self, job_id: str, row: dict[str, Any]) -> None:
+        self._put("start_job", job_id, dict(row), now_ms())
+
+    def log_epoch(self, job_id: str, metrics: dict[str, float], step: int) -> None:
+        self._put("log_metrics", job_id, points(metrics, step))
+
+    def end_job(self, job_id: str, row: dict[str, Any]) -> None:
+        self._put("end_job", job_id, dict(row))
+
+    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]]) -> None:
+        """Backfill one job: a run already FINISHED/FAILED is left alone; a new one gets `history()`."""
+        self._put("sync_job", job_id, dict(row), history)
+
+    def log_parent(self, metrics: dict[str, float] | None = None, artifacts: dict[str, bytes] | None = None,
+                   tags: dict | None = None) -> None:
+        self._put("log_parent", points(metrics or {}, 0), dict(artifacts or {}), dict(tags or {}))
+
+    def run_id(self, job_id: str) -> str | None:
+        """The job's run id if the worker already knows it; never waits for it."""
+        known = self._writer.runs.get(job_id) if self._writer is not None else None
+        return known.run_id if known is not None else None
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self._writer.parent_run_id if self._writer is not None else None
+
+    @property
+    def created(self) -> int:
+        """How many job runs this tracker created (the rest were reused)."""
+        return self._writer.created if self._writer is not None else 0
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    def close(self, timeout: float | None = 60.0, status: str = "FINISHED") -> bool:
+        """End the parent run and wait up to `timeout` s (None: forever) for the queue to drain.
+
+        True when every event was applied without error; False on a failure or a timeout (then the
+        daemon thread is left behind, still trying, and dies with the process)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(("end_parent", status))
+            self._queue.put(_STOP)
+        if not self._done.wait(timeout):
+            log.warning("MLflow logging did not finish within %s s; `kdbench sync` can backfill it", timeout)
+            return False
+        return self._failures == 0
+
+    # -- the worker thread ------------------------------------------------------------------------
+
+    def _put(self, *event: Any) -> None:
+        if self._closed:
+            log.debug("tracker closed: dropped %s", event[0])
+            return
+        self._queue.put(event)
+
+    def _drain(self) -> list[tuple]:
+        events = [self._queue.get()]
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                return events
+
+    def _work(self) -> None:
+        while True:
+            for event in coalesce(self._drain()):
+                if event is _STOP:
+                    self._done.set()
+                    return
+                self._apply(event)
+
+    def _apply(self, event: tuple) -> None:
+        name, *args = event
+        try:
+            if self._writer is None:  # imports MLflow; the writer sets itself up on first use
+                self._writer = Writer(*self._config)
+            getattr(self._writer, name)(*args)
+        except Exception as e:  # logging must never fail training
+            self._failed(name, e)
+        else:
+            if self._streak > _LOUD_FAILURES:
+                log.warning("MLflow answers again after %d failed calls", self._streak)
+            self._streak = 0
+
+    def _failed(self, name: str, e: Exception) -> None:
+        self._failures += 1
+        self._streak += 1
+        level = logging.WARNING if self._streak <= _LOUD_FAILURES else logging.DEBUG
+        log.log(level, "MLflow %s failed, skipped (%s: %s)%s", name, type(e).__name__, str(e)[:500],
+                "; further failures are logged at debug level" if self._streak == _LOUD_FAILURES else "",
+                exc_info=log.isEnabledFor(logging.DEBUG))

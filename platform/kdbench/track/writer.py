@@ -1,0 +1,230 @@
+"""The MLflow calls behind Tracker, all made on its one worker thread (never concurrently).
+
+Runs are found by the tag kdbench.job_id, loaded once per writer with one paginated search, so a
+restarted driver or a backfill reuses a job's run instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .fields import MAX_PARAM_VALUE, MAX_TAG_VALUE, final_metrics, key, run_fields, run_name, text
+
+log = logging.getLogger("kdbench.track")
+
+JOB_TAG, ROLE_TAG, ERROR_TAG = "kdbench.job_id", "kdbench.role", "kdbench.error"
+PARENT_TAG, RUN_NAME_TAG = "mlflow.parentRunId", "mlflow.runName"
+MAX_ERROR = 5000
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+PAGE = 2000  # runs per search page; 10k runs took ~9 s to search here, so one load per writer
+BATCH_METRICS, BATCH_PARAMS_TAGS = 1000, 100  # MLflow's per-request log_batch limits
+MetricPoint = tuple[str, float, int, int]  # (key, value, timestamp ms, step)
+
+
+@dataclass
+class KnownRun:
+    run_id: str
+    status: str
+    params: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest values, to skip re-logging them
+
+    @classmethod
+    def of(cls, run) -> KnownRun:
+        return cls(run.info.run_id, run.info.status, set(run.data.params), set(run.data.tags),
+                   dict(run.data.metrics))
+
+
+def _ms(when: dt.datetime | None) -> int | None:
+    return int(when.timestamp() * 1000) if when is not None else None
+
+
+def now_ms() -> int:
+    return _ms(dt.datetime.now(dt.UTC))
+
+
+def _chunks(items: Sequence, size: int) -> list[Sequence]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class Writer:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None) -> None:
+        # Imported here, on the worker thread: importing MLflow takes ~1 s the driver need not wait for.
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric, Param, RunTag
+
+        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        self.client = MlflowClient(tracking_uri)  # for a server URI this makes no request yet
+        self._experiment_spec = (experiment, artifact_location)
+        self.experiment_id: str | None = None
+        self.runs: dict[str, KnownRun] = {}
+        self.parent_run_id: str | None = None
+        self._pending_parent: tuple[str, dict, dict] | None = None
+        self.created = 0  # job runs this writer created
+
+    def _ready(self) -> str:
+        """The experiment id, setting up on first use (and again after a failed setup, e.g. server down)."""
+        if self.experiment_id is None:
+            experiment_id = self._experiment(*self._experiment_spec)
+            self.runs = self._load_runs(experiment_id)
+            self.experiment_id = experiment_id
+        return self.experiment_id
+
+    def _experiment(self, name: str, artifact_location: str | None) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                return self.client.create_experiment(name, artifact_location=artifact_location)
+            except Exception:  # another driver created it in between
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":  # a deleted name blocks creating a new one: bring it back
+            self.client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+
+    def _load_runs(self, experiment_id: str) -> dict[str, KnownRun]:
+        runs: dict[str, KnownRun] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], f"tags.`{JOB_TAG}` LIKE '%'",
+                                           max_results=PAGE, order_by=["attributes.start_time ASC"],
+                                           page_token=token)
+            for run in page:  # oldest first: should a job have two runs, the first one wins
+                runs.setdefault(run.data.tags[JOB_TAG], KnownRun.of(run))
+            token = page.token
+            if not token:
+                return runs
+
+    def _log_batch(self, run_id: str, metrics: Iterable[MetricPoint] = (), params: dict | None = None,
+                   tags: dict | None = None) -> None:
+        ms = _chunks([self._Metric(k, v, t, s) for k, v, t, s in metrics], BATCH_METRICS)
+        ps = _chunks([self._Param(k, v) for k, v in (params or {}).items()], BATCH_PARAMS_TAGS)
+        ts = _chunks([self._RunTag(k, v) for k, v in (tags or {}).items()], BATCH_PARAMS_TAGS)
+        for i in range(max(len(ms), len(ps), len(ts))):
+            part = [c[i] if i < len(c) else () for c in (ms, ps, ts)]
+            self.client.log_batch(run_id, metrics=part[0], params=part[1], tags=part[2], synchronous=True)
+
+    # -- the parent run -------------------------------------------------------------------------
+
+    def start_parent(self, name: str, params: dict, tags: dict, lazy: bool) -> None:
+        self._pending_parent = (name, params, tags)  # kept until created: a failed attempt is retried
+        if not lazy:
+            self._parent()
+
+    def _parent(self) -> str | None:
+        """The parent run's id, creating it now if its creation was deferred."""
+        if self._pending_parent is not None:
+            name, params, tags = self._pending_parent
+            tags = {ROLE_TAG: "parent", **tags}
+            run = self.client.create_run(self._ready(), tags=_texts(tags), run_name=name)
+            self._pending_parent, self.parent_run_id = None, run.info.run_id
+            self._log_batch(self.parent_run_id, params=_params(params))
+        return self.parent_run_id
+
+    def log_parent(self, metrics: list[MetricPoint], artifacts: dict[str, bytes], tags: dict) -> None:
+        run_id = self._parent()
+        if run_id is None:
+            log.warning("no parent run to log leaderboards to: start_suite was not called or failed")
+            return
+        self._log_batch(run_id, metrics, tags=_texts(tags))
+        with tempfile.TemporaryDirectory(prefix="kdbench-mlflow-") as tmp:
+            for rel, data in artifacts.items():
+                path = os.path.join(tmp, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+                self.client.log_artifact(run_id, path, os.path.dirname(rel) or None)
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_run_id is not None:  # a lazy parent nobody needed is never created
+            self.client.set_terminated(self.parent_run_id, status)
+
+    # -- job runs ---------------------------------------------------------------------------------
+
+    def _ensure(self, job_id: str, row: dict[str, Any], start_time: int | None) -> KnownRun:
+        """The job's run, created or reused; tags set again (re-parenting it), missing params logged."""
+        experiment_id = self._ready()
+        params, tags = run_fields(row)
+        tags = {**tags, ROLE_TAG: "job", RUN_NAME_TAG: run_name(row)}
+        if (parent := self._parent()) is not None:
+            tags[PARENT_TAG] = parent
+        known = self.runs.get(job_id)
+        if known is None:
+            run = self.client.create_run(experiment_id, start_time=start_time, tags=tags,
+                                         run_name=run_name(row))
+            known = self.runs[job_id] = KnownRun(run.info.run_id, run.info.status, tags=set(tags))
+            self.created += 1
+            tags = {}
+        new_params = {k: v for k, v in params.items() if k not in known.params}  # params are immutable
+        self._log_batch(known.run_id, params=new_params, tags=tags)
+        known.params |= set(new_params)
+        known.tags |= set(tags)
+        return known
+
+    def start_job(self, job_id: str, row: dict[str, Any], start_time: int) -> None:
+        known = self._ensure(job_id, row, start_time)
+        if known.status != "RUNNING":
+            self.client.update_run(known.run_id, status="RUNNING")
+            known.status = "RUNNING"
+
+    def log_metrics(self, job_id: str, points: list[MetricPoint]) -> None:
+        self._ready()
+        known = self.runs.get(job_id)
+        if known is None:  # its start_job failed; end_job will still create the run
+            log.debug("no MLflow run for job %s: dropped %d metric values", job_id, len(points))
+            return
+        self._log_batch(known.run_id, points)
+        known.metrics.update((k, v) for k, v, _, _ in points)
+
+    def end_job(self, job_id: str, row: dict[str, Any]) -> None:
+        end = _end_ms(row)
+        self._finish(self._ensure(job_id, row, _start_ms(row, end)), row, end)
+
+    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]]) -> None:
+        """Backfill: leave an ended run alone; otherwise create (with its history) or reuse, then end it."""
+        self._ready()  # before the lookup: an unloaded map would look like a missing run
+        known = self.runs.get(job_id)
+        if known is not None and known.status in TERMINAL:
+            return
+        end = _end_ms(row)
+        known = self._ensure(job_id, row, _start_ms(row, end))
+        if not known.metrics:  # a new run; a reused one has the epochs it logged before its driver died
+            self.log_metrics(job_id, history())
+        self._finish(known, row, end)
+
+    def _finish(self, known: KnownRun, row: dict[str, Any], end: int) -> None:
+        """Final metrics (those not already logged with the same value), error tag, terminal status."""
+        finals = {k: v for k, v in final_metrics(row).items() if known.metrics.get(k) != v}
+        tags = {ERROR_TAG: text(row["error"], MAX_ERROR)} if row.get("error") else {}
+        if not tags and ERROR_TAG in known.tags:  # a rerun succeeded: the old error no longer applies
+            self.client.delete_tag(known.run_id, ERROR_TAG)
+            known.tags.discard(ERROR_TAG)
+        self._log_batch(known.run_id, [(k, v, end, 0) for k, v in finals.items()], tags=tags)
+        known.metrics.update(finals)
+        known.tags |= set(tags)
+        status = "FINISHED" if row["status"] == "ok" else "FAILED"
+        self.client.set_terminated(known.run_id, status, end_time=end)
+        known.status = status
+
+
+def _end_ms(row: dict[str, Any]) -> int:
+    return _ms(row.get("finished_at")) or now_ms()
+
+
+def _start_ms(row: dict[str, Any], end: int) -> int:
+    return end - int(1000 * (row.get("wall_seconds") or 0))
+
+
+def _params(d: dict) -> dict[str, str]:
+    return {key(k): text(v, MAX_PARAM_VALUE) for k, v in d.items() if v is not None}
+
+
+def _texts(d: dict) -> dict[str, str]:
+    return {k: text(v, MAX_TAG_VALUE) for k, v in d.items() if v is not None}

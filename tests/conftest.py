@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny suites on offline data, a temporary store, one local Ray per session."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TINY_SUITE = """\
+name: tiny
+dataset: {name: synthetic, n_train: 256, n_val: 128, n_test: 256, dim: 8, num_classes: 4}
+recipe:
+  epochs: 3
+  batch_size: 64
+  optimizer: {name: sgd, lr: 0.1}
+teachers:
+  - {name: big, arch: mlp, widths: [64]}
+  - {name: mid, arch: mlp, widths: [16]}
+students:
+  - {name: small, arch: mlp, widths: [4]}
+methods: [none, kd]
+chains:
+  - [big, mid, small]
+ensembles:
+  - {name: both, members: [big, mid], combine: geometric}
+seeds: [0, 1]
+"""
+
+
+def write_suite(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path) -> Path:
+    return write_suite(tmp_path, TINY_SUITE)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for every test that runs suites (starting Ray costs seconds)."""
+    from kdbench.orchestrate.ray_session import init_ray
+
+    ray = init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
