@@ -1,0 +1,103 @@
+"""A small suite through Ray Tune into the results store and the embedded MLflow, and back again."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+import mlflow
+import pyarrow.compute as pc
+import pytest
+
+from kdbench.orchestrate import RunOptions, run_suite
+from kdbench.results import RESULT_SCHEMA, open_results
+from kdbench.spec import expand, load_suite
+from kdbench.store import Store
+from kdbench.track import embedded_tracking_uri
+
+from .conftest import TINY_SUITE, write_suite
+
+pytestmark = pytest.mark.slow
+
+
+def child_runs(store: Store, suite: str):
+    client = mlflow.MlflowClient(embedded_tracking_uri(store))
+    exp = client.get_experiment_by_name(f"kdbench/{suite}")
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    return client, [r for r in runs if "kdbench.job_id" in r.data.tags], \
+        [r for r in runs if r.data.tags.get("kdbench.role") == "parent"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, ray_local):
+    tmp = tmp_path_factory.mktemp("e2e")
+    path = write_suite(tmp, TINY_SUITE)
+    store = Store(tmp / "store")
+    counts = run_suite(str(path), RunOptions(store=store.uri))
+    return path, store, counts
+
+
+def test_every_job_runs_once_into_the_store(finished):
+    path, store, counts = finished
+    plan = expand(load_suite(str(path)))
+    assert (counts.total, counts.cached, counts.run, counts.failed) == (len(plan), 0, len(plan), 0)
+    table = open_results(store).to_arrow()
+    assert sorted(table["job_id"].to_pylist()) == sorted(e.job_id for e in plan.entries)
+    assert set(table["status"].to_pylist()) == {"ok"}
+    students = table.filter(pc.equal(table["kind"], "student"))
+    assert all(a is not None for a in students["teacher_agreement"].to_pylist())
+
+
+def test_plain_duckdb_reads_the_documented_columns(finished):
+    _, store, _ = finished
+    glob = f"{store.root}/results/**/*.parquet"
+    cols = duckdb.sql(f"select * from read_parquet('{glob}') limit 0").columns
+    assert cols == RESULT_SCHEMA.names
+    [(n,)] = duckdb.sql(f"select count(*) from read_parquet('{glob}') where status = 'ok'").fetchall()
+    assert n == finished[2].total
+
+
+def test_mlflow_holds_a_parent_with_the_leaderboard_and_a_child_per_job(finished):
+    _, store, counts = finished
+    client, children, parents = child_runs(store, "tiny")
+    assert len(parents) == 1
+    assert len(children) == counts.total
+    assert len({r.data.tags["kdbench.job_id"] for r in children}) == counts.total
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "leaderboard")}
+    assert {"leaderboard/leaderboard.html", "leaderboard/methods.png", "leaderboard/methods.csv"} <= artifacts
+    some = children[0]
+    assert len(client.get_metric_history(some.info.run_id, "train_loss")) == 3  # one per epoch
+    assert some.data.tags["kdbench.status"] == "ok" and some.info.status == "FINISHED"
+
+
+def test_rerun_runs_nothing_and_resumes_what_is_missing(finished):
+    path, store, counts = finished
+    again = run_suite(str(path), RunOptions(store=store.uri))
+    assert (again.cached, again.run, again.failed) == (counts.total, 0, 0)
+    assert again.summary() == f"jobs: {counts.total} total, {counts.total} cached, 0 run, 0 failed"
+
+    # A driver that died after some jobs finished but before their rows were written: the rerun
+    # runs exactly those jobs, and no job gets a second row or a second MLflow run.
+    for rel in store.list_files("results", ".parquet")[:3]:
+        os.remove(store.path(rel))
+    resumed = run_suite(str(path), RunOptions(store=store.uri))
+    assert (resumed.cached, resumed.run) == (counts.total - 3, 3)
+    assert open_results(store).to_arrow().num_rows == counts.total
+    _, children, parents = child_runs(store, "tiny")
+    assert len(children) == counts.total and len(parents) == 3
+
+
+def test_failed_jobs_are_recorded_and_do_not_stop_the_suite(tmp_path, ray_local):
+    # Baselines diverge (lr 1e30 → non-finite loss) with retries on: failure is deterministic, so it
+    # is recorded at once; teachers' dependants are skipped with the reason.
+    text = TINY_SUITE.replace("lr: 0.1", "lr: 1e30").replace("name: tiny", "name: broken")
+    counts = run_suite(str(write_suite(tmp_path, text)), RunOptions(store=str(tmp_path / "s"), track=False))
+    table = open_results(tmp_path / "s").to_arrow().to_pylist()
+    by_status = {}
+    for row in table:
+        by_status.setdefault(row["status"], []).append(row)
+    assert counts.failed == len(by_status["failed"]) == 4  # 2 teachers + 2 baselines
+    assert counts.skipped == len(by_status["skipped"]) == counts.total - 4
+    assert all("NonFiniteLoss" in r["error"] for r in by_status["failed"])
+    assert all(r["error"].startswith("upstream job ") for r in by_status["skipped"])
