@@ -101,3 +101,48 @@ def test_failed_jobs_are_recorded_and_do_not_stop_the_suite(tmp_path, ray_local)
     assert counts.skipped == len(by_status["skipped"]) == counts.total - 4
     assert all("NonFiniteLoss" in r["error"] for r in by_status["failed"])
     assert all(r["error"].startswith("upstream job ") for r in by_status["skipped"])
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a listening socket on `port`, read from /proc (no traffic sent)."""
+    import socket
+    import struct
+
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                found.add(socket.inet_ntoa(struct.pack("<I", int(addr, 16))))
+    return found
+
+
+def test_kdbench_ui_serves_the_suite_on_loopback(finished):
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    _, store, _ = finished
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "kdbench.cli", "ui", "--store", store.uri, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=kdbench/tiny"
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                body = json.load(urllib.request.urlopen(url, timeout=5))
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and body["experiment"]["name"] == "kdbench/tiny"
+        assert listening_addresses(port) == {"127.0.0.1"}  # bound to loopback only
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

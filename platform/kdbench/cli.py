@@ -36,8 +36,9 @@ def _known_errors():
     from kdbench.results import QueryError
     from kdbench.spec import SpecError
     from kdbench.store import StoreError
+    from kdbench.track.backfill import TrackingError
 
-    return SpecError, StoreError, ClusterError, QueryError
+    return SpecError, StoreError, ClusterError, QueryError, TrackingError
 
 
 def _guard(fn, *args, **kwargs):
@@ -161,8 +162,8 @@ def sync(suite: Annotated[str, typer.Argument(help="Suite name.")], store: Store
     from kdbench.track import backfill, resolve
 
     st = _guard(Store, store)
-    uri, artifacts = resolve(st, tracking_uri)
-    created = backfill(st, suite, uri, artifacts)
+    uri, artifacts = _guard(resolve, st, tracking_uri)
+    created = _guard(backfill, st, suite, uri, artifacts)
     out.print(f"created {created} MLflow run(s) for suite {suite}")
 
 
