@@ -84,11 +84,12 @@ def test_unknown_store_scheme_is_a_clear_error():
 
 @pytest.mark.slow
 def test_the_console_script_runs_a_suite_and_reruns_nothing(tmp_path, tiny_suite):
-    env = {**os.environ, "KDBENCH_STORE": str(tmp_path / "store")}
+    # A relative store path, as in the README: workers run in other directories than the driver.
+    env = {**os.environ, "KDBENCH_STORE": "store"}
     cmd = [sys.executable, "-m", "kdbench.cli", "run", str(tiny_suite), "--num-cpus", "2", "--no-track"]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "jobs: 14 total, 0 cached, 14 run, 0 failed" in first.stdout
     assert "Methods on synthetic" in first.stdout
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert again.stdout.strip().splitlines()[-1] == "jobs: 14 total, 14 cached, 0 run, 0 failed"

@@ -24,7 +24,8 @@ class StoreError(ValueError):
 class Store:
     def __init__(self, uri: str | os.PathLike) -> None:
         uri = os.fspath(uri)
-        self.uri = uri
+        # Local paths are made absolute: Ray workers run in other directories than the driver.
+        self.uri = uri if "://" in uri else os.path.abspath(uri)
         if "://" in uri and not uri.startswith(("file://", "s3://", "gs://", "gcs://", "hdfs://")):
             scheme = uri.split("://", 1)[0]
             raise StoreError(f"unsupported store URI scheme '{scheme}://' in {uri!r}: use a local path, "
