@@ -146,3 +146,33 @@ def test_kdbench_ui_serves_the_suite_on_loopback(finished):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_job_that_keeps_raising_is_retried_then_recorded(tmp_path, ray_local):
+    text = """\
+    name: retry
+    dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
+    recipe: {epochs: 2, batch_size: 64}
+    teachers: [{name: big, arch: mlp, widths: [32]}]
+    students: [{name: small, arch: mlp, widths: [4]}]
+    methods: [kd]
+    seeds: [0]
+    retries: 1
+    """
+    path = write_suite(tmp_path, text)
+    store = Store(tmp_path / "s")
+    assert run_suite(str(path), RunOptions(store=store.uri, track=False)).run == 3
+    plan = expand(load_suite(str(path)))
+    teacher, student = plan.entries[0].job_id, next(e.job_id for e in plan.entries if e.job.kind == "student")
+    # The teacher's weights get corrupted (not a deterministic JobFailed: torch.load raises), and the
+    # student's result is gone: the rerun retries the student, then records the failure.
+    store.write_bytes(f"artifacts/{teacher}/model.pt", b"not a checkpoint")
+    for name in ("final.json", "last.pt", "model.pt"):
+        os.remove(store.path(f"artifacts/{student}/{name}"))
+    os.remove(store.path(f"results/{student[:2]}/{student}.parquet"))
+    counts = run_suite(str(path), RunOptions(store=store.uri, track=False))
+    assert (counts.cached, counts.run, counts.failed) == (2, 0, 1)
+    row = open_results(store).sql(f"select status, error from results where job_id = '{student}'").to_pylist()[0]
+    assert row["status"] == "failed" and "UnpicklingError" in row["error"]
+    with open(store.path(f"ray/retry/job-{student}/error.txt")) as f:  # Tune's own log of the attempts
+        assert f.read().count("Failure # ") == 2  # the first try and one retry

@@ -24,7 +24,8 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     assert (len(d.train), len(d.val), len(d.test)) == (1078, 359, 360)
     assert d.input_shape == (1, 8, 8) and d.num_classes == 10
     assert 0.0 <= float(d.train.x.min()) and float(d.train.x.max()) <= 1.0
-    rows = {tuple(x.flatten().tolist()) + (int(y),) for s in (d.train, d.val, d.test) for x, y in zip(s.x, s.y)}
+    splits = (d.train, d.val, d.test)
+    rows = {tuple(x.flatten().tolist()) + (int(y),) for s in splits for x, y in zip(s.x, s.y, strict=True)}
     assert len(rows) >= 1797 - 5  # (digits holds a few exact duplicate images)
     per_class = torch.bincount(d.test.y, minlength=10)
     assert int(per_class.min()) >= 35  # stratified: every class ~36 times in 360

@@ -108,8 +108,8 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
 
 
 def _print_leaderboard(store: str, suite: str) -> None:
-    from kdbench.results.report import build_leaderboard
     from kdbench.results.render import terminal_tables
+    from kdbench.results.report import build_leaderboard
     from kdbench.store import Store
 
     board = build_leaderboard(Store(store), suite)

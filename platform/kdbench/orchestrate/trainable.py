@@ -17,6 +17,7 @@ from kdbench.spec.job import Job
 from kdbench.store import Store
 
 STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
+ERROR_FILE = "error.txt"  # the last exception of a job's worker, read by the driver if Tune gives up
 
 
 def error_excerpt(exc: BaseException, limit: int = 4000) -> str:
@@ -28,11 +29,15 @@ def train_job(config: dict) -> None:
     job = Job.from_dict(config["job"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    store = Store(config["store"])
     try:
-        final = run_job(job, Store(config["store"]), device=device, report=tune.report)
+        final = run_job(job, store, device=device, report=tune.report)
     except JobFailed as e:
         tune.report({STATUS: "failed", ERROR: error_excerpt(e)})
         return
+    except Exception as e:
+        store.write_bytes(Store.artifact(job.job_id, ERROR_FILE), error_excerpt(e).encode())
+        raise  # Tune retries the job (FailureConfig); the engine resumes from its last checkpoint
     tune.report({STATUS: "ok", FINAL: final})
 
 

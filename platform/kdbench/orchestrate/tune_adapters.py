@@ -10,8 +10,10 @@ from __future__ import annotations
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from kdbench.store import Store
+
 from .state import SuiteRun
-from .trainable import ERROR, FINAL, STATUS
+from .trainable import ERROR, ERROR_FILE, FINAL, STATUS
 
 _BOOKKEEPING = {"epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
                 "time_since_restore", "iterations_since_restore", "pid"}
@@ -69,5 +71,16 @@ class RecordingCallback(_DriverOnly, Callback):
             self.run.finished(trial.config["job_id"], None, result.get(ERROR, "the job ended without a result"))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        error = trial.get_error()
-        self.run.finished(trial.config["job_id"], None, str(error)[-4000:] if error else "the job's worker failed")
+        job_id = trial.config["job_id"]
+        self.run.finished(job_id, None, self._reason(job_id, trial))
+
+    def _reason(self, job_id: str, trial) -> str:
+        """The worker's own excerpt (in the store), else Tune's error text (e.g. the worker died)."""
+        data = self.run.store.read_bytes(Store.artifact(job_id, ERROR_FILE))
+        if data is not None:
+            return data.decode(errors="replace")
+        try:
+            with open(trial.error_file) as f:
+                return f.read()[-4000:]
+        except (OSError, TypeError):
+            return f"the job's worker failed {trial.num_failures} time(s) and gave no reason"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .labels import ambiguous_methods, method_label
+
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -43,14 +45,10 @@ def _errors(rows: list[dict], scale: float = 100) -> list[list[float]]:
     return [below, above]
 
 
-def _method_label(method: str, params: str | None) -> str:
-    return method if params in (None, "{}") else f"{method} {params}"
-
-
-def _label(r: dict) -> str:
+def _label(r: dict, ambiguous: set[str]) -> str:
     if r["teacher"] is None:
         return f"{r['student']} alone"
-    label = _method_label(r["method"], r["method_params"])
+    label = method_label(r["method"], r["method_params"], ambiguous)
     return f"{label} ({r['chain']})" if r["chain"].count(" → ") >= 2 else label  # a TA chain
 
 
@@ -75,6 +73,7 @@ def _method_groups(methods: pa.Table) -> dict[tuple, list[dict]]:
 def plot_methods(methods: pa.Table) -> bytes:
     """Per (dataset, teacher, student): horizontal bars of mean test accuracy (%) with 95% CIs."""
     groups = _method_groups(methods)
+    ambiguous = ambiguous_methods(methods.to_pylist())
     if not groups:
         return _no_data("methods")
     heights = [len(bars) + 1 for bars in groups.values()]
@@ -85,7 +84,7 @@ def plot_methods(methods: pa.Table) -> bytes:
         colors = ["0.6" if r["teacher"] is None else "C0" for r in bars]
         errors = _errors(bars)
         ax.barh(range(len(bars)), means, xerr=errors, color=colors, capsize=3)
-        ax.set_yticks(range(len(bars)), [_label(r) for r in bars])
+        ax.set_yticks(range(len(bars)), [_label(r, ambiguous) for r in bars])
         ax.invert_yaxis()  # rank 1 on top
         low = min(m - e for m, e in zip(means, errors[0], strict=True))
         high = max(m + e for m, e in zip(means, errors[1], strict=True))
@@ -115,11 +114,12 @@ def _teacher_size_axes(ax: Any, rows: list[dict]) -> None:
     for r in sorted(rows, key=lambda r: r["teacher_params"]):
         lines.setdefault((r["student"], r["method"], r["method_params"]), []).append(r)
     students = sorted({r["student"] for r in rows})
+    ambiguous = ambiguous_methods(rows)
     colors = {s: f"C{i % 10}" for i, s in enumerate(students)}
     for i, ((student, method, params), pts) in enumerate(lines.items()):
         ax.errorbar([r["teacher_params"] for r in pts], [100 * r["mean"] for r in pts], yerr=_errors(pts),
                     marker="os^Dv<>"[i % 7], capsize=3, color=colors[student],
-                    label=f"{student}: {_method_label(method, params)}")
+                    label=f"{student}: {method_label(method, params, ambiguous)}")
     for student in students:
         base = next((r["baseline_mean"] for r in rows
                      if r["student"] == student and r["baseline_mean"] is not None), None)

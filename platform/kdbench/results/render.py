@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 
 import pyarrow as pa
 from rich.table import Table
 from rich.text import Text
+
+from .labels import ambiguous_methods, method_label
 
 
 def _pct(x: float | None) -> str:
@@ -41,19 +42,7 @@ def _count(n: int | None) -> str:
 
 
 def _label(row: dict, ambiguous: set[str]) -> str:
-    """The method's name, with its hyperparameters when the table holds several settings of it."""
-    params = row["method_params"]
-    if row["method"] not in ambiguous or params in (None, "{}"):
-        return row["method"]
-    kv = ", ".join(f"{k}={v}" for k, v in json.loads(params).items())
-    return f"{row['method']}({kv})"
-
-
-def _ambiguous(rows: list[dict]) -> set[str]:
-    seen: dict[str, set[str]] = {}
-    for r in rows:
-        seen.setdefault(r["method"], set()).add(r["method_params"])
-    return {m for m, params in seen.items() if len(params) > 1}
+    return method_label(row["method"], row["method_params"], ambiguous)
 
 
 def _via(chain: str | None) -> str:
@@ -76,7 +65,7 @@ def _datasets(rows: list[dict]) -> str:
 
 def _methods_table(methods: pa.Table) -> Table:
     rows = methods.to_pylist()
-    ambiguous = _ambiguous(rows)
+    ambiguous = ambiguous_methods(rows)
     table = _table(f"Methods on {_datasets(rows)}: mean test accuracy % over seeds ± 95% CI; "
                    "gain over the student alone (pp)",
                    ["teacher", "student", "via", "method", "rank", "n", "failed", "test acc %",
@@ -97,7 +86,7 @@ def _methods_table(methods: pa.Table) -> Table:
 
 def _teacher_size_table(teacher_size: pa.Table) -> Table:
     rows = teacher_size.to_pylist()
-    ambiguous = _ambiguous(rows)
+    ambiguous = ambiguous_methods(rows)
     table = _table(f"Teacher size vs student accuracy on {_datasets(rows)} (direct distillation): "
                    "test accuracy % ± 95% CI",
                    ["student", "method", "teacher", "teacher size", "teacher acc %", "n", "student acc %",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .base import DataSplits, DatasetParams, Split, register_dataset
+from .base import DatasetParams, DataSplits, Split, register_dataset
 
 
 class SyntheticParams(DatasetParams):
