@@ -38,3 +38,15 @@ def test_one_row_per_job_even_when_rewritten(tmp_path):
     assert table.schema.equals(RESULT_SCHEMA)
     on_disk = pq.read_table(tmp_path / "results" / entry.job_id[:2] / f"{entry.job_id}.parquet")
     assert on_disk.column_names == RESULT_SCHEMA.names
+
+
+def test_a_plan_is_rewritten_only_when_it_changes(tmp_path):
+    from kdbench.results import read_plan, write_plan
+
+    store = Store(tmp_path / "s")
+    first = write_plan(store, expand(load_suite(str(write_suite(tmp_path, TINY_SUITE)))))
+    assert write_plan(store, expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))) == first
+    renamed = TINY_SUITE.replace("big", "large")  # same jobs, new names
+    second = write_plan(store, expand(load_suite(str(write_suite(tmp_path, renamed)))))
+    assert second != first
+    assert "large" in read_plan(store, "tiny")["teacher"].to_pylist()

@@ -15,15 +15,18 @@ import platform
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from kdbench.methods import MethodContext, TrainState, create_method
 from kdbench.spec.job import Job
 from kdbench.store import Store
 from kdbench.teachers.load import MODEL_FILE, load_teacher
 from kdbench.version import __version__
+from kdbench.zoo.datasets import DataSplits
 from kdbench.zoo.models import count_parameters, create_model
 
 from . import checkpoint
@@ -35,82 +38,112 @@ LAST, FINAL, HISTORY = "last.pt", "final.json", "history.json"
 Report = Callable[[dict[str, Any]], None]
 
 
+@dataclass
+class Training:
+    """Everything one job trains, and the progress that a checkpoint must restore exactly."""
+
+    model: nn.Module
+    method: nn.Module
+    teacher: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0  # epochs finished
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "model": None})
+    history: list[dict] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(), "epoch": self.epoch, "best": self.best,
+                "history": json.dumps(self.history)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch, self.best, self.history = state["epoch"], state["best"], json.loads(state["history"])
+
+
+def _cuda_rng() -> list[torch.Tensor]:
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+
+
 def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", report: Report | None = None) -> dict:
     """Train `job` (or finish it, if a checkpoint exists) and return its final metrics."""
     start = time.perf_counter()
-    job_id = job.job_id
-    done = store.read_bytes(Store.artifact(job_id, FINAL))
+    done = store.read_bytes(Store.artifact(job.job_id, FINAL))
     if done is not None:  # finished earlier, e.g. before an interrupted driver recorded it
         return json.loads(done)
     device = torch.device(device)
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
-    recipe = job.recipe
+    run = _setup(job, store, data, device)
+    state = checkpoint.load(store, Store.artifact(job.job_id, LAST))
+    if state is not None:
+        run.restore(state)
+    for epoch in range(run.epoch, job.stop_epoch or job.recipe["epochs"]):
+        metrics = _epoch(job, run, data, epoch)
+        checkpoint.save(store, Store.artifact(job.job_id, LAST), run.state())
+        if report is not None:
+            report(metrics)
+    final = _finish(job, store, run, data) | {"wall_seconds": time.perf_counter() - start, "device": str(device)}
+    store.write_bytes(Store.artifact(job.job_id, HISTORY), json.dumps(run.history).encode())
+    store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
+    return final
+
+
+def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
     teacher = load_teacher(job, store, data.input_shape, data.num_classes, device)
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train))
     method = create_method(job.method.name, job.method.params, ctx).to(device)
-    optimizer = build_optimizer([*model.parameters(), *method.parameters()], recipe["optimizer"])
-    scheduler = build_scheduler(optimizer, recipe)
+    optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe["optimizer"])
+    return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe))
 
-    state = checkpoint.load(store, Store.artifact(job_id, LAST))
-    first_epoch, best, history = 0, {"val_acc": -1.0, "epoch": 0, "model": None}, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        first_epoch, best, history = state["epoch"], state["best"], json.loads(state["history"])
 
-    epochs = job.stop_epoch or recipe["epochs"]
-    train_seconds = sum(h["epoch_seconds"] for h in history)
-    for epoch in range(first_epoch, epochs):
-        t0 = time.perf_counter()
-        metrics = train_epoch(model, method, teacher, data.train, optimizer, recipe["batch_size"],
-                              job.seed, TrainState(epoch, recipe["epochs"]))
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        val_acc = float(accuracy(predict(model, data.val), data.val))
-        if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch + 1, "model": copy.deepcopy(model.state_dict())}
-        metrics.update(epoch=epoch + 1, val_acc=val_acc, epoch_seconds=time.perf_counter() - t0)
-        train_seconds += metrics["epoch_seconds"]
-        history.append(metrics)
-        checkpoint.save(store, Store.artifact(job_id, LAST), {
-            "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
-            "best": best, "history": json.dumps(history)})
-        if report is not None:
-            report(metrics)
+def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, Any]:
+    """Train one epoch, validate, keep the best weights; returns the epoch's metrics."""
+    t0 = time.perf_counter()
+    metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
+                          job.seed, TrainState(epoch, job.recipe["epochs"]))
+    metrics["lr"] = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    val_acc = float(accuracy(predict(run.model, data.val), data.val))
+    if val_acc > run.best["val_acc"]:
+        run.best = {"val_acc": val_acc, "epoch": epoch + 1, "model": copy.deepcopy(run.model.state_dict())}
+    metrics.update(epoch=epoch + 1, val_acc=val_acc, epoch_seconds=time.perf_counter() - t0)
+    run.history.append(metrics)
+    run.epoch = epoch + 1
+    return metrics
 
-    select_last = recipe["select"] == "last" or job.stop_epoch is not None
-    if not select_last and best["model"] is not None:
-        model.load_state_dict(best["model"])
-    selected_epoch = epochs if select_last else best["epoch"]
-    checkpoint.save(store, Store.artifact(job_id, MODEL_FILE), {"model": model.state_dict()})
 
-    preds = predict(model, data.test)
-    final: dict[str, Any] = {
+def _finish(job: Job, store: Store, run: Training, data: DataSplits) -> dict[str, Any]:
+    """Select the result weights, save them for downstream jobs, and measure them once on test."""
+    epochs = job.stop_epoch or job.recipe["epochs"]
+    select_last = job.recipe["select"] == "last" or job.stop_epoch is not None
+    if not select_last and run.best["model"] is not None:
+        run.model.load_state_dict(run.best["model"])
+    checkpoint.save(store, Store.artifact(job.job_id, MODEL_FILE), {"model": run.model.state_dict()})
+    preds = predict(run.model, data.test)
+    return {
         "test_acc": float(accuracy(preds, data.test)),
-        "val_acc": float(accuracy(predict(model, data.val), data.val)),
-        "selected_epoch": selected_epoch,
+        "val_acc": float(accuracy(predict(run.model, data.val), data.val)),
+        "selected_epoch": epochs if select_last else run.best["epoch"],
         "epochs_trained": epochs,
-        "student_params": count_parameters(model),
-        "teacher_params": count_parameters(teacher) if teacher is not None else None,
-        **_teacher_metrics(teacher, data, preds),
-        "final_train_loss": history[-1]["train_loss"] if history else None,
-        "wall_seconds": time.perf_counter() - start,
-        "train_seconds": train_seconds,
-        "device": str(device),
+        "student_params": count_parameters(run.model),
+        "teacher_params": count_parameters(run.teacher) if run.teacher is not None else None,
+        **_teacher_metrics(run.teacher, data, preds),
+        "final_train_loss": run.history[-1]["train_loss"] if run.history else None,
+        "train_seconds": sum(h["epoch_seconds"] for h in run.history),
         "host": socket.gethostname(),
         "kdbench_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
-    store.write_bytes(Store.artifact(job_id, HISTORY), json.dumps(history).encode())
-    store.write_bytes(Store.artifact(job_id, FINAL), json.dumps(final).encode())
-    return final
 
 
 def _teacher_metrics(teacher, data, student_preds) -> dict[str, float | None]:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from kdbench.spec.job import canonical_json
 from kdbench.spec.plan import Plan
 from kdbench.store import Store
 
@@ -61,9 +62,10 @@ def statuses(store: Store, job_ids: Iterable[str]) -> dict[str, str]:
 
 def write_plan(store: Store, plan: Plan) -> str:
     """Record the suite's plan (job ids and role names); unchanged plans are not written again."""
-    table = pa.Table.from_pylist([plan_row(e, plan.suite.name) for e in plan.entries], schema=PLAN_SCHEMA)
-    data = _parquet_bytes(table)
-    digest = hashlib.sha256(b"".join(e.job_id.encode() for e in plan.entries)).hexdigest()[:12]
+    rows = [plan_row(e, plan.suite.name) for e in plan.entries]
+    data = _parquet_bytes(pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
+    # Over names too: renaming a model keeps every job id but must show in the leaderboard.
+    digest = hashlib.sha256(canonical_json(rows).encode()).hexdigest()[:12]
     existing = store.list_files(f"plans/{plan.suite.name}", ".parquet")
     if existing and existing[-1].endswith(f"-{digest}.parquet"):  # the latest plan is this one
         return existing[-1]
