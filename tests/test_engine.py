@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from kdbench.engine import NonFiniteLoss, run_job
-from kdbench.engine.errors import MissingUpstream
+from kdbench.engine import NonFiniteLoss, checkpoint, run_job
+from kdbench.engine.errors import CorruptArtifact, MissingUpstream
 from kdbench.spec import expand, load_suite
 from kdbench.store import Store
 
@@ -22,8 +22,7 @@ def plan(tmp_path):
 
 
 def weights(store, job_id):
-    data = store.read_bytes(f"artifacts/{job_id}/model.pt")
-    return torch.load(__import__("io").BytesIO(data), weights_only=True)["model"]
+    return checkpoint.load(store, f"artifacts/{job_id}/model.pt")["model"]
 
 
 def test_a_teacher_and_a_distilled_student_train(plan, tmp_path):
@@ -66,6 +65,7 @@ def test_an_interrupted_job_resumes_from_its_last_epoch(plan, tmp_path):
     seen = []
     resumed = run_job(job, store, report=seen.append)
     assert [m["epoch"] for m in seen] == [3, 4]  # not from scratch
+    assert resumed["restarts"] == [2]
     expected, got = weights(whole, job.job_id), weights(store, job.job_id)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     assert resumed["test_acc"] == run_job(job, whole)["test_acc"]
@@ -97,3 +97,45 @@ def test_importing_the_engine_loads_neither_ray_nor_mlflow():
             "print(sorted(m for m in ('ray', 'mlflow', 'deepspeed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_corrupt_checkpoint_is_never_loaded(plan, tmp_path):
+    job = plan.entries[0].job
+    store = Store(tmp_path)
+
+    def die_after_two(metrics):
+        if metrics["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_job(job, store, report=die_after_two)
+    rel = f"artifacts/{job.job_id}/last.pt"
+    data = bytearray(store.read_bytes(rel))
+    data[-10] ^= 0xFF  # one flipped byte in the payload
+    store.write_bytes(rel, bytes(data))
+    with pytest.raises(CorruptArtifact, match="does not match the hash"):
+        checkpoint.load(store, rel)
+    seen = []
+    final = run_job(job, store, report=seen.append)
+    assert [m["epoch"] for m in seen] == [1, 2, 3, 4] and final["restarts"] == []  # from scratch
+    store.write_bytes(rel, store.read_bytes(rel)[:100])  # truncated
+    assert not checkpoint.is_intact(store, rel)
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path):
+    import hashlib
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    payload = pickle.dumps({"model": Evil()})
+    store = Store(tmp_path)
+    store.write_bytes("x.pt", checkpoint.MAGIC + hashlib.sha256(payload).digest() + payload)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        checkpoint.load(store, "x.pt")
+    assert not marker.exists()

@@ -11,6 +11,7 @@ import pytest
 
 from kdbench.orchestrate import RunOptions, run_suite
 from kdbench.results import RESULT_SCHEMA, open_results
+from kdbench.results.report import build_leaderboard
 from kdbench.spec import expand, load_suite
 from kdbench.store import Store
 from kdbench.track import embedded_tracking_uri
@@ -148,31 +149,55 @@ def test_kdbench_ui_serves_the_suite_on_loopback(finished):
         proc.wait(timeout=30)
 
 
-def test_a_job_that_keeps_raising_is_retried_then_recorded(tmp_path, ray_local):
-    text = """\
-    name: retry
-    dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
-    recipe: {epochs: 2, batch_size: 64}
-    teachers: [{name: big, arch: mlp, widths: [32]}]
-    students: [{name: small, arch: mlp, widths: [4]}]
-    methods: [kd]
-    seeds: [0]
-    retries: 1
-    """
-    path = write_suite(tmp_path, text)
+FAULTY = """\
+name: faulty
+plugins: [tests.faulty_plugin]
+dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
+recipe: {epochs: 2, batch_size: 64}
+teachers: [{name: big, arch: mlp, widths: [32]}]
+students: [{name: small, arch: mlp, widths: [4]}]
+methods: [kd, test_raise_in_loss, test_out_of_memory]
+seeds: [0]
+retries: 1
+"""
+
+
+def test_exceptions_in_a_method_are_retried_then_recorded_and_the_suite_goes_on(tmp_path, ray_local):
+    path = write_suite(tmp_path, FAULTY)
+    store = Store(tmp_path / "s")
+    counts = run_suite(str(path), RunOptions(store=store.uri, track=False))
+    assert (counts.total, counts.run, counts.failed) == (5, 3, 2)  # teacher, baseline, kd ok
+    rows = {r["method"]: r for r in open_results(store).to_arrow().to_pylist()}
+    assert rows["test_raise_in_loss"]["status"] == "failed"
+    assert "RuntimeError: boom inside the method's loss" in rows["test_raise_in_loss"]["error"]
+    assert "Traceback" in rows["test_raise_in_loss"]["error"]  # with the excerpt
+    assert "OutOfMemoryError" in rows["test_out_of_memory"]["error"]
+    for method in ("test_raise_in_loss", "test_out_of_memory"):
+        job_id = rows[method]["job_id"]
+        with open(store.path(f"ray/faulty/job-{job_id}/error.txt")) as f:  # Tune's own log of the attempts
+            assert f.read().count("Failure # ") == 2  # the first try and one retry
+    board = build_leaderboard(store, "faulty").methods.to_pylist()
+    assert {(r["method"], r["n"], r["failed"]) for r in board} >= {("test_raise_in_loss", 0, 1),
+                                                                   ("test_out_of_memory", 0, 1)}
+
+
+def test_a_corrupt_teacher_is_retrained_before_its_students(tmp_path, ray_local):
+    path = write_suite(tmp_path, FAULTY.replace("[kd, test_raise_in_loss, test_out_of_memory]", "[kd]"))
     store = Store(tmp_path / "s")
     assert run_suite(str(path), RunOptions(store=store.uri, track=False)).run == 3
     plan = expand(load_suite(str(path)))
     teacher, student = plan.entries[0].job_id, next(e.job_id for e in plan.entries if e.job.kind == "student")
-    # The teacher's weights get corrupted (not a deterministic JobFailed: torch.load raises), and the
-    # student's result is gone: the rerun retries the student, then records the failure.
-    store.write_bytes(f"artifacts/{teacher}/model.pt", b"not a checkpoint")
+    before = open_results(store).sql(f"select test_acc from results where job_id = '{teacher}'").to_pylist()
+    # The teacher's weights are tampered with and the student's result is gone: the next run must
+    # not distil from garbage; it restores the teacher from its (intact) last checkpoint first.
+    data = bytearray(store.read_bytes(f"artifacts/{teacher}/model.pt"))
+    data[-5] ^= 0xFF
+    store.write_bytes(f"artifacts/{teacher}/model.pt", bytes(data))
     for name in ("final.json", "last.pt", "model.pt"):
         os.remove(store.path(f"artifacts/{student}/{name}"))
     os.remove(store.path(f"results/{student[:2]}/{student}.parquet"))
     counts = run_suite(str(path), RunOptions(store=store.uri, track=False))
-    assert (counts.cached, counts.run, counts.failed) == (2, 0, 1)
-    row = open_results(store).sql(f"select status, error from results where job_id = '{student}'").to_pylist()[0]
-    assert row["status"] == "failed" and "UnpicklingError" in row["error"]
-    with open(store.path(f"ray/retry/job-{student}/error.txt")) as f:  # Tune's own log of the attempts
-        assert f.read().count("Failure # ") == 2  # the first try and one retry
+    assert (counts.cached, counts.run, counts.failed) == (1, 2, 0)
+    table = open_results(store)
+    assert table.to_arrow().num_rows == 3  # the teacher's row replaced, not doubled
+    assert table.sql(f"select test_acc from results where job_id = '{teacher}'").to_pylist() == before

@@ -69,6 +69,13 @@ class Store:
                 return None
             raise
 
+    def delete(self, rel: str) -> None:
+        """Remove one file if present."""
+        try:
+            self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 

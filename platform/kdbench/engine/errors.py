@@ -11,3 +11,7 @@ class NonFiniteLoss(JobFailed):
 
 class MissingUpstream(JobFailed):
     pass
+
+
+class CorruptArtifact(JobFailed):
+    """A checkpoint that fails its hash check: never loaded; the job that wrote it must run again."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import platform
 import socket
 import time
@@ -31,10 +32,12 @@ from kdbench.zoo.models import count_parameters, create_model
 
 from . import checkpoint
 from .data import dataset_on
+from .errors import CorruptArtifact
 from .loop import accuracy, predict, train_epoch
 from .optim import build_optimizer, build_scheduler
 
 LAST, FINAL, HISTORY = "last.pt", "final.json", "history.json"
+log = logging.getLogger("kdbench.engine")
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -50,12 +53,13 @@ class Training:
     epoch: int = 0  # epochs finished
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "model": None})
     history: list[dict] = field(default_factory=list)
+    restarts: list[int] = field(default_factory=list)  # epochs at which the job resumed
 
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(), "epoch": self.epoch, "best": self.best,
-                "history": json.dumps(self.history)}
+                "history": json.dumps(self.history), "restarts": list(self.restarts)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -66,6 +70,7 @@ class Training:
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch, self.best, self.history = state["epoch"], state["best"], json.loads(state["history"])
+        self.restarts = list(state["restarts"])
 
 
 def _cuda_rng() -> list[torch.Tensor]:
@@ -75,16 +80,17 @@ def _cuda_rng() -> list[torch.Tensor]:
 def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", report: Report | None = None) -> dict:
     """Train `job` (or finish it, if a checkpoint exists) and return its final metrics."""
     start = time.perf_counter()
-    done = store.read_bytes(Store.artifact(job.job_id, FINAL))
+    done = _final(store, job.job_id)
     if done is not None:  # finished earlier, e.g. before an interrupted driver recorded it
-        return json.loads(done)
+        return done
     device = torch.device(device)
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
     run = _setup(job, store, data, device)
-    state = checkpoint.load(store, Store.artifact(job.job_id, LAST))
+    state = _last_checkpoint(store, job.job_id)
     if state is not None:
         run.restore(state)
+        run.restarts.append(run.epoch)  # resumed after an interruption: record where
     for epoch in range(run.epoch, job.stop_epoch or job.recipe["epochs"]):
         metrics = _epoch(job, run, data, epoch)
         checkpoint.save(store, Store.artifact(job.job_id, LAST), run.state())
@@ -94,6 +100,23 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     store.write_bytes(Store.artifact(job.job_id, HISTORY), json.dumps(run.history).encode())
     store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
     return final
+
+
+def _final(store: Store, job_id: str) -> dict | None:
+    data = store.read_bytes(Store.artifact(job_id, FINAL))
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:  # unreadable: the job's checkpoint will finish it again
+        log.warning("ignoring the unreadable %s of job %s", FINAL, job_id)
+        return None
+
+
+def _last_checkpoint(store: Store, job_id: str) -> dict | None:
+    try:
+        return checkpoint.load(store, Store.artifact(job_id, LAST))
+    except CorruptArtifact as e:  # never resume from garbage: start the job again
+        log.warning("job %s starts from scratch: %s", job_id, e)
+        return None
 
 
 def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
@@ -139,6 +162,7 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits) -> dict[str
         **_teacher_metrics(run.teacher, data, preds),
         "final_train_loss": run.history[-1]["train_loss"] if run.history else None,
         "train_seconds": sum(h["epoch_seconds"] for h in run.history),
+        "restarts": run.restarts,
         "host": socket.gethostname(),
         "kdbench_version": __version__,
         "torch_version": torch.__version__,

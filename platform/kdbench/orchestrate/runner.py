@@ -11,6 +11,7 @@ from kdbench.results import STATUS_OK, statuses, write_plan
 from kdbench.spec import Plan, PlanEntry, expand, load_suite
 from kdbench.store import Store
 
+from .integrity import corrupt_upstreams
 from .ray_session import check_resources, init_ray
 from .state import Counts, SuiteRun
 
@@ -27,7 +28,7 @@ class RunOptions:
 def trial_config(entry: PlanEntry, store: Store, plan: Plan) -> dict:
     res = plan.suite.resources
     return {"job_id": entry.job_id, "job": entry.job.to_dict(), "store": store.uri,
-            "cpus": res.cpus, "gpus": res.gpus}
+            "cpus": res.cpus, "gpus": res.gpus, "plugins": list(plan.suite.plugins)}
 
 
 def _tracker(plan: Plan, store: Store, opts: RunOptions):
@@ -47,15 +48,13 @@ def _job_name(trial) -> str:
     return f"job-{trial.config['job_id']}"
 
 
-def _run_tune(run: SuiteRun, opts: RunOptions) -> None:
+def _tune(run: SuiteRun, ray) -> None:
     from ray import tune
 
     from .trainable import with_resources
     from .tune_adapters import DagSearcher, RecordingCallback
 
-    ray = init_ray(opts.address, opts.num_cpus)
     res = run.plan.suite.resources
-    check_resources(ray, res.cpus, res.gpus)
     storage = run.store.path("ray") if run.store.local else None
     tuner = tune.Tuner(
         with_resources(res.cpus, res.gpus),
@@ -67,24 +66,44 @@ def _run_tune(run: SuiteRun, opts: RunOptions) -> None:
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
     tuner.fit()
+    run.close()
 
 
 def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
+    """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
+    the cluster's resources) fails before anything is written."""
     plan = expand(load_suite(path))
     store = Store(opts.store)
-    write_plan(store, plan)
     done = {i for i, s in statuses(store, plan.jobs).items() if s == STATUS_OK}
+    done -= corrupt_upstreams(store, plan, done)
+    ray = None
+    if len(done) < len(plan):
+        ray = init_ray(opts.address, opts.num_cpus)
+        check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
+    write_plan(store, plan)
     tracker = _tracker(plan, store, opts)
     run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
                    on_change or (lambda r: None))
     try:
-        if run.graph.pending:
-            _run_tune(run, opts)
+        _sync_cached(run)
+        if ray is not None:
+            _tune(run, ray)
         _report(run)
     finally:
         if tracker is not None:
             tracker.close()
     return run.counts
+
+
+def _sync_cached(run: SuiteRun) -> None:
+    """Jobs found done: make sure MLflow has their run (a crashed driver may not have ended it)."""
+    if run.tracker is None or not run.done:
+        return
+    from kdbench.results import read_results
+    from kdbench.track.backfill import history_reader
+
+    for row in read_results(run.store, run.done).to_pylist():
+        run.tracker.sync_job(row["job_id"], row, history_reader(run.store, row["job_id"]))
 
 
 def _report(run: SuiteRun) -> None:

@@ -24,10 +24,12 @@ class Counts:
     run: int = 0
     failed: int = 0
     skipped: int = 0
+    interrupted: int = 0  # stopped before finishing (Ctrl-C): no row; the next run resumes them
 
     def summary(self) -> str:
         line = f"jobs: {self.total} total, {self.cached} cached, {self.run} run, {self.failed} failed"
-        return line + (f", {self.skipped} skipped" if self.skipped else "")
+        line += f", {self.skipped} skipped" if self.skipped else ""
+        return line + (f", {self.interrupted} interrupted" if self.interrupted else "")
 
 
 @dataclass
@@ -78,6 +80,17 @@ class SuiteRun:
             self._record(skipped, None, STATUS_SKIPPED, f"upstream job {job_id} failed")
             self.counts.skipped += 1
         self.on_change(self)
+
+    def interrupted(self, job_id: str) -> None:
+        """A job stopped from outside (the user interrupted the suite): nothing is recorded, so the
+        next run of the suite resumes it from its last epoch checkpoint."""
+        self.running = max(0, self.running - 1)
+        self.on_change(self)
+
+    def close(self) -> None:
+        """After Tune returns: every job not resolved by then was interrupted."""
+        c = self.counts
+        c.interrupted = c.total - c.cached - c.run - c.failed - c.skipped
 
     def _record(self, job_id: str, final: dict | None, status: str, error: str | None) -> None:
         run_id = self.tracker.run_id(job_id) if self.tracker is not None else None

@@ -14,6 +14,7 @@ from ray import tune
 
 from kdbench.engine import JobFailed, run_job
 from kdbench.spec.job import Job
+from kdbench.spec.load import import_plugins
 from kdbench.store import Store
 
 STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
@@ -26,6 +27,7 @@ def error_excerpt(exc: BaseException, limit: int = 4000) -> str:
 
 
 def train_job(config: dict) -> None:
+    import_plugins(config["plugins"])  # the suite's own components, registered in this worker too
     job = Job.from_dict(config["job"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"

@@ -67,8 +67,10 @@ class RecordingCallback(_DriverOnly, Callback):
         result = trial.last_result or {}
         if result.get(STATUS) == "ok":
             self.run.finished(trial.config["job_id"], result[FINAL], None)
-        else:
-            self.run.finished(trial.config["job_id"], None, result.get(ERROR, "the job ended without a result"))
+        elif result.get(STATUS) == "failed":
+            self.run.finished(trial.config["job_id"], None, result[ERROR])
+        else:  # stopped by Tune before the job reported its end (Ctrl-C)
+            self.run.interrupted(trial.config["job_id"])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         job_id = trial.config["job_id"]

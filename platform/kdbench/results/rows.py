@@ -48,6 +48,7 @@ def result_row(entry: PlanEntry, suite: str, final: dict[str, Any] | None = None
         "final_train_loss": final.get("final_train_loss"),
         "wall_seconds": final.get("wall_seconds"),
         "device_seconds": final.get("train_seconds"),
+        "restarts": final.get("restarts"),
         "device": final.get("device"),
         "host": final.get("host"),
         "mlflow_run_id": mlflow_run_id,

@@ -44,6 +44,7 @@ RESULT_SCHEMA = pa.schema([
     pa.field("final_train_loss", pa.float64()),
     pa.field("wall_seconds", pa.float64()),  # whole job, loading included
     pa.field("device_seconds", pa.float64()),  # time in training epochs
+    pa.field("restarts", pa.list_(pa.int64())),  # epochs at which the job resumed after an interruption
     pa.field("device", pa.string()),
     pa.field("host", pa.string()),
     pa.field("mlflow_run_id", pa.string()),  # the job's MLflow run, when tracking knew it at write time

@@ -5,6 +5,7 @@ Every problem becomes one SpecError naming the file, line and field, before anyt
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class Suite:
     seeds: tuple[int, ...]
     resources: Resources
     retries: int
+    plugins: tuple[str, ...] = ()
 
 
 class _Checker:
@@ -81,6 +83,7 @@ def load_suite(path: str) -> Suite:
         raw = SuiteFile(**data)
     except ValidationError as e:
         raise spec_error(e, path, lines, (), SuiteFile) from None
+    _plugins(check, raw.plugins)
     dataset = _dataset(check, raw)
     teachers = tuple(_model(check, e, ("teachers", i), teacher=True) for i, e in enumerate(raw.teachers))
     students = tuple(_model(check, e, ("students", i), teacher=False) for i, e in enumerate(raw.students))
@@ -99,7 +102,21 @@ def load_suite(path: str) -> Suite:
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     return Suite(path, raw.name, raw.version, raw.description, dataset, raw.recipe.model_dump(mode="json"),
-                 teachers, students, ensembles, methods, chains, tuple(raw.seeds), raw.resources, raw.retries)
+                 teachers, students, ensembles, methods, chains, tuple(raw.seeds), raw.resources, raw.retries,
+                 tuple(raw.plugins))
+
+
+def import_plugins(names) -> None:
+    for name in names:
+        importlib.import_module(name)
+
+
+def _plugins(check: _Checker, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # any import error is the user's to see, as one line
+            raise check.fail(("plugins", i), f"cannot import '{name}': {type(e).__name__}: {e}") from None
 
 
 def _dataset(check: _Checker, raw: SuiteFile) -> Component:

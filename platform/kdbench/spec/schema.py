@@ -87,6 +87,9 @@ class DatasetEntry(BaseModel):
 
 class SuiteFile(Strict):
     name: str = Field(pattern=NAME)
+    # Importable modules that register your own models, datasets or methods; imported before the
+    # suite is checked and in every worker.
+    plugins: list[str] = []
     version: int = Field(default=1, ge=1)
     description: str = ""
     dataset: DatasetEntry

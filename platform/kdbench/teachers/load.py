@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from kdbench.engine import checkpoint
-from kdbench.engine.errors import MissingUpstream
+from kdbench.engine.errors import CorruptArtifact, MissingUpstream
 from kdbench.methods.base import TeacherOutput
 from kdbench.spec.job import Job
 from kdbench.store import Store
@@ -40,7 +40,11 @@ def load_teacher(job: Job, store: Store, input_shape, num_classes: int, device) 
     members = []
     for up in job.teachers:
         model = create_model(up.model.name, up.model.params, input_shape, num_classes)
-        state = checkpoint.load(store, Store.artifact(up.job_id, MODEL_FILE))
+        try:
+            state = checkpoint.load(store, Store.artifact(up.job_id, MODEL_FILE))
+        except CorruptArtifact as e:
+            raise CorruptArtifact(f"teacher weights of job {up.job_id} are corrupt ({e}); run the suite "
+                                  "again: it retrains the teacher first") from None
         if state is None:
             raise MissingUpstream(f"teacher weights of job {up.job_id} not found in {store.uri}")
         model.load_state_dict(state["model"])

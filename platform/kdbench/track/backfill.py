@@ -33,7 +33,7 @@ def epoch_points(store: Store, job_id: str) -> list[MetricPoint]:
     return out
 
 
-def _history(store: Store, job_id: str) -> Callable[[], list[MetricPoint]]:
+def history_reader(store: Store, job_id: str) -> Callable[[], list[MetricPoint]]:
     return lambda: epoch_points(store, job_id)  # read on the worker, only for runs it creates
 
 
@@ -48,7 +48,7 @@ def backfill(store: Store, suite: str, tracking_uri: str, artifact_location: str
     # Lazy: a sync with nothing to do leaves no empty parent run behind.
     tracker.start_suite(f"sync {stamp}", {}, {"kdbench.role": "sync", "kdbench.suite": suite}, lazy=True)
     for row in rows:
-        tracker.sync_job(row["job_id"], row, _history(store, row["job_id"]))
+        tracker.sync_job(row["job_id"], row, history_reader(store, row["job_id"]))
     if not tracker.close(timeout=None):
         raise TrackingError(f"MLflow backfill of suite {suite!r} at {tracking_uri}: {tracker.failures} "
                             "calls failed (see the kdbench.track warnings); rerun it once MLflow answers")

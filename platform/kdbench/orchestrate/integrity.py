@@ -1,0 +1,28 @@
+"""Before a run: finished jobs whose weights other jobs still need must be intact.
+
+A teacher whose `model.pt` fails its hash check (truncated, tampered) is not "done": its final
+record is dropped, so it runs again — resuming from its last checkpoint when that one is intact,
+which restores the finished state at once — and its row is replaced, never doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kdbench.engine.checkpoint import is_intact
+from kdbench.engine.run import FINAL
+from kdbench.spec.plan import Plan
+from kdbench.store import Store
+from kdbench.teachers.load import MODEL_FILE
+
+log = logging.getLogger("kdbench.orchestrate")
+
+
+def corrupt_upstreams(store: Store, plan: Plan, done: set[str]) -> set[str]:
+    """Done jobs needed by pending jobs whose weights fail verification; their records are cleared."""
+    needed = {t.job_id for e in plan.entries if e.job_id not in done for t in e.job.teachers} & done
+    bad = {i for i in needed if not is_intact(store, Store.artifact(i, MODEL_FILE))}
+    for job_id in bad:
+        log.warning("the weights of job %s are missing or corrupt: it runs again", job_id)
+        store.delete(Store.artifact(job_id, FINAL))
+    return bad

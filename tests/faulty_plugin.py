@@ -1,0 +1,32 @@
+"""A plugin for fault tests: methods that fail inside the loss, as a user's buggy method would.
+
+Named in a suite's `plugins:` so the driver and every Ray worker import it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kdbench.methods import Method, Needs, register_method
+
+
+@register_method
+class RaiseInLoss(Method):
+    """Raises from inside the loss at the first step (a bug in a method)."""
+
+    name = "test_raise_in_loss"
+    needs = Needs(teacher=True)
+
+    def forward(self, batch, student, teacher, state):
+        raise RuntimeError("boom inside the method's loss")
+
+
+@register_method
+class OutOfMemory(Method):
+    """Raises the error PyTorch raises when the device runs out of memory."""
+
+    name = "test_out_of_memory"
+    needs = Needs(teacher=True)
+
+    def forward(self, batch, student, teacher, state):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
