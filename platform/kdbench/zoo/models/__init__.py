@@ -1,6 +1,16 @@
 """Architectures, registered by name. Importing this package registers them all."""
 
-from . import cnn, mlp  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    cifar_resnet,
+    cifar_resnet_imagenet_style,
+    cnn,
+    mlp,
+    mobilenetv2,
+    shufflenet,
+    takd_cnn,
+    vgg,
+    wrn,
+)
 from .base import ARCHS, ArchParams, ModelOutput, count_parameters, create_model, register_model
 
 __all__ = ["ARCHS", "ArchParams", "ModelOutput", "count_parameters", "create_model", "register_model"]

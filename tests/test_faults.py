@@ -1,0 +1,109 @@
+"""Faults injected for real: SIGKILLed workers and drivers, Ctrl-C, a lost node, MLflow down,
+64 concurrent writers. Each test is bounded in time; none may lose or double a result."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from kdbench.results import open_results
+from kdbench.spec import expand, load_suite
+from kdbench.store import Store
+
+from .conftest import write_suite
+from .faults import epochs_done, finish, kdbench, ray_workers, result_count, wait_for
+
+pytestmark = pytest.mark.slow
+
+SLOW = """\
+name: slow
+dataset: {name: synthetic, n_train: 6000, n_val: 500, n_test: 500, dim: 64, num_classes: 5}
+recipe: {epochs: 25, batch_size: 64}
+teachers: [{name: big, arch: mlp, widths: [512, 512]}]
+students: [{name: small, arch: mlp, widths: [8]}, {name: tiny, arch: mlp, widths: [4]}]
+methods: [kd]
+seeds: [0]
+retries: 2
+"""
+
+
+def one_row_per_job(store: Store, path) -> dict[str, dict]:
+    plan = expand(load_suite(str(path)))
+    rows = open_results(store).to_arrow().to_pylist()
+    assert sorted(r["job_id"] for r in rows) == sorted(e.job_id for e in plan.entries)  # none lost, none twice
+    return {r["job_id"]: r for r in rows}
+
+
+def test_a_worker_killed_mid_job_resumes_from_its_last_epoch(tmp_path):
+    path = write_suite(tmp_path, SLOW)
+    store = Store(tmp_path / "store")
+    teacher = expand(load_suite(str(path))).entries[0].job_id
+    proc = kdbench("run", str(path), "--store", store.uri, "--num-cpus", "2", "--no-track", "-q",
+                   logs=tmp_path / "logs")
+    try:
+        wait_for(lambda: epochs_done(store, teacher) >= 3, 180, "the teacher's third epoch")
+        workers = ray_workers(proc.pid)
+        assert workers, "no Ray worker found"
+        for w in workers:
+            w.send_signal(signal.SIGKILL)
+    finally:
+        rc, out, err = finish(proc)
+    assert rc == 0, err[-3000:]
+    rows = one_row_per_job(store, path)
+    assert all(r["status"] == "ok" for r in rows.values())
+    [restart] = rows[teacher]["restarts"]
+    assert 3 <= restart < 25  # resumed from its checkpoint, not from scratch
+
+
+MANY = SLOW.replace("name: slow", "name: many").replace(
+    "students: [{name: small, arch: mlp, widths: [8]}, {name: tiny, arch: mlp, widths: [4]}]",
+    "students: [{name: s8, arch: mlp, widths: [8]}, {name: s4, arch: mlp, widths: [4]}]").replace(
+    "seeds: [0]", "seeds: [0, 1]")
+
+
+def mlflow_runs_per_job(store: Store, suite: str) -> dict[str, int]:
+    import mlflow
+
+    from kdbench.track import embedded_tracking_uri
+
+    client = mlflow.MlflowClient(embedded_tracking_uri(store))
+    exp = client.get_experiment_by_name(f"kdbench/{suite}")
+    counts: dict[str, int] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=5000):
+        if "kdbench.job_id" in run.data.tags:
+            job = run.data.tags["kdbench.job_id"]
+            counts[job] = counts.get(job, 0) + 1
+            assert run.info.status == "FINISHED" and "test_acc" in run.data.metrics
+    return counts
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_a_killed_driver_loses_nothing_and_the_rerun_doubles_nothing(tmp_path, how):
+    path = write_suite(tmp_path, MANY)
+    store = Store(tmp_path / "store")
+    args = ("run", str(path), "--store", store.uri, "--num-cpus", "2", "-q")
+    proc = kdbench(*args, logs=tmp_path / "first")
+    try:
+        wait_for(lambda: result_count(store) >= 3, 180, "three finished jobs")
+        if how == "SIGKILL":
+            os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    finally:
+        rc, out, err = finish(proc)
+    if how == "SIGINT":
+        assert rc == 130 and "interrupted: run the same command again" in err, err[-3000:]
+    finished_before = {r["job_id"]: r["finished_at"] for r in open_results(store).to_arrow().to_pylist()}
+    assert all(r["status"] == "ok" for r in open_results(store).to_arrow().to_pylist())  # no false failures
+    total = len(expand(load_suite(str(path))))
+    assert 3 <= len(finished_before) < total
+
+    rc, out, err = finish(kdbench(*args, logs=tmp_path / "again"))
+    assert rc == 0, err[-3000:]
+    assert f"jobs: {total} total, {len(finished_before)} cached, {total - len(finished_before)} run" in out
+    rows = one_row_per_job(store, path)
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert all(rows[j]["finished_at"] == t for j, t in finished_before.items())  # finished jobs not rerun
+    assert mlflow_runs_per_job(store, "many") == {j: 1 for j in rows}  # one run per job, all ended
