@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,56 @@ def test_a_killed_driver_loses_nothing_and_the_rerun_doubles_nothing(tmp_path, h
     assert all(r["status"] == "ok" for r in rows.values())
     assert all(rows[j]["finished_at"] == t for j, t in finished_before.items())  # finished jobs not rerun
     assert mlflow_runs_per_job(store, "many") == {j: 1 for j in rows}  # one run per job, all ended
+
+
+NODE_LOST_SCRIPT = """
+import json, sys, threading, time
+from ray.cluster_utils import Cluster
+from kdbench.orchestrate import RunOptions, run_suite
+from kdbench.spec import expand, load_suite
+from kdbench.store import Store
+from tests.faults import epochs_done, wait_for
+
+suite, store_uri = sys.argv[1], sys.argv[2]
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no job
+doomed = cluster.add_node(num_cpus=1)
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+store = Store(store_uri)
+teachers = [e.job_id for e in expand(load_suite(suite)).entries if e.job.kind == "teacher"]
+result = {}
+thread = threading.Thread(target=lambda: result.update(
+    counts=run_suite(suite, RunOptions(store=store_uri, address=cluster.address, track=False)).__dict__))
+thread.start()
+wait_for(lambda: all(epochs_done(store, t) >= 2 for t in teachers), 180, "both teachers running")
+cluster.remove_node(doomed, allow_graceful=False)  # the node is lost with the job it was running
+thread.join(timeout=400)
+print(json.dumps(result))
+import ray
+ray.shutdown()
+cluster.shutdown()
+"""
+
+
+def test_a_lost_node_s_jobs_are_rescheduled_and_finish(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    text = SLOW.replace("name: slow", "name: nodes").replace(
+        "teachers: [{name: big, arch: mlp, widths: [512, 512]}]",
+        "teachers: [{name: big, arch: mlp, widths: [512, 512]}, {name: big2, arch: mlp, widths: [512, 512], "
+        "seed: 1}]").replace(", {name: tiny, arch: mlp, widths: [4]}", "")
+    path = write_suite(tmp_path, text)
+    store = Store(tmp_path / "store")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", NODE_LOST_SCRIPT, str(path), store.uri], capture_output=True,
+                         text=True, timeout=500, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-4000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])["counts"]
+    assert (counts["total"], counts["run"], counts["failed"]) == (5, 5, 0)
+    rows = one_row_per_job(store, path)
+    assert all(r["status"] == "ok" for r in rows.values())
+    restarted = [r for r in rows.values() if r["restarts"]]
+    assert len(restarted) == 1 and restarted[0]["kind"] == "teacher"  # the lost node's job resumed elsewhere
+    assert restarted[0]["restarts"][0] >= 2
