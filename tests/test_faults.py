@@ -161,3 +161,71 @@ def test_a_lost_node_s_jobs_are_rescheduled_and_finish(tmp_path):
     restarted = [r for r in rows.values() if r["restarts"]]
     assert len(restarted) == 1 and restarted[0]["kind"] == "teacher"  # the lost node's job resumed elsewhere
     assert restarted[0]["restarts"][0] >= 2
+
+
+def start_mlflow_server(tmp_path: Path, port: int):
+    import subprocess
+    import sys
+
+    db = tmp_path / "server" / "mlflow.db"
+    db.parent.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+         "--default-artifact-root", str(tmp_path / "server" / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def server_up(uri: str) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_tracking_server_down_mid_suite_then_sync_matches_the_store(tmp_path):
+    import socket
+
+    import mlflow
+
+    from .faults import kill_session
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(tmp_path, port)
+    try:
+        wait_for(lambda: server_up(uri), 90, "the MLflow server")
+        path = write_suite(tmp_path, MANY)
+        store = Store(tmp_path / "store")
+        # Fail fast while the server is down (MLflow's default is minutes of retries per call).
+        env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+        proc = kdbench("run", str(path), "--store", store.uri, "--num-cpus", "2", "-q", "--tracking-uri", uri,
+                       logs=tmp_path / "run", env=env)
+        try:
+            wait_for(lambda: result_count(store) >= 2, 180, "two finished jobs")
+            kill_session(server.pid)  # the tracking server dies mid-suite
+        finally:
+            rc, out, err = finish(proc)
+        assert rc == 0, err[-3000:]
+        assert "kdbench sync many" in err  # the user is told how to repair MLflow
+        rows = one_row_per_job(store, path)  # the store is complete regardless
+        assert all(r["status"] == "ok" for r in rows.values())
+
+        server = start_mlflow_server(tmp_path, port)  # back, on the same database
+        wait_for(lambda: server_up(uri), 90, "the MLflow server to come back")
+        rc, out, err = finish(kdbench("sync", "many", "--store", store.uri, "--tracking-uri", uri,
+                                      logs=tmp_path / "sync"))
+        assert rc == 0, err[-3000:]
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name("kdbench/many")
+        runs = [r for r in client.search_runs([exp.experiment_id], max_results=1000) if "kdbench.job_id" in r.data.tags]
+        assert sorted(r.data.tags["kdbench.job_id"] for r in runs) == sorted(rows)  # exactly one run per job
+        for r in runs:
+            row = rows[r.data.tags["kdbench.job_id"]]
+            assert r.info.status == "FINISHED" and r.data.metrics["test_acc"] == pytest.approx(row["test_acc"])
+    finally:
+        kill_session(server.pid)

@@ -84,6 +84,9 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     if not quiet:
         _print_leaderboard(store, name)
     out.print(counts.summary(), highlight=False)
+    if not counts.tracking_complete:
+        err.print(f"MLflow did not get everything (the results store did): run `kdbench sync {name}` "
+                  "once the tracking server answers")
     if counts.interrupted:
         err.print("interrupted: run the same command again to resume (finished jobs are kept)")
         raise typer.Exit(130)

@@ -91,7 +91,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
         _report(run)
     finally:
         if tracker is not None:
-            tracker.close()
+            run.counts.tracking_complete = tracker.close()
     return run.counts
 
 

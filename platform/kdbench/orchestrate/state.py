@@ -25,6 +25,7 @@ class Counts:
     failed: int = 0
     skipped: int = 0
     interrupted: int = 0  # stopped before finishing (Ctrl-C): no row; the next run resumes them
+    tracking_complete: bool = True  # False when MLflow missed something (`kdbench sync` repairs it)
 
     def summary(self) -> str:
         line = f"jobs: {self.total} total, {self.cached} cached, {self.run} run, {self.failed} failed"
