@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 
 class ClusterError(RuntimeError):
@@ -19,6 +20,20 @@ def quiet_tune() -> None:
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds, not minutes, when a cluster address does not answer (ray.init keeps retrying)."""
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"cluster address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e.strerror or e}") from None
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None):
     """Connect to Ray (once per process); returns the `ray` module."""
     import ray
@@ -26,6 +41,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     quiet_tune()
     if ray.is_initialized():
         return ray
+    if address:
+        check_reachable(address)
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         if address:
