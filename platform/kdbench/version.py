@@ -9,8 +9,8 @@ except PackageNotFoundError:  # running from a source tree
 
 # Bump when a change alters what an unchanged job spec computes (training loop, a loss, a
 # data split). It is part of every job id, so old results are not mistaken for new ones.
-# Changelog: 1 — first release of the engine.
-JOB_SEMANTICS = 1
+# Changelog: 1 — first release of the engine. 2 — `cnn` gains a stem conv (uniform feature taps).
+JOB_SEMANTICS = 2
 
 # Version of the results table's schema (kdbench/results/schema.py). Changelog: 1 — first.
 RESULTS_SCHEMA_VERSION = 1

@@ -29,6 +29,7 @@ from kdbench.teachers.load import MODEL_FILE, load_teacher
 from kdbench.version import __version__
 from kdbench.zoo.datasets import DataSplits
 from kdbench.zoo.models import count_parameters, create_model
+from kdbench.zoo.models.features import feature_shapes
 
 from . import checkpoint
 from .data import dataset_on
@@ -91,7 +92,7 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     if state is not None:
         run.restore(state)
         run.restarts.append(run.epoch)  # resumed after an interruption: record where
-    for epoch in range(run.epoch, job.stop_epoch or job.recipe["epochs"]):
+    for epoch in range(run.epoch, run.method.init_epochs + (job.stop_epoch or job.recipe["epochs"])):
         metrics = _epoch(job, run, data, epoch)
         checkpoint.save(store, Store.artifact(job.job_id, LAST), run.state())
         if report is not None:
@@ -122,23 +123,37 @@ def _last_checkpoint(store: Store, job_id: str) -> dict | None:
 def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
     teacher = load_teacher(job, store, data.input_shape, data.num_classes, device)
-    ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train))
+    ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
+                        student_features=feature_shapes(model, data.input_shape),
+                        teacher_features=feature_shapes(teacher.members[0], data.input_shape) if teacher else {},
+                        train_labels=data.train.y.cpu(), epochs=job.recipe["epochs"])
     method = create_method(job.method.name, job.method.params, ctx).to(device)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe["optimizer"])
     return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe))
 
 
+def _stage(run: Training, job: Job, epoch: int) -> TrainState:
+    """Epochs [0, init_epochs) are the method's initialisation stage; then the recipe's epochs."""
+    init = run.method.init_epochs
+    if epoch < init:
+        return TrainState(epoch, init, "init")
+    return TrainState(epoch - init, job.recipe["epochs"], "main")
+
+
 def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, Any]:
     """Train one epoch, validate, keep the best weights; returns the epoch's metrics."""
     t0 = time.perf_counter()
+    state = _stage(run, job, epoch)
     metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, TrainState(epoch, job.recipe["epochs"]))
+                          job.seed, state)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
-    run.scheduler.step()
     val_acc = float(accuracy(predict(run.model, data.val), data.val))
-    if val_acc > run.best["val_acc"]:
-        run.best = {"val_acc": val_acc, "epoch": epoch + 1, "model": copy.deepcopy(run.model.state_dict())}
-    metrics.update(epoch=epoch + 1, val_acc=val_acc, epoch_seconds=time.perf_counter() - t0)
+    if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only
+        run.scheduler.step()
+        if val_acc > run.best["val_acc"]:
+            run.best = {"val_acc": val_acc, "epoch": state.epoch + 1, "model": copy.deepcopy(run.model.state_dict())}
+    metrics.update(epoch=epoch + 1, stage_epoch=state.epoch + 1, val_acc=val_acc,
+                   epoch_seconds=time.perf_counter() - t0)
     run.history.append(metrics)
     run.epoch = epoch + 1
     return metrics

@@ -1,6 +1,9 @@
-"""Distillation methods, one file each, registered by name. Importing this package registers them all."""
+"""Distillation methods, one file each, registered by name. Importing this package registers them all:
+every module in this folder is imported, so adding a method is adding a file."""
 
-from . import kd, none  # noqa: F401  (registration side effects)
+import importlib
+import pkgutil
+
 from .base import (
     METHODS,
     Batch,
@@ -13,6 +16,11 @@ from .base import (
     create_method,
     register_method,
 )
+
+_SUPPORT = {"base", "taps", "mixing"}
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name not in _SUPPORT and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["METHODS", "Batch", "Method", "MethodContext", "MethodParams", "Needs", "TeacherOutput",
            "TrainState", "create_method", "register_method"]

@@ -9,7 +9,7 @@ loss terms; the engine sums them and never asks which method it runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -39,8 +39,11 @@ class MethodContext:
 
     num_classes: int
     num_train: int
+    # Feature-tap shapes without the batch dimension, in the models' tap order (see zoo/models/base.py).
     student_features: dict[str, tuple[int, ...]] = field(default_factory=dict)
     teacher_features: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    train_labels: torch.Tensor | None = None  # (num_train,) on the CPU, e.g. for CRD's negative sampling
+    epochs: int = 1  # epochs of the main stage
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class Batch:
 
 @dataclass(frozen=True)
 class TrainState:
-    epoch: int  # 0-based epoch being trained
-    epochs: int  # total epochs of the recipe
+    epoch: int  # 0-based epoch being trained, counted within its stage
+    epochs: int  # epochs of that stage
+    stage: Literal["init", "main"] = "main"  # "init": the method's initialisation stage (init_epochs)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,12 @@ class Method(nn.Module):
         super().__init__()
         self.params = params
         self.ctx = ctx
+
+    @property
+    def init_epochs(self) -> int:
+        """Epochs of an initialisation stage run before the recipe's epochs (AB, FSP, FT's paraphraser):
+        the engine calls `forward` with `state.stage == "init"` for them. 0: no such stage."""
+        return 0
 
     def forward(self, batch: Batch, student: ModelOutput, teacher: TeacherOutput | None,
                 state: TrainState) -> dict[str, torch.Tensor]:

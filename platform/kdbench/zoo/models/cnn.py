@@ -1,4 +1,7 @@
-"""A small CNN: conv-BN-ReLU blocks with 2×2 max-pooling after each block, then a linear head."""
+"""A small CNN: a stem conv, then conv-BN-ReLU stages (2×2 max-pooling between them), a linear head.
+
+Taps follow the contract (features.py): stem, stage{i} (after ReLU), preact{i} (before it), embedding.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from .base import ArchParams, ModelOutput, register_model
+from .features import tap_features
 
 
 class CNNParams(ArchParams):
@@ -20,32 +24,41 @@ class CNNParams(ArchParams):
         return v
 
 
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+
+
 class CNN(nn.Module):
     def __init__(self, p: CNNParams, input_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(f"cnn needs image inputs (C, H, W), got shape {input_shape}")
         c_in, h, w = input_shape
-        blocks = []
-        for c in p.channels:
-            pool = nn.MaxPool2d(2) if min(h, w) >= 2 else nn.Identity()
-            blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1, bias=False),
-                                        nn.BatchNorm2d(c), nn.ReLU(inplace=True), pool))
-            c_in = c
-            h, w = (h // 2, w // 2) if min(h, w) >= 2 else (h, w)
-        self.blocks = nn.ModuleList(blocks)
+        self.stem = nn.Sequential(_conv_bn(c_in, p.channels[0]), nn.ReLU(inplace=True))
+        self.pools = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        c = p.channels[0]
+        for i, c_out in enumerate(p.channels):
+            shrink = i > 0 and min(h, w) >= 2  # halve the map between stages while it can
+            self.pools.append(nn.MaxPool2d(2) if shrink else nn.Identity())
+            h, w = (h // 2, w // 2) if shrink else (h, w)
+            self.stages.append(_conv_bn(c, c_out))
+            c = c_out
+        self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(p.dropout) if p.dropout else nn.Identity()
-        self.head = nn.Linear(c_in, num_classes)
+        self.head = nn.Linear(c, num_classes)
 
     def forward(self, x) -> ModelOutput:
-        feats = {}
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            feats[f"block{i}"] = x  # (B, C_i, H_i, W_i)
+        stem = x = self.stem(x)  # (B, C0, H, W)
+        stages, preacts = [], []
+        for pool, stage in zip(self.pools, self.stages, strict=True):
+            pre = stage(pool(x))  # (B, C_i, H_i, W_i)
+            x = self.relu(pre)
+            preacts.append(pre)
+            stages.append(x)
         emb = self.pool(x).flatten(1)  # (B, C_last)
-        feats["embedding"] = emb
-        return ModelOutput(self.head(self.drop(emb)), feats)
+        return ModelOutput(self.head(self.drop(emb)), tap_features(stem, stages, preacts, emb))
 
 
 @register_model("cnn", CNNParams)

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from .base import ArchParams, ModelOutput, register_model
+from .features import tap_features
 
 
 class MLPParams(ArchParams):
@@ -25,19 +26,25 @@ class MLPParams(ArchParams):
 class MLP(nn.Module):
     def __init__(self, p: MLPParams, input_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
+        self.layers = nn.ModuleList()
         for w in p.widths:
-            layers += [nn.Linear(width, w), nn.ReLU(inplace=True)]
-            if p.dropout:
-                layers.append(nn.Dropout(p.dropout))
+            self.layers.append(nn.Linear(width, w))
             width = w
-        self.body = nn.Sequential(*layers)
+        self.relu = nn.ReLU()
+        self.drop = nn.Dropout(p.dropout) if p.dropout else nn.Identity()
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x) -> ModelOutput:
-        emb = self.body(x)  # (B, widths[-1])
-        return ModelOutput(self.head(emb), {"embedding": emb})
+        stem = x = x.flatten(1)  # (B, prod(input_shape)): the input itself; an MLP has no stem layer
+        stages, preacts = [], []
+        for layer in self.layers:
+            pre = layer(x)  # (B, width_i)
+            x = self.relu(pre)
+            preacts.append(pre)
+            stages.append(x)
+            x = self.drop(x)
+        return ModelOutput(self.head(x), tap_features(stem, stages, preacts, stages[-1]))
 
 
 @register_model("mlp", MLPParams)
