@@ -7,18 +7,24 @@ from torch import nn
 
 from kdbench.methods.base import Batch, Method, TrainState
 from kdbench.zoo.datasets import Split
+from kdbench.zoo.datasets.base import Augment
 
 from .data import ordered_batches, shuffled_batches
 from .errors import NonFiniteLoss
 
 
 def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, split: Split,
-                optimizer: torch.optim.Optimizer, batch_size: int, seed: int, state: TrainState) -> dict:
+                optimizer: torch.optim.Optimizer, batch_size: int, seed: int, state: TrainState,
+                augment: Augment | None = None, epoch: int | None = None) -> dict:
+    """`epoch`: the job's absolute epoch (init stage included), which seeds the order and the views."""
     model.train()
     method.train()
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=split.y.device)
-    for x, y, idx in shuffled_batches(split, batch_size, seed, state.epoch):
+    epoch = state.epoch if epoch is None else epoch
+    for x, y, idx in shuffled_batches(split, batch_size, seed, epoch):
+        if augment is not None:
+            x = augment(x, idx, seed, epoch)
         out = model(x)
         t_out = teacher(x) if teacher is not None else None
         terms = method(Batch(x, y, idx), out, t_out, state)

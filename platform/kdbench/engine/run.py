@@ -145,7 +145,7 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
     t0 = time.perf_counter()
     state = _stage(run, job, epoch)
     metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, state)
+                          job.seed, state, data.augment, epoch)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
     val_acc = float(accuracy(predict(run.model, data.val), data.val))
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only

@@ -27,19 +27,27 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
+# Training-time augmentation of a batch: (x, sample indices, seed, epoch) -> x. A pure function of its
+# arguments (draw randomness from a generator seeded by them), so a resumed job, a cached teacher
+# output and a live teacher all see exactly the same views.
+Augment = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class DataSplits:
     train: Split
     val: Split
     test: Split
     num_classes: int
+    augment: Augment | None = None  # applied to training batches only, on their device
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
     def to(self, device) -> DataSplits:
-        return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes)
+        return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes,
+                          self.augment)
 
 
 class DatasetParams(BaseModel):
