@@ -107,3 +107,24 @@ def test_ten_thousand_jobs_expand(tmp_path):
     plan = plan_of(tmp_path, text)
     assert len(plan) == 2 + 50 * 50 + 3 * 50 * 50  # 10,002 jobs
     assert len({e.job_id for e in plan.entries}) == len(plan)
+
+
+def test_pairs_replace_the_full_grid(tmp_path):
+    text = TINY_SUITE.replace("  - {name: small, arch: mlp, widths: [4]}",
+                              "  - {name: small, arch: mlp, widths: [4]}\n  - {name: ta, arch: mlp, widths: [8]}")
+    text = text.replace("chains:\n  - [big, mid, small]\n", "pairs: [[big, small], [both, ta]]\n")
+    plan = plan_of(tmp_path, text)
+    distilled = sorted({e.chain for e in plan.entries if e.job.kind == "student"})
+    assert distilled == [("big", "small"), ("both", "ta")]
+    assert plan.counts() == {"teacher": 2, "baseline": 4, "student": 4}  # 2 pairs × kd × 2 seeds
+
+
+def test_a_model_can_change_the_recipe_for_its_own_jobs(tmp_path):
+    text = TINY_SUITE.replace("{name: small, arch: mlp, widths: [4]}",
+                              "{name: small, arch: mlp, widths: [4], recipe: {optimizer: {lr: 0.01}, epochs: 5}}")
+    plan = plan_of(tmp_path, text)
+    small = [e.job for e in plan.entries if e.student == "small"]
+    assert small and all(j.recipe["optimizer"]["lr"] == 0.01 and j.recipe["epochs"] == 5 for j in small)
+    assert all(j.recipe["optimizer"]["momentum"] == 0.9 for j in small)  # the rest of the suite's recipe stays
+    others = [e.job for e in plan.entries if e.student != "small"]
+    assert all(j.recipe["optimizer"]["lr"] == 0.1 for j in others)

@@ -57,7 +57,7 @@ def validate(suite: SuiteArg) -> None:
     plan = _guard(lambda: expand(load_suite(str(suite))))
     counts = plan.counts()
     s = plan.suite
-    epochs = sum((e.job.stop_epoch or s.recipe["epochs"]) for e in plan.entries)
+    epochs = sum((e.job.stop_epoch or e.job.recipe["epochs"]) for e in plan.entries)
     out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
               f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")

@@ -81,6 +81,11 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
         ray = init_ray(opts.address, opts.num_cpus)
         check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
     write_plan(store, plan)
+    if plan.suite.reference:  # the leaderboard's `paper` column, kept with the suite's results
+        from kdbench.results.report import reference_path
+
+        with open(plan.suite.reference, "rb") as f:
+            store.write_bytes(reference_path(plan.suite.name), f.read())
     tracker = _tracker(plan, store, opts)
     run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
                    on_change or (lambda r: None))

@@ -137,3 +137,22 @@ def failures(view: pa.Table) -> pa.Table:
     query = ("SELECT job_id, kind, student, teacher, method, seed, status, error FROM v "
              "WHERE status IN ('failed', 'skipped') ORDER BY status, kind, student, teacher, method, seed")
     return _sql(query, v=view)
+
+
+REFERENCE_COLUMNS = ["teacher", "student", "method", "paper_acc", "source"]
+
+
+def with_reference(methods: pa.Table, reference: pa.Table | None) -> pa.Table:
+    """The methods table with `paper` (a fraction) and `paper_source` from a table of published accuracies
+    in percent (REFERENCE_COLUMNS; an empty teacher means the student trained alone)."""
+    if reference is None or reference.num_rows == 0:
+        nulls = pa.nulls(methods.num_rows)
+        return methods.append_column("paper", nulls.cast(pa.float64())).append_column("paper_source",
+                                                                                    nulls.cast(pa.string()))
+    sql = """SELECT m.*, r.paper_acc / 100.0 AS paper, r.source AS paper_source FROM m
+             LEFT JOIN r ON coalesce(m.teacher, '') = coalesce(r.teacher, '') AND m.student = r.student
+                        AND m.method = r.method"""
+    order = methods.column_names + ["paper", "paper_source"]
+    keyed = methods.append_column("_row", pa.array(range(methods.num_rows)))
+    joined = _sql(sql + " ORDER BY m._row", m=keyed, r=reference)
+    return joined.select(order)

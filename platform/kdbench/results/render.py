@@ -66,10 +66,11 @@ def _datasets(rows: list[dict]) -> str:
 def _methods_table(methods: pa.Table) -> Table:
     rows = methods.to_pylist()
     ambiguous = ambiguous_methods(rows)
+    papers = any(r.get("paper") is not None for r in rows)
     table = _table(f"Methods on {_datasets(rows)}: mean test accuracy % over seeds ± 95% CI; "
                    "gain over the student alone (pp)",
                    ["teacher", "student", "via", "method", "rank", "n", "failed", "test acc %",
-                    "gain pp [95% CI]"])
+                    "gain pp [95% CI]"] + (["paper %"] if papers else []))
     for i, r in enumerate(rows):
         group = (r["dataset"], r["teacher"], r["student"])
         last = i + 1 == len(rows) or group != (rows[i + 1]["dataset"], rows[i + 1]["teacher"],
@@ -78,9 +79,10 @@ def _methods_table(methods: pa.Table) -> Table:
         # Text cells: names and JSON params must not be read as rich markup ("[...]").
         cells = [r["teacher"] or "(alone)", r["student"], _via(r["chain"]), _label(r, ambiguous),
                  str(r["rank"]), str(r["n"])]
+        extra = [Text(_pct(r.get("paper")) if r.get("paper") is not None else "")] if papers else []
         table.add_row(*map(Text, map(str, cells)), failed,
                       Text(_pct_ci(r["mean"], r["ci_low"], r["ci_high"])),
-                      Text(_gain(r["gain"], r["gain_ci_low"], r["gain_ci_high"])), end_section=last)
+                      Text(_gain(r["gain"], r["gain_ci_low"], r["gain_ci_high"])), *extra, end_section=last)
     return table
 
 

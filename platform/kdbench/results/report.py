@@ -12,7 +12,14 @@ import pyarrow.parquet as pq
 
 from kdbench.store import Store
 
-from .leaderboard import failures, methods_leaderboard, suite_view, teacher_size_table
+from .leaderboard import (
+    REFERENCE_COLUMNS,
+    failures,
+    methods_leaderboard,
+    suite_view,
+    teacher_size_table,
+    with_reference,
+)
 from .plots import plot_methods, plot_teacher_size
 from .render import html_page
 from .store import read_plan, read_results
@@ -34,10 +41,27 @@ def _suite_results(store: Store, suite: str, plan: pa.Table) -> pa.Table:
     return results.filter(pc.equal(results["suite"], suite))
 
 
+def reference_path(suite: str) -> str:
+    """Where a run keeps the suite's table of published accuracies, if it declares one."""
+    return f"references/{suite}.csv"
+
+
+def _reference(store: Store, suite: str) -> pa.Table | None:
+    data = store.read_bytes(reference_path(suite))
+    if data is None:
+        return None
+    types = {"teacher": pa.string(), "student": pa.string(), "method": pa.string(), "paper_acc": pa.float64(),
+             "source": pa.string()}
+    table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(column_types=types,
+                                                                                 strings_can_be_null=True))
+    return table.select(REFERENCE_COLUMNS)
+
+
 def build_leaderboard(store: Store, suite: str) -> Leaderboard:
     plan = read_plan(store, suite)
     view = suite_view(_suite_results(store, suite, plan), plan)
-    return Leaderboard(suite, view, methods_leaderboard(view), teacher_size_table(view), failures(view))
+    methods = with_reference(methods_leaderboard(view), _reference(store, suite))
+    return Leaderboard(suite, view, methods, teacher_size_table(view), failures(view))
 
 
 def _parquet(table: pa.Table) -> bytes:

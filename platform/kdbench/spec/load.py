@@ -6,6 +6,7 @@ Every problem becomes one SpecError naming the file, line and field, before anyt
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from kdbench.zoo.models import ARCHS
 from .errors import Loc, SpecError
 from .job import Component
 from .messages import line_of, spec_error
-from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
+from .schema import ModelEntry, Recipe, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml
 
 
@@ -27,6 +28,7 @@ from .yamlsrc import load_yaml
 class ModelDef:
     name: str
     model: Component
+    recipe: dict[str, Any]  # the suite's recipe with this model's changes applied
     seed: int = 0  # teachers only: students take the suite's seeds
     stop_epoch: int | None = None  # teachers only
 
@@ -51,10 +53,12 @@ class Suite:
     ensembles: tuple[EnsembleDef, ...]
     methods: tuple[Component, ...]
     chains: tuple[tuple[str, ...], ...]
+    pairs: tuple[tuple[str, str], ...] | None
     seeds: tuple[int, ...]
     resources: Resources
     retries: int
     plugins: tuple[str, ...] = ()
+    reference: str | None = None  # absolute path of the published-numbers CSV
 
 
 class _Checker:
@@ -85,25 +89,27 @@ def load_suite(path: str) -> Suite:
         raise spec_error(e, path, lines, (), SuiteFile) from None
     _plugins(check, raw.plugins)
     dataset = _dataset(check, raw)
-    teachers = tuple(_model(check, e, ("teachers", i), teacher=True) for i, e in enumerate(raw.teachers))
-    students = tuple(_model(check, e, ("students", i), teacher=False) for i, e in enumerate(raw.students))
-    for t in teachers:
-        if t.stop_epoch is not None and t.stop_epoch > raw.recipe.epochs:
-            i = teachers.index(t)
-            raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({raw.recipe.epochs})")
+    recipe = raw.recipe.model_dump(mode="json")
+    teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
+    students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
+    for i, t in enumerate(teachers):
+        if t.stop_epoch is not None and t.stop_epoch > t.recipe["epochs"]:
+            raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe['epochs']})")
     _unique_names(check, raw)
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
     _seeds(check, raw.seeds)
     chains = _chains(check, raw, teachers, students, ensembles)
+    pairs = _pairs(check, raw, teachers, students, ensembles)
+    reference = _reference(check, path, raw.reference)
     distills = any(METHODS.get(m.name).needs.teacher for m in methods)
     if distills and not (teachers or ensembles):
         raise check.fail(("methods",), "distillation methods need a teacher: add `teachers:`")
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
-    return Suite(path, raw.name, raw.version, raw.description, dataset, raw.recipe.model_dump(mode="json"),
-                 teachers, students, ensembles, methods, chains, tuple(raw.seeds), raw.resources, raw.retries,
-                 tuple(raw.plugins))
+    return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
+                 teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
+                 tuple(raw.plugins), reference)
 
 
 def import_plugins(names) -> None:
@@ -126,14 +132,24 @@ def _dataset(check: _Checker, raw: SuiteFile) -> Component:
     return Component(name, params)
 
 
-def _model(check: _Checker, entry: ModelEntry, loc: Loc, teacher: bool) -> ModelDef:
+def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: dict, teacher: bool) -> ModelDef:
     check.name_in(ARCHS, entry.arch, loc + ("arch",))
     own = list((TeacherEntry if teacher else ModelEntry).model_fields)
     params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
     model = Component(entry.arch, params)
+    if entry.recipe:
+        recipe = check.params(Recipe, _merge(recipe, entry.recipe), loc + ("recipe",))
     if teacher:
-        return ModelDef(entry.name, model, entry.seed, entry.stop_epoch)
-    return ModelDef(entry.name, model)
+        return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch)
+    return ModelDef(entry.name, model, recipe)
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in changes.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
 
 
 def _unique_names(check: _Checker, raw: SuiteFile) -> None:
@@ -207,3 +223,32 @@ def _chains(check, raw, teachers, students, ensembles) -> tuple[tuple[str, ...],
             if name in {e.name for e in ensembles}:
                 raise check.fail(loc + (j,), f"an ensemble ('{name}') can only start a chain")
     return tuple(tuple(c) for c in raw.chains)
+
+
+def _pairs(check, raw, teachers, students, ensembles) -> tuple[tuple[str, str], ...] | None:
+    if raw.pairs is None:
+        return None
+    sources = [m.name for m in teachers] + [e.name for e in ensembles]
+    student_names = [m.name for m in students]
+    if not raw.pairs:
+        raise check.fail(("pairs",), "must not be empty (leave it out for the full teachers × students grid)")
+    for i, pair in enumerate(raw.pairs):
+        if len(pair) != 2:
+            raise check.fail(("pairs", i), "a pair is [teacher, student]")
+        if pair[0] not in sources:
+            raise check.fail(("pairs", i, 0), f"'{pair[0]}' is not a teacher or ensemble{suggest(pair[0], sources)}")
+        if pair[1] not in student_names:
+            raise check.fail(("pairs", i, 1), f"'{pair[1]}' is not a student{suggest(pair[1], student_names)}")
+        if pair in raw.pairs[:i]:
+            raise check.fail(("pairs", i), f"pair {pair} is listed twice")
+    return tuple((a, b) for a, b in raw.pairs)
+
+
+def _reference(check: _Checker, path: str, ref: str | None) -> str | None:
+    """The reference CSV, relative to the suite file; it must exist."""
+    if ref is None:
+        return None
+    full = os.path.join(os.path.dirname(os.path.abspath(path)), ref)
+    if not os.path.isfile(full):
+        raise check.fail(("reference",), f"file not found: {full}")
+    return full

@@ -2,7 +2,8 @@
 
 - every teacher is a `teacher` job (its own seed; a stop epoch makes it early-stopped);
 - every student × seed gets a `baseline` job (method `none`): every gain is measured against it;
-- every (teacher or ensemble) × student × distillation method × seed is a `student` job;
+- every (teacher or ensemble) × student × distillation method × seed is a `student` job (only the
+  listed `pairs` when the suite gives them);
 - a chain [t, a1, …, s] adds, per method × seed, a student job for a1 distilled from t, then a2
   from that job, …, then s. Jobs are deduplicated by id, so a chain's first link and the same
   direct distillation are one job.
@@ -59,7 +60,7 @@ def expand(suite: Suite) -> Plan:
         return entries.setdefault(entry.job_id, entry)
 
     def job(kind, model: ModelDef, method, seed, teachers=(), combine=None, stop_epoch=None) -> Job:
-        return Job(kind, suite.dataset, model.model, suite.recipe, method, seed, stop_epoch,
+        return Job(kind, suite.dataset, model.model, model.recipe, method, seed, stop_epoch,
                    tuple(teachers), combine)
 
     # Sources a student can learn from: name -> (upstream refs, combine rule).
@@ -75,12 +76,13 @@ def expand(suite: Suite) -> Plan:
     for s in suite.students:
         for seed in suite.seeds:
             add(PlanEntry(job("baseline", s, NONE, seed), None, s.name, (s.name,)))
-    for src in sources:
-        for s in suite.students:
-            for m in methods:
-                for seed in suite.seeds:
-                    ups, combine = sources[src]
-                    add(PlanEntry(job("student", s, m, seed, ups, combine), src, s.name, (src, s.name)))
+    students = {s.name: s for s in suite.students}
+    pairs = suite.pairs or [(src, s) for src in sources for s in students]
+    for src, name in pairs:
+        ups, combine = sources[src]
+        for m in methods:
+            for seed in suite.seeds:
+                add(PlanEntry(job("student", students[name], m, seed, ups, combine), src, name, (src, name)))
 
     models = {m.name: m for m in (*suite.teachers, *suite.students)}
     for chain in suite.chains:

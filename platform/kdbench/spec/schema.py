@@ -67,6 +67,8 @@ class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = Field(pattern=NAME)
     arch: str
+    # Changes to the suite's recipe for this model's jobs, e.g. {optimizer: {lr: 0.01}} for MobileNetV2.
+    recipe: dict[str, Any] | None = None
 
 
 class TeacherEntry(ModelEntry):
@@ -98,7 +100,10 @@ class SuiteFile(Strict):
     students: list[ModelEntry] = Field(min_length=1)
     methods: list[Any] = Field(min_length=1)  # `name` or `{name: {hyperparameters}}`; checked in load.py
     chains: list[list[str]] = []
+    # [teacher or ensemble, student] pairs to distil; when given, they replace the full teachers × students grid
+    pairs: list[list[str]] | None = None
     ensembles: list[EnsembleEntry] = []
+    reference: str | None = None  # CSV of published accuracies (teacher, student, method, paper_acc, source)
     seeds: list[int] = Field(min_length=1)
     resources: Resources = Resources()
     retries: int = Field(default=2, ge=0)  # Ray Tune retries of a job whose worker died or raised

@@ -1,0 +1,139 @@
+"""`crd`: Contrastive Representation Distillation — Tian, Krishnan & Isola, ICLR 2020.
+
+The pooled embeddings of both networks go through linear heads to 128 dimensions and are
+L2-normalised: v_S, v_T (B, 128). Two memory banks hold one 128-vector per training sample,
+m_S and m_T (N, 128). For sample i with K negatives j_1..j_K drawn from other classes:
+
+    P(v, m_j) = exp(v · m_j / τ) / Z                                   (Z frozen after the first batch)
+    NCE(v, m) = −(1/B) Σ_i [ log P_i⁺ / (P_i⁺ + K·Pn + ε) + Σ_k log K·Pn / (P_ik + K·Pn + ε) ]
+    L = r·CE + a·KD + b · (NCE(v_S, m_T) + NCE(v_T, m_S)),     Pn = 1/N, ε = 1e-7
+
+P⁺ scores the anchor against the other side's memory row of the same sample. After scoring, the
+batch's rows are updated: m[i] ← normalise(μ·m[i] + (1 − μ)·v_i), μ = 0.5. This is the benchmark
+code (RepDistiller crd/criterion.py, its "Eq. (18)", and crd/memory.py): the paper's critic (§3) has
+no Z — the code normalises by a constant Z = N·mean(exp(v·m/τ)) estimated on the first batch, per
+direction, then fixed. Here Z is a buffer, so it is checkpointed with the memories. The loss sums
+over the batch and negatives and divides by B.
+
+Negatives: RepDistiller's dataset draws K indices uniformly with replacement from the samples of
+the *other* classes (CIFAR100InstanceSample, mode "exact"); here they are drawn per step with
+tensor ops from class-sorted index pools. Deviation: K is capped at the smallest such pool,
+N − max_c N_c, so tiny datasets get K ≤ the number of distinct negatives (on CIFAR-100,
+49,500 ≥ 16,384: no change). Embedding heads and memories are owned here and trained/saved with the
+student; gradients reach both heads, never the teacher's features.
+
+Defaults: b = 0.8 (RepDistiller scripts `-r 1 -a 0 -b 0.8`; mdistiller CFG.CRD.LOSS.FEAT_WEIGHT),
+feat_dim 128, K = 16384, τ = 0.07, μ = 0.5 (train_student.py --feat_dim/--nce_k/--nce_t/--nce_m).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from .base import Method, MethodContext, Needs, register_method
+from .mixing import MixParams, label_and_kd
+from .taps import embedding
+
+EPS = 1e-7  # RepDistiller's ε in the NCE posterior
+
+
+def sample_negatives(y: torch.Tensor, order: torch.Tensor, start: torch.Tensor, count: torch.Tensor,
+                     k: int) -> torch.Tensor:
+    """(B, k) training indices drawn uniformly with replacement from samples of classes other than y.
+
+    order: (N,) indices sorted by class; class c occupies order[start[c] : start[c] + count[c]]. Drawing u
+    uniformly in [0, N − count[y]) and skipping over y's block gives a uniform draw from the other classes.
+    """
+    n, c0, n_c = order.numel(), start[y].unsqueeze(1), count[y].unsqueeze(1)  # (B, 1) each
+    pool = n - n_c
+    u = (torch.rand(y.shape[0], k, device=y.device, dtype=torch.float64) * pool).long()
+    u = torch.minimum(u, pool - 1)  # guard the (measure-zero) rounding up to the pool size
+    return order[u + (u >= c0) * n_c]
+
+
+def nce_loss(log_p: torch.Tensor, num_data: int) -> torch.Tensor:
+    """RepDistiller's ContrastLoss from log P, (B, 1 + K) with the positive first; stable in log space."""
+    k = log_p.shape[1] - 1
+    log_c = math.log(k / num_data + EPS)  # log(K·Pn + ε)
+    log_d1 = -F.softplus(log_c - log_p[:, 0])  # log P⁺ / (P⁺ + K·Pn + ε), (B,)
+    log_d0 = math.log(k / num_data) - log_c - F.softplus(log_p[:, 1:] - log_c)  # (B, K)
+    return -(log_d1.sum() + log_d0.sum()) / log_p.shape[0]
+
+
+class Embed(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x):
+        return F.normalize(self.linear(x.flatten(1)), dim=1)  # (B, dim_out), unit rows
+
+
+class CRDParams(MixParams):
+    weight: float = Field(default=0.8, ge=0.0)  # b
+    feat_dim: int = Field(default=128, gt=0)
+    nce_k: int = Field(default=16384, gt=0)
+    nce_t: float = Field(default=0.07, gt=0.0)
+    nce_m: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+
+@register_method
+class CRD(Method):
+    name = "crd"
+    Params = CRDParams
+    needs = Needs(teacher=True, features=("embedding",), indices=True)
+
+    def __init__(self, params: CRDParams, ctx: MethodContext) -> None:
+        super().__init__(params, ctx)
+        if not ctx.teacher_features:
+            raise ValueError("crd needs the teacher's features; an ensemble teacher has none")
+        if ctx.train_labels is None:
+            raise ValueError("crd needs ctx.train_labels to draw negatives from other classes")
+        n, d = ctx.num_train, params.feat_dim
+        self.embed_s = Embed(embedding(ctx.student_features)[0], d)
+        self.embed_t = Embed(embedding(ctx.teacher_features)[0], d)
+        stdv = 1.0 / math.sqrt(d / 3)
+        self.register_buffer("memory_s", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), student embeddings
+        self.register_buffer("memory_t", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), teacher embeddings
+        self.register_buffer("z", torch.full((2,), -1.0))  # Z of the student / teacher anchor; < 0: unset
+        labels = ctx.train_labels.long()
+        count = torch.bincount(labels, minlength=ctx.num_classes)
+        # Derived from the labels, so not checkpointed (persistent=False); buffers so they follow .to(device).
+        self.register_buffer("order", torch.argsort(labels, stable=True), persistent=False)
+        self.register_buffer("start", torch.cumsum(count, 0) - count, persistent=False)
+        self.register_buffer("count", count, persistent=False)
+        self.k = min(params.nce_k, n - int(count.max()))
+        if self.k < 1:
+            raise ValueError("crd needs training samples of at least two classes")
+
+    def forward(self, batch, student, teacher, state):
+        p: CRDParams = self.params
+        neg = sample_negatives(batch.y, self.order, self.start, self.count, self.k)  # (B, K)
+        loss = self.contrast(embedding(student.features), embedding(teacher.features), batch.index, neg)
+        return label_and_kd(p, batch, student.logits, teacher) | {"crd": p.weight * loss}
+
+    def contrast(self, f_s: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor, neg: torch.Tensor):
+        """Both directions' NCE losses, summed; then the memories' rows `index` are updated."""
+        v_s, v_t = self.embed_s(f_s), self.embed_t(f_t.detach())  # (B, d) each
+        rows = torch.cat([index.unsqueeze(1), neg], dim=1)  # (B, 1 + K): positive first
+        loss = self._nce(v_s, self.memory_t, rows, 0) + self._nce(v_t, self.memory_s, rows, 1)
+        with torch.no_grad():
+            self._update(self.memory_s, index, v_s)
+            self._update(self.memory_t, index, v_t)
+        return loss
+
+    def _nce(self, anchor: torch.Tensor, memory: torch.Tensor, rows: torch.Tensor, side: int) -> torch.Tensor:
+        logits = torch.einsum("bkd,bd->bk", memory[rows], anchor) / self.params.nce_t  # (B, 1 + K)
+        with torch.no_grad():  # Z: set once, from the first batch; torch.where avoids a host sync per step
+            estimate = logits.exp().mean() * memory.shape[0]
+            self.z[side] = torch.where(self.z[side] < 0, estimate, self.z[side])
+        return nce_loss(logits - self.z[side].log(), memory.shape[0])
+
+    def _update(self, memory: torch.Tensor, index: torch.Tensor, v: torch.Tensor) -> None:
+        m = self.params.nce_m
+        memory.index_copy_(0, index, F.normalize(m * memory[index] + (1 - m) * v, dim=1))
