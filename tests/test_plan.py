@@ -128,3 +128,16 @@ def test_a_model_can_change_the_recipe_for_its_own_jobs(tmp_path):
     assert all(j.recipe["optimizer"]["momentum"] == 0.9 for j in small)  # the rest of the suite's recipe stays
     others = [e.job for e in plan.entries if e.student != "small"]
     assert all(j.recipe["optimizer"]["lr"] == 0.1 for j in others)
+
+
+def test_where_the_data_lives_is_not_part_of_a_job_id():
+    from kdbench.spec.job import Component, Job
+
+    recipe = {"epochs": 1}
+    a = Job("teacher", Component("cifar100", {"root": "/data/a", "val_size": 5000}), Component("resnet8"), recipe,
+            Component("none"), 0)
+    b = Job("teacher", Component("cifar100", {"root": "/mnt/b", "val_size": 5000}), Component("resnet8"), recipe,
+            Component("none"), 0)
+    c = Job("teacher", Component("cifar100", {"root": "/data/a", "val_size": 1000}), Component("resnet8"), recipe,
+            Component("none"), 0)
+    assert a.job_id == b.job_id != c.job_id

@@ -18,6 +18,7 @@ from kdbench.version import JOB_SEMANTICS
 
 JobKind = Literal["teacher", "baseline", "student"]
 ID_LENGTH = 20  # hex characters: 80 bits, collision-free for any plausible store
+LOCATION_PARAMS = frozenset({"root"})  # dataset parameters that say where the files are, not what they hold
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class Job:
     def identity(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "dataset": asdict(self.dataset),
+            # Where the data lives is not what it is: the same dataset under two paths is one job.
+            "dataset": {"name": self.dataset.name,
+                        "params": {k: v for k, v in self.dataset.params.items() if k not in LOCATION_PARAMS}},
             "model": asdict(self.model),
             "recipe": self.recipe,
             "method": asdict(self.method),

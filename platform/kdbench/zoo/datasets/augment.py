@@ -84,8 +84,8 @@ def crop_flip(pad: int = 4, fill: float | Sequence[float] = 0.0, flip: bool = Tr
         if flip:
             flipped = (_shr(bits, 63) & 1).bool()  # the top bit, unused by the offsets
             cols = torch.where(flipped[:, None], cols.flip(1), cols)  # a flipped crop reads its window backwards
-        batch = torch.arange(b, device=x.device)[:, None, None, None]
-        chan = torch.arange(c, device=x.device)[None, :, None, None]
-        return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
+        # One gather along the flattened padded plane: several times faster on CPU than 4-tensor advanced indexing.
+        flat = (rows[:, :, None] * (w + 2 * pad) + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+        return padded.view(b, c, -1).gather(2, flat).view(b, c, h, w)  # (B, C, H, W)
 
     return augment

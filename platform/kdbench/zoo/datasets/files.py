@@ -55,9 +55,15 @@ def _mnist_file(root: Path, stem: str) -> Path:
     for path in looked:
         if path.is_file():
             return path
-    raise DatasetMissing(f"MNIST file {stem} not found; looked for {', '.join(map(str, looked))}. "
+    raise DatasetMissing(f"no MNIST file {stem}: looked for {', '.join(map(str, looked))}. "
                          f"Download train-/t10k-images-idx3-ubyte.gz and -labels-idx1-ubyte.gz from {MNIST_URL} "
                          f"into {root / 'MNIST' / 'raw'} (or set KDBENCH_DATA_ROOT / the dataset's `root:`).")
+
+
+def find_mnist(root: str | Path) -> list[Path]:
+    """The four MNIST files under `root`, or DatasetMissing naming the first one absent."""
+    return [_mnist_file(Path(root), f"{p}-{kind}") for p in ("train", "t10k")
+            for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
 
 
 def read_mnist(root: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -83,9 +89,9 @@ class CifarLayout:
     label_bytes: int  # label bytes before each record's 3072 pixel bytes; the class is the last one
 
 
-CIFAR10 = CifarLayout("CIFAR-10", "cifar-10-batches-py", (tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",)),
-                      b"labels", "cifar-10-batches-bin",
-                      (tuple(f"data_batch_{i}.bin" for i in range(1, 6)), ("test_batch.bin",)), 1)
+_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10 = CifarLayout("CIFAR-10", "cifar-10-batches-py", (_BATCHES, ("test_batch",)), b"labels",
+                      "cifar-10-batches-bin", (tuple(f"{b}.bin" for b in _BATCHES), ("test_batch.bin",)), 1)
 CIFAR100 = CifarLayout("CIFAR-100", "cifar-100-python", (("train",), ("test",)), b"fine_labels",
                        "cifar-100-binary", (("train.bin",), ("test.bin",)), 2)  # coarse byte, then fine byte
 
@@ -100,9 +106,10 @@ def find_cifar(root: str | Path, layout: CifarLayout) -> tuple[str, list[Path], 
         paths = [root / folder / f for f in train], [root / folder / f for f in test]
         if all(p.is_file() for p in paths[0] + paths[1]):
             return kind, *paths
+    py, binary = (",".join(sum(names, ())) for names in (layout.py_files, layout.bin_files))
     raise DatasetMissing(
-        f"{layout.title} not found under {root}: looked for {root / layout.py_dir}/{{{','.join(sum(layout.py_files, ()))}}} "
-        f"(python version) and {root / layout.bin_dir}/{{{','.join(sum(layout.bin_files, ()))}}} (binary version). "
+        f"no {layout.title} files under {root}: looked for {root / layout.py_dir}/{{{py}}} (python version) "
+        f"and {root / layout.bin_dir}/{{{binary}}} (binary version). "
         f"Download the python version from {CIFAR_URL} and extract it into {root} "
         f"(or set KDBENCH_DATA_ROOT / the dataset's `root:`).")
 
@@ -155,10 +162,9 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-_ALLOWED = {
-    **{(f"numpy.{core}.multiarray", n): ("multiarray", n) for core in ("core", "_core") for n in ("_reconstruct", "scalar")},
-    **{(f"numpy.{core}.numeric", "_frombuffer"): ("numeric", "_frombuffer") for core in ("core", "_core")},
-}
+# (module, name) as pickled -> (submodule of numpy._core / numpy.core, name): what ndarray.__reduce_ex__ emits.
+_ALLOWED = {(f"numpy.{core}.{sub}", name): (sub, name) for core in ("core", "_core")
+            for sub, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
 _BUILTINS = {"list": list, "dict": dict, "tuple": tuple, "set": set, "bytes": bytes, "bytearray": bytearray,
              "str": str, "int": int, "float": float}
 
