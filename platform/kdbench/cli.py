@@ -50,9 +50,12 @@ def _guard(fn, *args, **kwargs):
 
 
 @app.command()
-def validate(suite: SuiteArg) -> None:
-    """Check a suite and print its plan's size; runs nothing."""
+def validate(suite: SuiteArg,
+             tflops: Annotated[float, typer.Option(help="Effective TFLOP/s of one GPU for the estimate.")] = 25.0,
+             ) -> None:
+    """Check a suite and print its plan's size and a compute estimate; runs nothing."""
     from kdbench.spec import expand, load_suite
+    from kdbench.spec.estimate import estimate
 
     plan = _guard(lambda: expand(load_suite(str(suite))))
     counts = plan.counts()
@@ -61,6 +64,12 @@ def validate(suite: SuiteArg) -> None:
     out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
               f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")
+    est = estimate(plan, tflops)
+    if est is not None:
+        hours = est.gpu_hours
+        amount = f"{hours:,.1f} GPU-hours" if hours >= 0.1 else f"{hours * 3600:.3g} GPU-seconds"
+        out.print(f"compute: {est.flops:.3g} FLOPs ≈ {amount} at {est.tflops:g} effective TFLOP/s "
+                  "(forward+backward of students, forward of teachers; see --tflops)")
 
 
 @app.command()

@@ -57,7 +57,7 @@ class ATParams(MixParams):
 class AT(Method):
     name = "at"
     Params = ATParams
-    needs = Needs(teacher=True, features=("stages",))  # stage1..N
+    needs = Needs(teacher=True, features=("stage",))  # stage1..N
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

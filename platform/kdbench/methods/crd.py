@@ -65,15 +65,6 @@ def nce_loss(log_p: torch.Tensor, num_data: int) -> torch.Tensor:
     return -(log_d1.sum() + log_d0.sum()) / log_p.shape[0]
 
 
-class Embed(nn.Module):
-    def __init__(self, dim_in: int, dim_out: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(dim_in, dim_out)
-
-    def forward(self, x):
-        return F.normalize(self.linear(x.flatten(1)), dim=1)  # (B, dim_out), unit rows
-
-
 class CRDParams(MixParams):
     weight: float = Field(default=0.8, ge=0.0)  # b
     feat_dim: int = Field(default=128, gt=0)
@@ -95,8 +86,8 @@ class CRD(Method):
         if ctx.train_labels is None:
             raise ValueError("crd needs ctx.train_labels to draw negatives from other classes")
         n, d = ctx.num_train, params.feat_dim
-        self.embed_s = Embed(embedding(ctx.student_features)[0], d)
-        self.embed_t = Embed(embedding(ctx.teacher_features)[0], d)
+        self.embed_s = nn.Linear(embedding(ctx.student_features)[0], d)  # then L2-normalised, as RepDistiller's Embed
+        self.embed_t = nn.Linear(embedding(ctx.teacher_features)[0], d)
         stdv = 1.0 / math.sqrt(d / 3)
         self.register_buffer("memory_s", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), student embeddings
         self.register_buffer("memory_t", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), teacher embeddings
@@ -117,9 +108,10 @@ class CRD(Method):
         loss = self.contrast(embedding(student.features), embedding(teacher.features), batch.index, neg)
         return label_and_kd(p, batch, student.logits, teacher) | {"crd": p.weight * loss}
 
-    def contrast(self, f_s: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor, neg: torch.Tensor):
+    def contrast(self, f_s: torch.Tensor, f_t: torch.Tensor, index: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """Both directions' NCE losses, summed; then the memories' rows `index` are updated."""
-        v_s, v_t = self.embed_s(f_s), self.embed_t(f_t.detach())  # (B, d) each
+        v_s = F.normalize(self.embed_s(f_s.flatten(1)), dim=1)  # (B, d), unit rows
+        v_t = F.normalize(self.embed_t(f_t.detach().flatten(1)), dim=1)  # (B, d)
         rows = torch.cat([index.unsqueeze(1), neg], dim=1)  # (B, 1 + K): positive first
         loss = self._nce(v_s, self.memory_t, rows, 0) + self._nce(v_t, self.memory_s, rows, 1)
         with torch.no_grad():

@@ -1,9 +1,9 @@
 """`sp`: Similarity-Preserving Knowledge Distillation — Tung & Mori, ICCV 2019.
 
-Objective (§3, Eqs. 1–4), with the last stage's activations flattened to Q (B, C·H·W):
+Objective (§3), with the last stage's activations flattened to Q (B, C·H·W):
 
-    G̃ = Q·Qᵀ (B, B),   G = G̃ with each row divided by its L2 norm          (Eqs. 2–3)
-    L_SP = 1/B² · ‖G_t − G_s‖_F²                                             (Eq. 4)
+    G̃ = Q·Qᵀ (B, B),   G = G̃ with each row divided by its L2 norm
+    L_SP = 1/B² · ‖G_t − G_s‖_F²
     loss = r·CE + a·KD + b·L_SP
 
 Reduction: the squared Frobenius norm divided by B² (the paper's and RepDistiller's `Similarity`). RepDistiller
@@ -45,7 +45,7 @@ class SPParams(MixParams):
 class SP(Method):
     name = "sp"
     Params = SPParams
-    needs = Needs(teacher=True, features=("stages",))  # the last stage only
+    needs = Needs(teacher=True, features=("stage",))  # the last stage only
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -56,7 +56,7 @@ class VIDParams(MixParams):
 class VID(Method):
     name = "vid"
     Params = VIDParams
-    needs = Needs(teacher=True, features=("stages",))  # stage1..N
+    needs = Needs(teacher=True, features=("stage",))  # stage1..N
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -55,6 +55,11 @@ class DatasetParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def describe(self) -> tuple[tuple[int, ...], int, int] | None:
+        """(input shape, number of classes, training samples) without loading the data, for estimates;
+        None when the dataset cannot tell."""
+        return None
+
 
 @dataclass(frozen=True)
 class Dataset:

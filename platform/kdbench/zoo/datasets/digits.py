@@ -16,6 +16,9 @@ from .base import DatasetParams, DataSplits, Split, register_dataset
 class DigitsParams(DatasetParams):
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # use a subset of the training split
 
+    def describe(self):
+        return (1, 8, 8), 10, max(10, round(1078 * self.train_fraction))
+
 
 def _split(x: np.ndarray, y: np.ndarray) -> tuple[Split, ...]:
     from sklearn.model_selection import train_test_split

@@ -23,6 +23,9 @@ class SyntheticParams(DatasetParams):
     label_noise: float = Field(default=0.0, ge=0.0, lt=1.0)
     data_seed: int = 0
 
+    def describe(self):
+        return (self.dim,), self.num_classes, self.n_train
+
 
 @register_dataset("synthetic", SyntheticParams)
 def synthetic(p: SyntheticParams) -> DataSplits:

@@ -62,6 +62,9 @@ class MnistParams(VisionParams):
     augment: bool = False  # true: random crop (padding 2) only — a flipped digit is another glyph
     title, url = "MNIST", files.MNIST_URL
 
+    def describe(self):
+        return (1, 28, 28), 10, round((60000 - self.val_size) * self.train_fraction)
+
     @classmethod
     def find_files(cls, root: Path) -> None:
         files.find_mnist(root)
@@ -71,6 +74,10 @@ class Cifar10Params(VisionParams):
     augment: bool = True  # random crop 32 with padding 4 and horizontal flip
     title, url = "CIFAR-10", files.CIFAR_URL
     layout: ClassVar[files.CifarLayout] = files.CIFAR10
+
+    def describe(self):
+        classes = 100 if self.layout is files.CIFAR100 else 10
+        return (3, 32, 32), classes, round((50000 - self.val_size) * self.train_fraction)
 
     @classmethod
     def find_files(cls, root: Path) -> None:

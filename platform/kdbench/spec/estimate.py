@@ -1,0 +1,59 @@
+"""A plan's compute, estimated before anything runs: FLOPs from one counted forward per architecture.
+
+    job FLOPs ≈ epochs × training samples × (3 × student forward + Σ teacher forwards)
+
+(backward ≈ 2 × forward; teachers run forward only). GPU-hours divide by an *effective* throughput:
+small CIFAR models use a fraction of a GPU's peak, so the default (25 TFLOP/s) is a planning figure,
+not a promise; pass your own. Input pipelines, evaluation and the methods' own heads are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from kdbench.zoo.datasets import DATASETS
+
+from .job import Component, canonical_json
+from .plan import Plan
+
+
+@dataclass(frozen=True)
+class Estimate:
+    flops: float
+    gpu_hours: float
+    tflops: float
+
+
+@cache
+def _forward_flops(arch: str, params_json: str, input_shape: tuple[int, ...], num_classes: int) -> float:
+    import json
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kdbench.zoo.models import create_model
+
+    model = create_model(arch, json.loads(params_json), input_shape, num_classes).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    return float(counter.get_total_flops())
+
+
+def _flops(model: Component, shape: tuple[int, ...], classes: int) -> float:
+    return _forward_flops(model.name, canonical_json(model.params), shape, classes)
+
+
+def estimate(plan: Plan, tflops: float = 25.0) -> Estimate | None:
+    """None when the dataset cannot describe itself without loading its data."""
+    dataset = plan.suite.dataset
+    described = DATASETS.get(dataset.name).params(**dataset.params).describe()
+    if described is None:
+        return None
+    shape, classes, n_train = described
+    total = 0.0
+    for e in plan.entries:
+        job = e.job
+        per_sample = 3 * _flops(job.model, shape, classes) + sum(_flops(t.model, shape, classes) for t in job.teachers)
+        total += (job.stop_epoch or job.recipe["epochs"]) * n_train * per_sample
+    return Estimate(total, total / (tflops * 1e12) / 3600, tflops)
