@@ -68,7 +68,7 @@ class ABParams(MixParams):
 
 def connector(s: tuple[int, ...], t: tuple[int, ...], always: bool) -> nn.Module:
     """Student (C_s, H, W) → teacher channels C_t; the benchmark skips it when the shapes already match."""
-    if s == t and not always:
+    if tuple(s) == tuple(t) and not always:
         return nn.Identity()
     return nn.Sequential(nn.Conv2d(s[0], t[0], 1, bias=False), nn.BatchNorm2d(t[0]))
 
@@ -88,7 +88,7 @@ class AB(Method):
         if len(s_shapes) != len(t_shapes):
             raise ValueError(f"ab pairs stages one to one: student has {len(s_shapes)}, teacher {len(t_shapes)}")
         always = params.variant == "paper"
-        self.connectors = nn.ModuleList(connector(s, t, always) for s, t in zip(s_shapes, t_shapes))
+        self.connectors = nn.ModuleList(connector(s, t, always) for s, t in zip(s_shapes, t_shapes, strict=True))
 
     @property
     def init_epochs(self) -> int:
