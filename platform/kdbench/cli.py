@@ -55,9 +55,11 @@ def validate(suite: SuiteArg,
              ) -> None:
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
     from kdbench.spec import expand, load_suite
+    from kdbench.spec.compat import prune_incompatible
     from kdbench.spec.estimate import estimate
 
-    plan = _guard(lambda: expand(load_suite(str(suite))))
+    plan, pruned = _guard(lambda: prune_incompatible(expand(load_suite(str(suite)))))
+    _print_pruned([f"{p.entry.job.method.name}: {' → '.join(p.entry.chain)}: {p.reason}" for p in pruned])
     counts = plan.counts()
     s = plan.suite
     epochs = sum((e.job.stop_epoch or e.job.recipe["epochs"]) for e in plan.entries)
@@ -92,6 +94,7 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         counts = _guard(run_suite, str(suite), opts, progress.update)
     if not quiet:
         _print_leaderboard(store, name)
+    _print_pruned(counts.pruned)
     out.print(counts.summary(), highlight=False)
     if not counts.tracking_complete:
         err.print(f"MLflow did not get everything (the results store did): run `kdbench sync {name}` "
@@ -120,6 +123,19 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
         paths = write_report(st, suite)
         html.write_bytes(st.read_bytes(paths["leaderboard.html"]))
         out.print(f"wrote {html}")
+
+
+def _print_pruned(lines: list[str]) -> None:
+    """Jobs left out of the plan because their method cannot work for the pair, grouped by reason."""
+    if not lines:
+        return
+    groups: dict[str, int] = {}
+    for line in lines:
+        key = line.split(" (seed ")[0] + ":" + line.rsplit(":", 1)[-1] if " (seed " in line else line
+        groups[key] = groups.get(key, 0) + 1
+    err.print(f"[yellow]left out {len(lines)} job(s) whose method cannot work for the pair:[/]")
+    for key, n in groups.items():
+        err.print(f"  {key}" + (f" (×{n})" if n > 1 else ""), highlight=False, soft_wrap=True)
 
 
 def _print_leaderboard(store: str, suite: str) -> None:

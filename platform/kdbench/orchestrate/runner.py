@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from kdbench.results import STATUS_OK, statuses, write_plan
 from kdbench.spec import Plan, PlanEntry, expand, load_suite
+from kdbench.spec.compat import prune_incompatible
 from kdbench.store import Store
 
 from .integrity import corrupt_upstreams
@@ -72,7 +73,7 @@ def _tune(run: SuiteRun, ray) -> None:
 def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
     """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
     the cluster's resources) fails before anything is written."""
-    plan = expand(load_suite(path))
+    plan, pruned = prune_incompatible(expand(load_suite(path)))
     store = Store(opts.store)
     done = {i for i, s in statuses(store, plan.jobs).items() if s == STATUS_OK}
     done -= corrupt_upstreams(store, plan, done)
@@ -89,6 +90,8 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
     tracker = _tracker(plan, store, opts)
     run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
                    on_change or (lambda r: None))
+    run.counts.pruned = [f"{p.entry.job.method.name}: {' → '.join(p.entry.chain)} (seed {p.entry.job.seed}): "
+                         f"{p.reason}" for p in pruned]
     try:
         _sync_cached(run)
         if ray is not None:

@@ -26,6 +26,7 @@ class Counts:
     skipped: int = 0
     interrupted: int = 0  # stopped before finishing (Ctrl-C): no row; the next run resumes them
     tracking_complete: bool = True  # False when MLflow missed something (`kdbench sync` repairs it)
+    pruned: list[str] = field(default_factory=list)  # jobs left out: their method cannot work for the pair
 
     def summary(self) -> str:
         line = f"jobs: {self.total} total, {self.cached} cached, {self.run} run, {self.failed} failed"

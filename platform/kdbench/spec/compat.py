@@ -1,0 +1,75 @@
+"""Pruning a plan of the jobs whose method cannot work for their teacher/student pair.
+
+FSP needs equal channel counts, AT the same number of stages, feature methods a single teacher…
+Each method says so by raising ValueError when it is built from the pair's feature shapes. That is
+checked here, once per distinct (method, student, teachers), by building the models on the CPU —
+so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cache
+
+import torch
+
+from kdbench.methods import METHODS, MethodContext, create_method
+from kdbench.zoo.datasets import DATASETS
+from kdbench.zoo.models import create_model
+from kdbench.zoo.models.features import feature_shapes
+
+from .job import Component, Job, canonical_json
+from .plan import Plan, PlanEntry
+
+
+@dataclass(frozen=True)
+class Pruned:
+    entry: PlanEntry
+    reason: str
+
+
+@cache
+def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
+    import json
+
+    return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
+
+
+def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str | None:
+    def taps(model: Component) -> dict:
+        return _shapes(model.name, canonical_json(model.params), shape, classes)
+
+    teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
+    labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
+    ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=taps(job.model),
+                        teacher_features=teacher, train_labels=labels, epochs=job.recipe["epochs"])
+    try:
+        create_method(job.method.name, job.method.params, ctx)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
+    """The plan without incompatible jobs (and the chain links that depend on them), and why each went."""
+    described = DATASETS.get(plan.suite.dataset.name).params(**plan.suite.dataset.params).describe()
+    if described is None:  # cannot size the models without loading the data: let the jobs tell
+        return plan, []
+    shape, classes, n_train = described
+    verdicts: dict[str, str | None] = {}
+    pruned: list[Pruned] = []
+    keep = []
+    for e in plan.entries:  # topological order: a pruned upstream is seen first
+        gone = next((t.job_id for t in e.job.teachers if t.job_id in {p.entry.job_id for p in pruned}), None)
+        reason = f"its teacher job {gone} was pruned" if gone else None
+        if reason is None and e.job.kind == "student" and METHODS.get(e.job.method.name).needs.features:
+            key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
+                                  [[t.model.name, t.model.params] for t in e.job.teachers]])
+            if key not in verdicts:
+                verdicts[key] = _reason(e.job, shape, classes, n_train)
+            reason = verdicts[key]
+        if reason is None:
+            keep.append(e)
+        else:
+            pruned.append(Pruned(e, reason))
+    return replace(plan, entries=tuple(keep)), pruned

@@ -1,0 +1,63 @@
+"""The benchmark suites under benchmarks/suites validate, and the CI twin runs every method end to end."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kdbench.cli import app
+from kdbench.methods import METHODS
+from kdbench.orchestrate import RunOptions, run_suite
+from kdbench.results import open_results
+from kdbench.results.report import build_leaderboard
+from kdbench.spec import expand, load_suite
+from kdbench.spec.compat import prune_incompatible
+from kdbench.store import Store
+
+SUITES = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"
+
+
+@pytest.fixture
+def fake_cifar100(tmp_path, monkeypatch):
+    """A data root holding CIFAR-100's file names (validation checks they exist; nothing reads them here)."""
+    folder = tmp_path / "data" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test", "meta"):
+        (folder / name).write_bytes(b"")
+    monkeypatch.setenv("KDBENCH_DATA_ROOT", str(tmp_path / "data"))
+
+
+def test_the_crd_benchmark_validates_and_estimates_its_compute(fake_cifar100):
+    result = CliRunner().invoke(app, ["validate", str(SUITES / "crd_cifar100.yaml")])
+    assert result.exit_code == 0, result.output
+    plan, pruned = prune_incompatible(expand(load_suite(str(SUITES / "crd_cifar100.yaml"))))
+    # 6 teachers, 9 students × 5 seeds alone, 13 pairs × 16 distillation settings × 5 seeds, less FSP on the
+    # 7 pairs whose channel counts differ (CRD's tables have no FSP there either).
+    assert plan.counts() == {"teacher": 6, "baseline": 45, "student": 13 * 16 * 5 - 7 * 5}
+    assert {p.entry.job.method.name for p in pruned} == {"fsp"} and len(pruned) == 35
+    assert f"{len(plan)} jobs" in result.output and "GPU-hours" in result.output
+    mobile = [e.job for e in plan.entries if e.student == "mobilenetv2"]
+    assert {j.recipe["optimizer"]["lr"] for j in mobile} == {0.01}  # the benchmark's lr for MobileNetV2
+
+
+def test_every_registered_distillation_method_is_in_both_benchmark_suites(fake_cifar100):
+    for suite in ("crd_cifar100.yaml", "crd_digits.yaml"):
+        names = {m.name for m in load_suite(str(SUITES / suite)).methods}
+        missing = {n for n in METHODS.names() if not n.startswith("test_")} - names
+        assert not missing, f"{suite} lacks {missing}"
+
+
+@pytest.mark.slow
+def test_the_ci_twin_runs_every_method_through_ray_tune(tmp_path, ray_local):
+    counts = run_suite(str(SUITES / "crd_digits.yaml"), RunOptions(store=str(tmp_path / "s"), track=False))
+    assert counts.failed == 0 and counts.run == counts.total
+    rows = open_results(tmp_path / "s").to_arrow().to_pylist()
+    assert all(r["status"] == "ok" and math.isfinite(r["test_acc"]) for r in rows)
+    ran = {r["method"] for r in rows}
+    assert ran >= {n for n in METHODS.names() if not n.startswith("test_")}
+    board = build_leaderboard(Store(tmp_path / "s"), "crd_digits")
+    cells = {(r["student"], r["method"], r["method_params"]) for r in rows if r["kind"] != "teacher"}
+    assert board.methods.num_rows == len(cells)  # one leaderboard row per (student, method setting)
