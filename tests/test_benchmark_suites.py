@@ -43,6 +43,20 @@ def test_the_crd_benchmark_validates_and_estimates_its_compute(fake_cifar100):
     assert {j.recipe["optimizer"]["lr"] for j in mobile} == {0.01}  # the benchmark's lr for MobileNetV2
 
 
+def test_data_root_option_points_validation_at_the_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("KDBENCH_DATA_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    missing = CliRunner().invoke(app, ["validate", str(SUITES / "crd_cifar100.yaml")])
+    assert missing.exit_code == 2 and "dataset.root" in missing.output and "does not exist" in missing.output
+    folder = tmp_path / "elsewhere" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name in ("train", "test", "meta"):
+        (folder / name).write_bytes(b"")
+    found = CliRunner().invoke(app, ["validate", str(SUITES / "crd_cifar100.yaml"), "--data-root",
+                                     str(tmp_path / "elsewhere")])
+    assert found.exit_code == 0, found.output
+
+
 def test_every_registered_distillation_method_is_in_both_benchmark_suites(fake_cifar100):
     for suite in ("crd_cifar100.yaml", "crd_digits.yaml"):
         names = {m.name for m in load_suite(str(SUITES / suite)).methods}

@@ -23,6 +23,13 @@ StoreOpt = Annotated[str, typer.Option("--store", envvar="KDBENCH_STORE",
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
                                                  help="MLflow server; default: embedded under the store.")]
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.", show_default=False)]
+DataRootOpt = Annotated[Path | None, typer.Option(
+    "--data-root", help="Where datasets live (sets KDBENCH_DATA_ROOT; a suite's `root:` wins).")]
+
+
+def _set_data_root(data_root: Path | None) -> None:
+    if data_root is not None:  # read by dataset parameters' defaults when the suite loads, and by workers
+        os.environ["KDBENCH_DATA_ROOT"] = str(data_root.resolve())
 DEFAULT_STORE = "kdbench-store"
 
 
@@ -52,8 +59,9 @@ def _guard(fn, *args, **kwargs):
 @app.command()
 def validate(suite: SuiteArg,
              tflops: Annotated[float, typer.Option(help="Effective TFLOP/s of one GPU for the estimate.")] = 25.0,
-             ) -> None:
+             data_root: DataRootOpt = None) -> None:
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
+    _set_data_root(data_root)
     from kdbench.spec import expand, load_suite
     from kdbench.spec.compat import prune_incompatible
     from kdbench.spec.estimate import estimate
@@ -80,8 +88,9 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
         num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or leaderboard.")] = False,
-        ) -> None:
+        data_root: DataRootOpt = None) -> None:
     """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
+    _set_data_root(data_root)
     from kdbench.orchestrate import RunOptions, run_suite
     from kdbench.spec import load_suite
 
