@@ -125,11 +125,18 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
     teacher = load_teacher(job, store, data.input_shape, data.num_classes, device)
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
                         student_features=feature_shapes(model, data.input_shape),
-                        teacher_features=feature_shapes(teacher.members[0], data.input_shape) if teacher else {},
+                        teacher_features=_teacher_taps(teacher, data.input_shape),
                         train_labels=data.train.y.cpu(), epochs=job.recipe["epochs"])
     method = create_method(job.method.name, job.method.params, ctx).to(device)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe["optimizer"])
     return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe))
+
+
+def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
+    """A single teacher's tap shapes; an ensemble has no features to distil (it gives none per batch)."""
+    if teacher is None or len(teacher.members) != 1:
+        return {}
+    return feature_shapes(teacher.members[0], input_shape)
 
 
 def _stage(run: Training, job: Job, epoch: int) -> TrainState:

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import stages
+from .taps import paired_stage_maps, stages
 
 
 def match_spatial(f_s: torch.Tensor, f_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,13 +61,7 @@ class AT(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("at needs the teacher's feature taps; an ensemble of teachers has none")
-        s, t = stages(ctx.student_features), stages(ctx.teacher_features)
-        if len(s) != len(t) or not s:
-            raise ValueError(f"at pairs stages one to one: the student has {len(s)}, the teacher {len(t)}")
-        if any(len(shape) != 3 for shape in s + t):
-            raise ValueError(f"at needs (C, H, W) stage maps, got {s} and {t}")
+        s, t = paired_stage_maps(self.name, ctx.student_features, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: ATParams = self.params

@@ -38,7 +38,7 @@ from torch import nn
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding
+from .taps import embedding, require_teacher_taps
 
 
 def cc_benchmark_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
@@ -74,8 +74,7 @@ class CC(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("cc needs the teacher's feature taps; an ensemble of teachers has none")
+        require_teacher_taps(self.name, ctx.teacher_features)
         (d_s,), (d_t,) = embedding(ctx.student_features), embedding(ctx.teacher_features)
         if params.variant == "benchmark":
             self.embed_s, self.embed_t = nn.Linear(d_s, params.feat_dim), nn.Linear(d_t, params.feat_dim)

@@ -31,6 +31,7 @@ from torch import nn
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
+from .taps import require_teacher_taps
 
 TAP = "stage2"  # RepDistiller's feat[2]
 
@@ -67,8 +68,7 @@ class FitNet(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("fitnet needs the teacher's feature taps; an ensemble of teachers has none")
+        require_teacher_taps(self.name, ctx.teacher_features)
         s_shape, t_shape = ctx.student_features.get(TAP), ctx.teacher_features.get(TAP)
         if s_shape is None or t_shape is None or len(s_shape) != 3 or len(t_shape) != 3:
             raise ValueError(f"fitnet needs a (C, H, W) '{TAP}' tap on student and teacher, got {s_shape} and "

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding
+from .taps import embedding, require_teacher_taps
 
 EPS = 1e-7
 
@@ -50,8 +50,7 @@ class PKT(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("pkt needs the teacher's feature taps; an ensemble of teachers has none")
+        require_teacher_taps(self.name, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: PKTParams = self.params

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding
+from .taps import embedding, require_teacher_taps
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -68,8 +68,7 @@ class RKD(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("rkd needs the teacher's feature taps; an ensemble of teachers has none")
+        require_teacher_taps(self.name, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: RKDParams = self.params

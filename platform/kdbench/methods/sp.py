@@ -22,7 +22,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import stages
+from .taps import require_teacher_taps, stages
 
 
 def similarity(f: torch.Tensor) -> torch.Tensor:
@@ -49,8 +49,7 @@ class SP(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("sp needs the teacher's feature taps; an ensemble of teachers has none")
+        require_teacher_taps(self.name, ctx.teacher_features)
         if not stages(ctx.student_features) or not stages(ctx.teacher_features):
             raise ValueError("sp needs a stage tap (stage1..N) on both the student and the teacher")
 

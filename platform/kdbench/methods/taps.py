@@ -34,3 +34,20 @@ def _numbered(taps: Mapping[str, T], prefix: str) -> list[T]:
         out.append(taps[f"{prefix}{i}"])
         i += 1
     return out
+
+
+def require_teacher_taps(method: str, teacher_features: Mapping) -> None:
+    """Feature methods need one teacher's taps; an ensemble (or a teacher without taps) has none."""
+    if not teacher_features:
+        raise ValueError(f"{method} needs the teacher's feature taps; an ensemble of teachers has none")
+
+
+def paired_stage_maps(method: str, student: Mapping[str, tuple], teacher: Mapping[str, tuple]) -> tuple[list, list]:
+    """Student and teacher stage shapes paired one to one, each a (C, H, W) map."""
+    require_teacher_taps(method, teacher)
+    s, t = stages(student), stages(teacher)
+    if len(s) != len(t) or not s:
+        raise ValueError(f"{method} pairs stages one to one: the student has {len(s)}, the teacher {len(t)}")
+    if any(len(shape) != 3 for shape in s + t):
+        raise ValueError(f"{method} needs (C, H, W) stage maps, got {s} and {t}")
+    return s, t

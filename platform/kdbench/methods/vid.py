@@ -31,7 +31,7 @@ from torch import nn
 from .at import match_spatial
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import stages
+from .taps import paired_stage_maps, stages
 
 
 def vid_loss(mean: torch.Tensor, target: torch.Tensor, log_scale: torch.Tensor, eps: float) -> torch.Tensor:
@@ -60,13 +60,7 @@ class VID(Method):
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        if not ctx.teacher_features:
-            raise ValueError("vid needs the teacher's feature taps; an ensemble of teachers has none")
-        s, t = stages(ctx.student_features), stages(ctx.teacher_features)
-        if len(s) != len(t) or not s:
-            raise ValueError(f"vid pairs stages one to one: the student has {len(s)}, the teacher {len(t)}")
-        if any(len(shape) != 3 for shape in s + t):
-            raise ValueError(f"vid needs (C, H, W) stage maps, got {s} and {t}")
+        s, t = paired_stage_maps(self.name, ctx.student_features, ctx.teacher_features)
         alpha = math.log(math.expm1(params.init_var - params.eps))  # softplus⁻¹(init_var − ε)
         self.regressors = nn.ModuleList(regressor(a[0], b[0]) for a, b in zip(s, t, strict=True))
         self.log_scales = nn.ParameterList(nn.Parameter(torch.full((b[0],), alpha)) for b in t)
