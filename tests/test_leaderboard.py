@@ -225,3 +225,25 @@ def test_write_report_writes_every_file(tmp_path):
     methods = pq.read_table(io.BytesIO(store.read_bytes(paths["methods.parquet"])))
     assert methods.num_rows == 5
     assert store.read_bytes(paths["methods.csv"]).decode().splitlines()[0].startswith('"dataset","teacher"')
+
+
+def test_published_numbers_join_the_methods_table_as_the_paper_column(tmp_path):
+    from kdbench.results import result_row, write_plan, write_result
+    from kdbench.results.report import build_leaderboard, reference_path
+    from kdbench.spec import expand, load_suite
+
+    from .conftest import TINY_SUITE, write_suite
+
+    store = Store(tmp_path / "store")
+    plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
+    write_plan(store, plan)
+    for e in plan.entries:
+        write_result(store, result_row(e, "tiny", {"test_acc": 0.5, "val_acc": 0.5}))
+    store.write_bytes(reference_path("tiny"), b"teacher,student,method,paper_acc,source\n"
+                                             b"big,small,kd,73.33,Table 1\n,small,none,72.50,Table 1\n")
+    rows = build_leaderboard(store, "tiny").methods.to_pylist()
+    paper = {(r["teacher"], r["method"], r["chain"]): r["paper"] for r in rows}
+    assert paper[("big", "kd", "big → small")] == pytest.approx(0.7333)
+    assert paper[(None, "none", "small")] == pytest.approx(0.7250)
+    assert paper[("mid", "kd", "mid → small")] is None
+    assert paper[("big", "kd", "big → mid → small")] is None  # a TA chain is not the paper's direct KD

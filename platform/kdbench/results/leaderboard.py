@@ -151,7 +151,8 @@ def with_reference(methods: pa.Table, reference: pa.Table | None) -> pa.Table:
                                                                                     nulls.cast(pa.string()))
     sql = """SELECT m.*, r.paper_acc / 100.0 AS paper, r.source AS paper_source FROM m
              LEFT JOIN r ON coalesce(m.teacher, '') = coalesce(r.teacher, '') AND m.student = r.student
-                        AND m.method = r.method"""
+                        AND m.method = r.method
+                        AND len(string_split(m.chain, ' → ')) <= 2  -- papers report direct distillation"""
     order = methods.column_names + ["paper", "paper_source"]
     keyed = methods.append_column("_row", pa.array(range(methods.num_rows)))
     joined = _sql(sql + " ORDER BY m._row", m=keyed, r=reference)
