@@ -67,7 +67,7 @@ def validate(suite: SuiteArg,
     from kdbench.spec.estimate import estimate
 
     plan, pruned = _guard(lambda: prune_incompatible(expand(load_suite(str(suite)))))
-    _print_pruned([f"{p.entry.job.method.name}: {' → '.join(p.entry.chain)}: {p.reason}" for p in pruned])
+    _print_pruned([p.describe() for p in pruned])
     counts = plan.counts()
     s = plan.suite
     epochs = sum((e.job.stop_epoch or e.job.recipe["epochs"]) for e in plan.entries)
@@ -139,9 +139,8 @@ def _print_pruned(lines: list[str]) -> None:
     if not lines:
         return
     groups: dict[str, int] = {}
-    for line in lines:
-        key = line.split(" (seed ")[0] + ":" + line.rsplit(":", 1)[-1] if " (seed " in line else line
-        groups[key] = groups.get(key, 0) + 1
+    for line in lines:  # one line per cell: its seeds give equal lines
+        groups[line] = groups.get(line, 0) + 1
     err.print(f"[yellow]left out {len(lines)} job(s) whose method cannot work for the pair:[/]")
     for key, n in groups.items():
         err.print(f"  {key}" + (f" (×{n})" if n > 1 else ""), highlight=False, soft_wrap=True)

@@ -90,8 +90,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
     tracker = _tracker(plan, store, opts)
     run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
                    on_change or (lambda r: None))
-    run.counts.pruned = [f"{p.entry.job.method.name}: {' → '.join(p.entry.chain)} (seed {p.entry.job.seed}): "
-                         f"{p.reason}" for p in pruned]
+    run.counts.pruned = [p.describe() for p in pruned]
     try:
         _sync_cached(run)
         if ray is not None:

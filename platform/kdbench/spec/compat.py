@@ -27,6 +27,10 @@ class Pruned:
     entry: PlanEntry
     reason: str
 
+    def describe(self) -> str:
+        """`method: teacher → student: reason` (equal for every seed of a cell, so lines group)."""
+        return f"{self.entry.job.method.name}: {' → '.join(self.entry.chain)}: {self.reason}"
+
 
 @cache
 def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
