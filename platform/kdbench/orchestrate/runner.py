@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdbench.results import STATUS_OK, statuses, write_plan
+from kdbench.results import STATUS_OK, read_results, write_plan
 from kdbench.spec import Plan, PlanEntry, expand, load_suite
 from kdbench.spec.compat import prune_incompatible
 from kdbench.store import Store
@@ -75,8 +75,9 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
     the cluster's resources) fails before anything is written."""
     plan, pruned = prune_incompatible(expand(load_suite(path)))
     store = Store(opts.store)
-    done = {i for i, s in statuses(store, plan.jobs).items() if s == STATUS_OK}
-    done -= corrupt_upstreams(store, plan, done)
+    # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.
+    rows = {r["job_id"]: r for r in read_results(store, plan.jobs).to_pylist() if r["status"] == STATUS_OK}
+    done = set(rows) - corrupt_upstreams(store, plan, set(rows))
     ray = None
     if len(done) < len(plan):
         ray = init_ray(opts.address, opts.num_cpus)
@@ -92,7 +93,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
                    on_change or (lambda r: None))
     run.counts.pruned = [p.describe() for p in pruned]
     try:
-        _sync_cached(run)
+        _sync_cached(run, [rows[i] for i in done])
         if ray is not None:
             _tune(run, ray)
         _report(run)
@@ -102,14 +103,13 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
     return run.counts
 
 
-def _sync_cached(run: SuiteRun) -> None:
+def _sync_cached(run: SuiteRun, rows: list[dict]) -> None:
     """Jobs found done: make sure MLflow has their run (a crashed driver may not have ended it)."""
-    if run.tracker is None or not run.done:
+    if run.tracker is None:
         return
-    from kdbench.results import read_results
     from kdbench.track.backfill import history_reader
 
-    for row in read_results(run.store, run.done).to_pylist():
+    for row in rows:
         run.tracker.sync_job(row["job_id"], row, history_reader(run.store, row["job_id"]))
 
 
