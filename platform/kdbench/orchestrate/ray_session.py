@@ -39,10 +39,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     import ray
 
     quiet_tune()
+    if address:  # before reusing a connection: an unreachable address is the user's error either way
+        check_reachable(address)
     if ray.is_initialized():
         return ray
-    if address:
-        check_reachable(address)
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         if address:
