@@ -1,7 +1,14 @@
-"""Reading and writing result rows and plans in the store, one Parquet file per job.
+"""Reading and writing result rows and plans in the store.
 
-A job's row lives at results/<id[:2]>/<id>.parquet: a rerun of a failed job replaces it, so a job
-never has two rows. Files are written whole (see kdbench.store.Store.write_bytes).
+A worker writes a finished job's row to its own file, results/<id[:2]>/<id>.parquet (a rerun of a
+failed job replaces it); files are written whole (see kdbench.store.Store.write_bytes). Compaction
+(kdbench/results/compact.py) later merges those files into a few large segments under
+results/segments/, because reading 10,000 one-row files costs ~400x more than one 10,000-row file.
+
+Readers see every Parquet file under results/: loose per-job files, segments, and files claimed by a
+compaction in progress. A job can transiently have more than one row there (a crash between a
+compaction's write and its clean-up, or a failed row compacted before its rerun succeeded); readers
+keep each job's row with the latest `finished_at`, so a job is always read as exactly one row.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -23,9 +31,17 @@ from kdbench.store import Store
 from .rows import plan_row
 from .schema import PLAN_SCHEMA, RESULT_SCHEMA
 
+SEGMENTS, CLAIMED = "results/segments", "results/claimed"
+_READ_ATTEMPTS = 5  # a compaction may delete a listed file between listing and reading it
+
 
 def result_path(job_id: str) -> str:
     return f"results/{job_id[:2]}/{job_id}.parquet"
+
+
+def is_loose(rel: str) -> bool:
+    """A per-job file as a worker wrote it (not a segment, not a claimed file)."""
+    return not rel.startswith((SEGMENTS + "/", CLAIMED + "/"))
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -41,17 +57,47 @@ def write_result(store: Store, row: dict[str, Any]) -> None:
 
 def read_results(store: Store, job_ids: Iterable[str] | None = None,
                  columns: list[str] | None = None) -> pa.Table:
-    """All result rows (or those of `job_ids`) as one Arrow table with RESULT_SCHEMA."""
-    if job_ids is None:
-        files = store.list_files("results", ".parquet")
-    else:
-        present = set(store.list_files("results", ".parquet"))
-        files = [p for p in map(result_path, job_ids) if p in present]
+    """All result rows (or those of `job_ids`) as one Arrow table with RESULT_SCHEMA, one row per job."""
+    wanted = None if job_ids is None else set(job_ids)
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            table = _read_once(store, wanted)
+            break
+        except OSError as e:  # a file compacted away after listing: list again
+            if attempt == _READ_ATTEMPTS - 1 or not _vanished(e):
+                raise
+    table = latest_per_job(table)
+    return table.select(columns) if columns is not None else table
+
+
+def _read_once(store: Store, wanted: set[str] | None) -> pa.Table:
+    files = store.list_files("results", ".parquet")
+    if wanted is not None:
+        # Loose files are found by name; segments and claimed files are read with a job-id filter.
+        files = [f for f in files if not is_loose(f) or f.rsplit("/", 1)[-1][:-8] in wanted]
     if not files:
-        return RESULT_SCHEMA.empty_table().select(columns or RESULT_SCHEMA.names)
+        return RESULT_SCHEMA.empty_table()
     ds = pads.dataset([store.path(f) for f in files], schema=RESULT_SCHEMA, format="parquet",
                       filesystem=store.fs)
-    return ds.to_table(columns=columns)
+    if wanted is None:
+        return ds.to_table()
+    return ds.to_table(filter=pc.field("job_id").isin(pa.array(sorted(wanted), pa.string())))
+
+
+def _vanished(e: OSError) -> bool:
+    text = str(e).lower()
+    return isinstance(e, FileNotFoundError) or any(w in text for w in ("not found", "no such", "does not exist"))
+
+
+def latest_per_job(table: pa.Table) -> pa.Table:
+    """Each job's row with the latest `finished_at` (ties: any — they are copies of one row)."""
+    if table.num_rows == 0 or pc.count_distinct(table["job_id"]).as_py() == table.num_rows:
+        return table
+    order = pc.sort_indices(table, sort_keys=[("job_id", "ascending"), ("finished_at", "descending")])
+    table = table.take(order)
+    ids = table["job_id"].combine_chunks()
+    starts = pc.not_equal(ids[1:], ids[:-1])  # True where a new job id starts
+    return table.filter(pa.concat_arrays([pa.array([True]), starts]))
 
 
 def statuses(store: Store, job_ids: Iterable[str]) -> dict[str, str]:
