@@ -177,6 +177,18 @@ def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `re
 
 
 @app.command()
+def compact(store: StoreOpt = DEFAULT_STORE,
+            full: Annotated[bool, typer.Option("--full", help="Also merge every existing segment into one.")]
+            = False) -> None:
+    """Merge the per-job result files into large Parquet segments (safe while jobs are running)."""
+    from kdbench.results.compact import compact as compact_results
+    from kdbench.store import Store
+
+    st = _guard(Store, store)
+    out.print(_guard(compact_results, st, full).describe(), highlight=False)
+
+
+@app.command()
 def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
        host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean it.")] = "127.0.0.1",
        ) -> None:

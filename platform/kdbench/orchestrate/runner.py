@@ -3,6 +3,7 @@ experiment, record every job, then write and log the leaderboard."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from kdbench.store import Store
 from .integrity import corrupt_upstreams
 from .ray_session import check_resources, init_ray
 from .state import Counts, SuiteRun
+
+log = logging.getLogger("kdbench.orchestrate")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
         _sync_cached(run, [rows[i] for i in done])
         if ray is not None:
             _tune(run, ray)
+        _compact(run.store)
         _report(run)
     finally:
         if tracker is not None:
@@ -111,6 +115,15 @@ def _sync_cached(run: SuiteRun, rows: list[dict]) -> None:
 
     for row in rows:
         run.tracker.sync_job(row["job_id"], row, history_reader(run.store, row["job_id"]))
+
+
+def _compact(store: Store) -> None:
+    """Merge the per-job result files once enough have piled up: leaderboards then read a few files."""
+    from kdbench.results.compact import maybe_compact
+
+    done = maybe_compact(store)
+    if done is not None:
+        log.info(done.describe())
 
 
 def _report(run: SuiteRun) -> None:
