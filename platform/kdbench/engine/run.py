@@ -25,7 +25,7 @@ from torch import nn
 from kdbench.methods import MethodContext, TrainState, create_method
 from kdbench.spec.job import Job
 from kdbench.store import Store
-from kdbench.teachers.load import MODEL_FILE, load_teacher
+from kdbench.teachers.load import MODEL_FILE, load_teacher, snapshot_file
 from kdbench.version import __version__
 from kdbench.zoo.datasets import DataSplits
 from kdbench.zoo.models import count_parameters, create_model
@@ -94,6 +94,7 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
         run.restarts.append(run.epoch)  # resumed after an interruption: record where
     for epoch in range(run.epoch, run.method.init_epochs + (job.stop_epoch or job.recipe["epochs"])):
         metrics = _epoch(job, run, data, epoch)
+        _snapshot(job, store, run)
         checkpoint.save(store, Store.artifact(job.job_id, LAST), run.state())
         if report is not None:
             report(metrics)
@@ -101,6 +102,14 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     store.write_bytes(Store.artifact(job.job_id, HISTORY), json.dumps(run.history).encode())
     store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
     return final
+
+
+def _snapshot(job: Job, store: Store, run: Training) -> None:
+    """Keep the weights after a main-stage epoch the job lists in `snapshots` (written before `last.pt`,
+    so a resumed job never skips one)."""
+    epoch = run.epoch - run.method.init_epochs
+    if epoch in job.snapshots:
+        checkpoint.save(store, Store.artifact(job.job_id, snapshot_file(epoch)), {"model": run.model.state_dict()})
 
 
 def _final(store: Store, job_id: str) -> dict | None:

@@ -10,6 +10,12 @@ Reduction: KL summed over classes and averaged over the batch ("batchmean"), CE 
 the batch — the reduction of the CRD/DKD benchmark code (RepDistiller's DistillKL), not the
 mean over classes some codebases use.
 
+Early-stopped KD (ESKD; Cho & Hariharan, "On the Efficacy of Knowledge Distillation", ICCV 2019, §5):
+with `stop_epoch: k` the distillation term is used in main-stage epochs 1..k only; from epoch k + 1
+on the loss is plain cross-entropy, CE(softmax(s), y) with weight 1 (the `kd` term reports 0).
+Default None: never stops. A None stop_epoch is left out of the dumped hyperparameters, so the
+job ids of KD without it are those it had before the option existed.
+
 Defaults: T = 4, α = 0.9 — the CRD benchmark's KD settings (Tian et al. 2020, RepDistiller:
 `-r 0.1 -a 0.9 --kd_T 4`). Hinton et al. used T = 20 on MNIST; set it in the suite.
 """
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from .base import Method, MethodParams, Needs, register_method
 
@@ -33,6 +39,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, tempe
 class KDParams(MethodParams):
     temperature: float = Field(default=4.0, gt=0.0)
     alpha: float = Field(default=0.9, ge=0.0, le=1.0)
+    stop_epoch: int | None = Field(default=None, gt=0)  # ESKD: plain CE after this main-stage epoch
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_stop(self, handler):
+        """Leave `stop_epoch: None` out, so existing job ids (hashed over the dump) stay unchanged."""
+        out = handler(self)
+        if out.get("stop_epoch", 0) is None:
+            del out["stop_epoch"]
+        return out
 
 
 @register_method
@@ -43,6 +58,9 @@ class KD(Method):
 
     def forward(self, batch, student, teacher, state):
         p: KDParams = self.params
+        if p.stop_epoch is not None and state.stage == "main" and state.epoch >= p.stop_epoch:
+            ce = F.cross_entropy(student.logits, batch.y)
+            return {"ce": ce, "kd": ce.new_zeros(())}  # same terms every epoch, for the epoch metrics
         target = teacher.log_probs(p.temperature).detach()
         return {
             "ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y),

@@ -13,15 +13,16 @@ from kdbench.engine.checkpoint import is_intact
 from kdbench.engine.run import FINAL
 from kdbench.spec.plan import Plan
 from kdbench.store import Store
-from kdbench.teachers.load import MODEL_FILE
+from kdbench.teachers.load import weights_file
 
 log = logging.getLogger("kdbench.orchestrate")
 
 
 def corrupt_upstreams(store: Store, plan: Plan, done: set[str]) -> set[str]:
     """Done jobs needed by pending jobs whose weights fail verification; their records are cleared."""
-    needed = {t.job_id for e in plan.entries if e.job_id not in done for t in e.job.teachers} & done
-    bad = {i for i in needed if not is_intact(store, Store.artifact(i, MODEL_FILE))}
+    needed = {(t.job_id, weights_file(t)) for e in plan.entries if e.job_id not in done for t in e.job.teachers
+              if t.job_id in done}  # the result weights, or a snapshot epoch's
+    bad = {i for i, name in needed if not is_intact(store, Store.artifact(i, name))}
     for job_id in bad:
         log.warning("the weights of job %s are missing or corrupt: it runs again", job_id)
         store.delete(Store.artifact(job_id, FINAL))

@@ -35,6 +35,14 @@ class Upstream:
 
     job_id: str
     model: Component
+    # A weights snapshot of the upstream job taken after this epoch (an early-stopped teacher taken from
+    # one training run, see Job.snapshots); None: the job's selected result weights (model.pt).
+    epoch: int | None = None
+
+    @property
+    def ref(self) -> str:
+        """The upstream's part of a student's identity: the job id, with `@epoch` only for a snapshot."""
+        return self.job_id if self.epoch is None else f"{self.job_id}@{self.epoch}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,15 @@ class Job:
     stop_epoch: int | None = None
     teachers: tuple[Upstream, ...] = ()
     combine: Literal["arithmetic", "geometric"] | None = None
+    # Teachers only: epochs after which weights snapshots are kept (artifacts/<id>/epoch_<e>.pt), so
+    # students can learn from the teacher at those epochs without retraining it per epoch. The set is
+    # part of the identity (only when non-empty, so ids without it are unchanged): a job whose result
+    # exists is never rerun, so a finished teacher must already hold every snapshot its id promises.
+    # Two suites asking for different sets of the same teacher train it twice; snapshotting every
+    # epoch instead would cost epochs × model size of storage for every teacher (1.7 GB for a
+    # ResNet-110 at 240 epochs), and leaving the set out of the id would let a cached teacher lack a
+    # snapshot a new suite needs.
+    snapshots: tuple[int, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -61,10 +78,10 @@ class Job:
             "seed": self.seed,
             "stop_epoch": self.stop_epoch,
             # An ensemble's mean does not depend on member order; a single teacher is a list of one.
-            "upstream": sorted(t.job_id for t in self.teachers),
+            "upstream": sorted(t.ref for t in self.teachers),
             "combine": self.combine,
             "semantics": JOB_SEMANTICS,
-        }
+        } | ({"snapshots": sorted(self.snapshots)} if self.snapshots else {})
 
     @cached_property
     def job_id(self) -> str:
@@ -75,10 +92,11 @@ class Job:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
-        teachers = tuple(Upstream(t["job_id"], Component(**t["model"])) for t in d["teachers"])
+        teachers = tuple(Upstream(t["job_id"], Component(**t["model"]), t.get("epoch")) for t in d["teachers"])
         return cls(kind=d["kind"], dataset=Component(**d["dataset"]), model=Component(**d["model"]),
                    recipe=d["recipe"], method=Component(**d["method"]), seed=d["seed"],
-                   stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"])
+                   stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"],
+                   snapshots=tuple(d.get("snapshots", ())))
 
 
 def canonical_json(obj: Any) -> str:

@@ -31,6 +31,7 @@ class ModelDef:
     recipe: dict[str, Any]  # the suite's recipe with this model's changes applied
     seed: int = 0  # teachers only: students take the suite's seeds
     stop_epoch: int | None = None  # teachers only
+    snapshots: tuple[int, ...] = ()  # teachers only: `stop_epochs`, sources named `<name>@<epoch>`
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def load_suite(path: str) -> Suite:
     for i, t in enumerate(teachers):
         if t.stop_epoch is not None and t.stop_epoch > t.recipe["epochs"]:
             raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe['epochs']})")
+        _snapshots(check, t, ("teachers", i, "stop_epochs"))
     _unique_names(check, raw)
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
@@ -140,8 +142,30 @@ def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: dict, teacher: 
     if entry.recipe:
         recipe = check.params(Recipe, _merge(recipe, entry.recipe), loc + ("recipe",))
     if teacher:
-        return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch)
+        return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch, tuple(entry.stop_epochs))
     return ModelDef(entry.name, model, recipe)
+
+
+def _snapshots(check: _Checker, t: ModelDef, loc: Loc) -> None:
+    """`stop_epochs`: distinct epochs within the teacher's training (its stop epoch, else its recipe's)."""
+    last = t.stop_epoch or t.recipe["epochs"]
+    for j, e in enumerate(t.snapshots):
+        if not 0 < e <= last:
+            raise check.fail(loc + (j,), f"must be in 1..{last} (the teacher's last epoch)")
+        if e in t.snapshots[:j]:
+            raise check.fail(loc + (j,), f"epoch {e} is listed twice")
+
+
+def snapshot_name(teacher: str, epoch: int) -> str:
+    """The source name of a teacher's snapshot: students of `big@10` learn from `big` after epoch 10."""
+    return f"{teacher}@{epoch}"
+
+
+def source_names(teachers, ensembles) -> list[str]:
+    """Everything a student can learn from: teachers, their snapshots, ensembles."""
+    names = [m.name for m in teachers]
+    names += [snapshot_name(m.name, e) for m in teachers for e in m.snapshots]
+    return names + [e.name for e in ensembles]
 
 
 def _merge(base: dict, changes: dict) -> dict:
@@ -202,7 +226,7 @@ def _seeds(check: _Checker, seeds: list[int]) -> None:
 
 
 def _chains(check, raw, teachers, students, ensembles) -> tuple[tuple[str, ...], ...]:
-    sources = {m.name for m in teachers} | {e.name for e in ensembles}
+    sources = set(source_names(teachers, ensembles))
     models = {m.name for m in teachers} | {m.name for m in students}
     student_names = {m.name for m in students}
     for i, chain in enumerate(raw.chains):
@@ -228,7 +252,7 @@ def _chains(check, raw, teachers, students, ensembles) -> tuple[tuple[str, ...],
 def _pairs(check, raw, teachers, students, ensembles) -> tuple[tuple[str, str], ...] | None:
     if raw.pairs is None:
         return None
-    sources = [m.name for m in teachers] + [e.name for e in ensembles]
+    sources = source_names(teachers, ensembles)
     student_names = [m.name for m in students]
     if not raw.pairs:
         raise check.fail(("pairs",), "must not be empty (leave it out for the full teachers × students grid)")

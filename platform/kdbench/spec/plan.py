@@ -1,6 +1,7 @@
 """Expanding a suite into a plan: a DAG of content-addressed jobs, each with its role names.
 
-- every teacher is a `teacher` job (its own seed; a stop epoch makes it early-stopped);
+- every teacher is a `teacher` job (its own seed; a stop epoch makes it early-stopped); its
+  `stop_epochs` are snapshots of that one job, sources named `<teacher>@<epoch>`;
 - every student × seed gets a `baseline` job (method `none`): every gain is measured against it;
 - every (teacher or ensemble) × student × distillation method × seed is a `student` job (only the
   listed `pairs` when the suite gives them);
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from kdbench.methods import METHODS
 
 from .job import Component, Job, Upstream
-from .load import ModelDef, Suite
+from .load import ModelDef, Suite, snapshot_name
 
 NONE = Component("none", {})
 
@@ -59,15 +60,18 @@ def expand(suite: Suite) -> Plan:
     def add(entry: PlanEntry) -> PlanEntry:
         return entries.setdefault(entry.job_id, entry)
 
-    def job(kind, model: ModelDef, method, seed, teachers=(), combine=None, stop_epoch=None) -> Job:
+    def job(kind, model: ModelDef, method, seed, teachers=(), combine=None, stop_epoch=None, snapshots=()) -> Job:
         return Job(kind, suite.dataset, model.model, model.recipe, method, seed, stop_epoch,
-                   tuple(teachers), combine)
+                   tuple(teachers), combine, tuple(snapshots))
 
     # Sources a student can learn from: name -> (upstream refs, combine rule).
     sources: dict[str, tuple[tuple[Upstream, ...], str | None]] = {}
     for t in suite.teachers:
-        e = add(PlanEntry(job("teacher", t, NONE, t.seed, stop_epoch=t.stop_epoch), None, t.name, (t.name,)))
+        e = add(PlanEntry(job("teacher", t, NONE, t.seed, stop_epoch=t.stop_epoch, snapshots=t.snapshots),
+                          None, t.name, (t.name,)))
         sources[t.name] = ((Upstream(e.job_id, t.model),), None)
+        for epoch in t.snapshots:  # the same job, taken after `epoch`: no retraining per stop epoch
+            sources[snapshot_name(t.name, epoch)] = ((Upstream(e.job_id, t.model, epoch),), None)
     for ens in suite.ensembles:
         members = tuple(sources[m][0][0] for m in ens.members)
         sources[ens.name] = (members, ens.combine)

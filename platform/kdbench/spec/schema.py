@@ -74,6 +74,8 @@ class ModelEntry(BaseModel):
 class TeacherEntry(ModelEntry):
     seed: int = 0
     stop_epoch: int | None = Field(default=None, gt=0)  # take the teacher at this epoch (early-stopped)
+    # Snapshots of one training run: students of `<name>@<e>` learn from the teacher's weights after epoch e.
+    stop_epochs: list[int] = []
 
 
 class EnsembleEntry(Strict):

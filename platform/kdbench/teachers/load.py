@@ -15,6 +15,16 @@ from kdbench.zoo.models import create_model
 MODEL_FILE = "model.pt"  # a job's selected weights, read by its downstream jobs
 
 
+def snapshot_file(epoch: int) -> str:
+    """A teacher's weights after `epoch` (Job.snapshots), same checkpoint format as MODEL_FILE."""
+    return f"epoch_{epoch}.pt"
+
+
+def weights_file(up) -> str:
+    """The file of an upstream's weights: its result, or its snapshot when the upstream names an epoch."""
+    return MODEL_FILE if up.epoch is None else snapshot_file(up.epoch)
+
+
 class Teacher(nn.Module):
     """One teacher or an ensemble; `forward` returns a TeacherOutput, never tracks gradients."""
 
@@ -41,7 +51,7 @@ def load_teacher(job: Job, store: Store, input_shape, num_classes: int, device) 
     for up in job.teachers:
         model = create_model(up.model.name, up.model.params, input_shape, num_classes)
         try:
-            state = checkpoint.load(store, Store.artifact(up.job_id, MODEL_FILE))
+            state = checkpoint.load(store, Store.artifact(up.job_id, weights_file(up)))
         except CorruptArtifact as e:
             raise CorruptArtifact(f"teacher weights of job {up.job_id} are corrupt ({e}); run the suite "
                                   "again: it retrains the teacher first") from None
