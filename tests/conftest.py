@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Session fixtures for real services on loopback (S3, PostgreSQL, MLflow server); started only when used.
+pytest_plugins = ["tests.services"]
 # Ray workers (started by the tests' local Ray) import test plugins such as tests.faulty_plugin.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 

@@ -6,15 +6,28 @@
     <store>/mlflow/                the embedded MLflow (sqlite + artifacts) when no server is given
 
 Every write is whole or absent: a local file is written beside its target and renamed over it;
-an object-store upload is one request, visible only once complete.
+an object store has no rename, so a file goes up in one PutObject (multipart only above the part
+size, ~10 MB, and then committed by one CompleteMultipartUpload) and is visible only once complete.
+
+Object stores take their credentials from the environment (the SDKs' usual chain: AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN or ~/.aws or an instance role; GOOGLE_APPLICATION_CREDENTIALS
+for gs://). An S3-compatible server (MinIO, Ceph, moto) is named by KDBENCH_S3_ENDPOINT, else
+AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, e.g. http://127.0.0.1:9000; the region by AWS_REGION or
+AWS_DEFAULT_REGION. The same variables must reach every Ray worker (`kdbench submit` passes them on).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
+
+# Environment variables that configure object-store access, in the order they are looked up.
+S3_ENDPOINT_VARS = ("KDBENCH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+STORE_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
 class StoreError(ValueError):
@@ -30,7 +43,9 @@ class Store:
             scheme = uri.split("://", 1)[0]
             raise StoreError(f"unsupported store URI scheme '{scheme}://' in {uri!r}: use a local path, "
                              "file://, s3:// or gs://")
-        if "://" in uri:
+        if uri.startswith("s3://") and "?" not in uri:  # query options in the URI: pyarrow parses them
+            self.fs, self.root = s3_filesystem(), uri[len("s3://"):].rstrip("/")
+        elif "://" in uri:
             self.fs, self.root = pafs.FileSystem.from_uri(uri)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(uri)
@@ -48,11 +63,11 @@ class Store:
     def write_bytes(self, rel: str, data: bytes) -> None:
         target = self.path(rel)
         parent = target.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        if not self.local:
+        if not self.local:  # no folders to make (they would be marker objects), no rename to do
             with self.fs.open_output_stream(target) as f:  # one upload: visible only when complete
                 f.write(data)
             return
+        self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -90,3 +105,31 @@ class Store:
     @staticmethod
     def artifact(job_id: str, name: str) -> str:
         return f"artifacts/{job_id}/{name}"
+
+
+def s3_endpoint() -> str | None:
+    """The S3-compatible endpoint URL from the environment, if one is set."""
+    return next((os.environ[v] for v in S3_ENDPOINT_VARS if os.environ.get(v)), None)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """An S3 filesystem configured from the environment (endpoint, region; credentials by the SDK).
+
+    `allow_delayed_open` makes a small file one PutObject on close instead of a multipart upload of
+    one part (three requests); either way the object appears only when the upload completes."""
+    kwargs: dict = {"allow_delayed_open": True}
+    endpoint = s3_endpoint()
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if not parts.netloc:
+            raise StoreError(f"S3 endpoint {endpoint!r} is not a URL such as http://127.0.0.1:9000")
+        kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme or "https")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def store_env() -> dict[str, str]:
+    """The object-store variables set here, to hand to Ray workers on other machines."""
+    return {v: os.environ[v] for v in STORE_ENV_VARS if os.environ.get(v)}
