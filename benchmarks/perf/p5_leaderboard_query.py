@@ -27,8 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdbench.results import PLAN_SCHEMA, RESULT_SCHEMA, open_results, read_results, write_result
+from kdbench.results.compact import compact
 from kdbench.results.leaderboard import failures, methods_leaderboard, suite_view, teacher_size_table
 from kdbench.results.report import build_leaderboard
+from kdbench.results.store import SEGMENTS
 from kdbench.store import Store
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
@@ -76,15 +78,31 @@ def synthetic(seeds: int, rng: np.random.Generator) -> tuple[pa.Table, pa.Table]
 
 
 def compacted_store(root: str, results: pa.Table, plan: pa.Table | None, parts: int = 4) -> Store:
+    """The layout kdbench.results.compact produces: segments sorted by job id under results/segments/.
+
+    Written directly (100k rows through write_result + compact would take ~20 min of one-row writes);
+    the real compaction of 10,000 one-row files is timed separately below."""
     shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(f"{root}/results/compacted")
+    os.makedirs(f"{root}/{SEGMENTS}")
+    results = results.sort_by("job_id")
     step = -(-results.num_rows // parts)
     for i in range(parts):
-        pq.write_table(results.slice(i * step, step), f"{root}/results/compacted/part-{i}.parquet")
+        pq.write_table(results.slice(i * step, step), f"{root}/{SEGMENTS}/2026010{i}T000000000000-p5.parquet")
     if plan is not None:
         os.makedirs(f"{root}/plans/{SUITE}")
         pq.write_table(plan, f"{root}/plans/{SUITE}/20260101T000000000000-abc.parquet")
     return Store(root)
+
+
+def compacted_copy(files_store: Store, root: str) -> tuple[Store, float]:
+    """A copy of the one-row-file store, compacted by kdbench's own compaction (timed)."""
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(files_store.root, root)
+    store = Store(root)
+    t0 = time.perf_counter()
+    done = compact(store)
+    assert done.rows == len(files_store.list_files("results", ".parquet")), done
+    return store, time.perf_counter() - t0
 
 
 def per_job_store(root: str, results: pa.Table, n: int) -> tuple[Store, float | None]:
@@ -149,7 +167,7 @@ def run(repeats: int = 5, quick: bool = False, seeds: int = 48) -> list:
     os.makedirs(CACHE, exist_ok=True)
     results, plan = synthetic(seeds, np.random.default_rng(0))
     n = results.num_rows
-    print(f"p5: {n} synthetic rows, written as 4 compacted Parquet files under <store>/results/compacted/")
+    print(f"p5: {n} synthetic rows, written as 4 compacted segments under <store>/{SEGMENTS}/")
     tmp = os.path.join(CACHE, "store-100k")
     store = compacted_store(tmp, results, None)  # no plan: build_leaderboard takes the suite's own rows
     t_lb_noplan, lb = timed(lambda: build_leaderboard(store, SUITE), repeats)
@@ -165,21 +183,24 @@ def run(repeats: int = 5, quick: bool = False, seeds: int = 48) -> list:
     # One timed call each (seconds to minutes: ~4 ms per file); the files are in the page cache after the write.
     t_read_files, _ = timed(lambda: read_results(files_store), 1, warmup=0)
     t_q_files, _ = timed(lambda: open_results(files_store).sql(QUERIES["mean test_acc per method"]), 1, warmup=0)
-    rows_small = results.slice(0, 10_000)
-    t_read_compact10k, _ = timed(lambda: read_results(compacted_store(os.path.join(CACHE, "store-10k-compact"),
-                                                                      rows_small, None)), repeats)
+    compacted10k, t_compact = compacted_copy(files_store, os.path.join(CACHE, "store-10k-compact"))
+    t_read_compact10k, _ = timed(lambda: read_results(compacted10k), repeats)
+    t_q_compact10k, _ = timed(lambda: open_results(compacted10k).sql(QUERIES["mean test_acc per method"]), repeats)
     print(table([
         ["build_leaderboard, compacted, no plan (suite's own rows)", f"{n}", f"{t_lb_noplan:.3f}"],
-        [f"build_leaderboard, compacted + plan (sees {seen} results!)", f"{n}", f"{t_lb_plan:.3f}"],
+        [f"build_leaderboard, compacted + plan ({seen} results seen)", f"{n}", f"{t_lb_plan:.3f}"],
         ["leaderboard tables via open_results + suite_view(plan) + 3 tables", f"{n}", f"{t_lb_tables:.3f}"],
         ["read_results, compacted", f"{n}", f"{t_read:.3f}"],
         *[[f"open_results(store).sql: {k}", f"{n}", f"{v:.3f}"] for k, v in t_q.items()],
         ["read_results, 10,000 one-row files (write_result)", "10000", f"{t_read_files:.3f}"],
         ["  .sql mean test_acc per method over those files", "10000", f"{t_q_files:.3f}"],
-        ["read_results + compacted write of 10,000 rows (1 rewrite incl.)", "10000", f"{t_read_compact10k:.3f}"],
+        ["kdbench compact of those 10,000 files (one time)", "10000", f"{t_compact:.3f}"],
+        ["read_results after compaction", "10000", f"{t_read_compact10k:.3f}"],
+        ["  .sql mean test_acc per method after compaction", "10000", f"{t_q_compact10k:.3f}"],
         ["write_result x 10,000 (one-time, cached)", "10000", "cached" if t_write is None else f"{t_write:.1f}"],
     ], ["kdbench", "rows", "median s"]))
-    lb_s = min(t_lb_noplan, t_lb_tables)
+    assert seen == n, "a plan must see compacted results"
+    lb_s = max(t_lb_noplan, t_lb_plan)
     out = [Row(f"P5 leaderboard, {n // 1000}k rows (s)", f"{lb_s:.3f}", "0.5 (goal)", lb_s / 0.5, "<= 0.5 s",
                lb_s <= 0.5),
            Row("P5 read 10k rows: one-row files vs compacted (s)", f"{t_read_files:.3f}",
@@ -193,11 +214,15 @@ def run(repeats: int = 5, quick: bool = False, seeds: int = 48) -> list:
     ml_per_row = t_ml / n_runs
     kd_per_row = t_q["mean test_acc per method"] / n
     kd_files_per_row = t_q_files / 10_000
+    kd_c10k_per_row = t_q_compact10k / 10_000
     print(f"p5: mlflow.search_runs + pandas over {n_runs} runs: {t_ml:.3f} s ({1e6 * ml_per_row:.1f} us/row); "
           f"kdbench compacted {1e6 * kd_per_row:.2f} us/row, one-row files {1e6 * kd_files_per_row:.1f} us/row")
     out += [Row("P5 mean test_acc/method, per row, compacted (us)", f"{1e6 * kd_per_row:.2f}",
                 f"{1e6 * ml_per_row:.1f} (mlflow)", ml_per_row / kd_per_row, ">= 50x", ml_per_row / kd_per_row >= 50),
-            Row("P5 same, kdbench one-row files (us)", f"{1e6 * kd_files_per_row:.1f}",
+            Row("P5 same, 10k one-row files after kdbench compact (us)", f"{1e6 * kd_c10k_per_row:.2f}",
+                f"{1e6 * ml_per_row:.1f} (mlflow)", ml_per_row / kd_c10k_per_row, ">= 50x",
+                ml_per_row / kd_c10k_per_row >= 50),
+            Row("P5 same, kdbench one-row files, not compacted (us)", f"{1e6 * kd_files_per_row:.1f}",
                 f"{1e6 * ml_per_row:.1f} (mlflow)", ml_per_row / kd_files_per_row, ">= 50x",
                 ml_per_row / kd_files_per_row >= 50)]
     return out

@@ -8,9 +8,8 @@ over seeds; intervals are 95% Student-t intervals of the mean (null below two se
 
 from __future__ import annotations
 
-import math
-
 import duckdb
+import numpy as np
 import pyarrow as pa
 from scipy import stats
 
@@ -22,8 +21,11 @@ _VIEW_ORDER = (" ORDER BY dataset NULLS LAST, kind, teacher NULLS FIRST, student
 _CELL = ["dataset", "teacher", "student", "chain", "method", "method_params"]
 
 
+_DB = duckdb.connect()  # one in-memory database; a cursor per query (a new connection costs ~20 ms)
+
+
 def _sql(query: str, **tables: pa.Table) -> pa.Table:
-    con = duckdb.connect()
+    con = _DB.cursor()  # registrations are local to the cursor, so concurrent callers do not collide
     try:
         for name, table in tables.items():
             con.register(name, table)
@@ -32,18 +34,19 @@ def _sql(query: str, **tables: pa.Table) -> pa.Table:
         con.close()
 
 
-def _t_interval(n: int | None, mean: float | None, std: float | None) -> tuple[float | None, float | None]:
-    if not n or n < 2 or mean is None or std is None:
-        return None, None
-    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+def t_intervals(n: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% Student-t intervals of means, vectorised (one scipy call for a whole table); NaN below 2 seeds."""
+    n = np.asarray(n, dtype=float)
+    ok = (n >= 2) & np.isfinite(mean) & np.isfinite(std)
+    half = np.full(n.shape, np.nan)
+    half[ok] = stats.t.ppf(0.975, n[ok] - 1) * std[ok] / np.sqrt(n[ok])
     return mean - half, mean + half
 
 
 def _add_interval(table: pa.Table, n: str, mean: str, std: str, names: tuple[str, str]) -> pa.Table:
-    cols = (table[c].to_pylist() for c in (n, mean, std))
-    bounds = [_t_interval(*x) for x in zip(*cols, strict=True)]
-    for i, name in enumerate(names):
-        table = table.append_column(name, pa.array([b[i] for b in bounds], pa.float64()))
+    cols = [table[c].to_numpy(zero_copy_only=False).astype(float) for c in (n, mean, std)]  # nulls -> NaN
+    for name, bound in zip(names, t_intervals(*cols), strict=True):
+        table = table.append_column(name, pa.array(bound, pa.float64(), from_pandas=True))  # NaN -> null
     return table
 
 

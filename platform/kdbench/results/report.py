@@ -35,8 +35,8 @@ class Leaderboard:
 
 
 def _suite_results(store: Store, suite: str, plan: pa.Table) -> pa.Table:
-    if plan.num_rows:  # only the plan's jobs: results are shared by every suite in the store
-        return read_results(store, plan["job_id"].to_pylist())
+    if plan.num_rows:  # every row: suite_view's join on the plan's job ids keeps this suite's jobs
+        return read_results(store)  # (filtering here first would hash the ids twice)
     results = read_results(store)  # no plan recorded: the rows this suite's runs wrote
     return results.filter(pc.equal(results["suite"], suite))
 
@@ -90,4 +90,7 @@ def write_report(store: Store, suite: str) -> dict[str, str]:
     for name, data in files.items():
         paths[name] = f"leaderboards/{suite}/{name}"
         store.write_bytes(paths[name], data)
+    from .views.report import write_views  # the study views (takd, teacher-size, eskd, …) that have rows
+
+    paths.update(write_views(store, suite))
     return paths
