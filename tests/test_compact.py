@@ -87,6 +87,8 @@ def test_a_compaction_that_crashed_midway_loses_nothing_and_is_finished_by_the_n
 def test_on_object_stores_a_file_rewritten_during_compaction_survives(tmp_path, template, monkeypatch):
     store = Store(tmp_path / "s")
     store.local = False  # as on S3: no rename; loose files are read in place and deleted if unchanged
+    for folder in ("00", "segments"):  # an object store needs no folders; this local stand-in does
+        (tmp_path / "s" / "results" / folder).mkdir(parents=True)
     for i in range(5):
         write_result(store, row(template, i, status="failed", test_acc=None))
     read = compaction._read
