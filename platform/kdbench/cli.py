@@ -117,7 +117,9 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 
 @app.command()
 def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
-                html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None) -> None:
+                html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
+                view: Annotated[str | None, typer.Option(
+                    help="A study view: takd, teacher-size, eskd, methods or ensembles.")] = None) -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""
     from kdbench.results.report import write_report
     from kdbench.results.store import suites
@@ -127,10 +129,31 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
     if suite not in suites(st):
         known = ", ".join(suites(st)) or "none yet"
         raise fail(f"no suite '{suite}' in store {store} (suites there: {known})")
+    if view is not None:
+        return _print_view(st, suite, view, html)
     _print_leaderboard(store, suite)
     if html is not None:
         paths = write_report(st, suite)
         html.write_bytes(st.read_bytes(paths["leaderboard.html"]))
+        out.print(f"wrote {html}")
+
+
+def _print_view(st, suite: str, view: str, html: Path | None) -> None:
+    """One study view in the terminal; with --html its self-contained page (table and plot)."""
+    from kdbench.results.views import VIEWS
+    from kdbench.results.views.render import rich_table
+
+    if view not in VIEWS:
+        raise fail(f"unknown --view '{view}' (one of: {', '.join(VIEWS)})")
+    table = VIEWS[view](st, suite)
+    if table.num_rows == 0:
+        out.print(f"suite {suite} has no rows for the {view} view (yet)")
+    else:
+        out.print(rich_table(view, suite, table))
+    if html is not None:
+        from kdbench.results.views.report import view_files
+
+        html.write_bytes(view_files(st, suite, view, table)[f"view-{view}.html"])
         out.print(f"wrote {html}")
 
 

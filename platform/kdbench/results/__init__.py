@@ -1,5 +1,6 @@
 """The results store (Parquet), its schema, queries and leaderboards."""
 
+from . import stats, views  # the study views: views.takd(store, suite) -> pa.Table, …
 from .rows import result_row
 from .schema import PLAN_SCHEMA, RESULT_SCHEMA, STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 from .store import read_plan, read_results, statuses, write_plan, write_result
@@ -7,4 +8,4 @@ from .table import QueryError, ResultsTable, open_results
 
 __all__ = ["PLAN_SCHEMA", "RESULT_SCHEMA", "STATUS_FAILED", "STATUS_OK", "STATUS_SKIPPED", "QueryError",
            "ResultsTable", "open_results", "read_plan", "read_results", "result_row", "statuses",
-           "write_plan", "write_result"]
+           "write_plan", "write_result", "stats", "views"]

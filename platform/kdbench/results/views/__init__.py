@@ -1,0 +1,23 @@
+"""The study views: each a function (store, suite) -> pyarrow.Table computed from the results store.
+
+- `takd`: teacher-assistant chains vs direct distillation (Mirzadeh et al. 2020)
+- `teacher_size`: student accuracy against teacher size and accuracy (Cho & Hariharan 2019)
+- `eskd`: student accuracy against the teacher's epoch and KD's stop epoch
+- `methods`: every cell ranked, with how search-selected cells were chosen
+- `ensembles`: ensemble teachers vs their best single member
+
+Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
+alone on the same seeds with its interval and whether it includes zero (see kdbench.results.stats).
+"""
+
+from __future__ import annotations
+
+from .ensembles import ensembles
+from .eskd import eskd
+from .methods import methods
+from .takd import takd
+from .teacher_size import teacher_size
+
+VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles}
+
+__all__ = ["VIEWS", "ensembles", "eskd", "methods", "takd", "teacher_size"]

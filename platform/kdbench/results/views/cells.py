@@ -1,0 +1,72 @@
+"""What every study view reports per cell: test accuracy over seeds and the paired gain over the
+student trained alone (same seeds), with 95% intervals and the not-distinguishable-from-zero marker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from ..stats import paired, summarize
+from .jobs import failed, group, ok_acc
+
+CELL_FIELDS = [
+    pa.field("n", pa.int64()),  # seeds with a result
+    pa.field("failed", pa.int64()),  # failed or skipped jobs of the cell
+    pa.field("mean", pa.float64()),  # mean test accuracy over seeds (a fraction)
+    pa.field("std", pa.float64()),
+    pa.field("ci_low", pa.float64()),  # 95% Student-t interval of the mean
+    pa.field("ci_high", pa.float64()),
+    pa.field("alone_mean", pa.float64()),  # the student trained alone (its baseline jobs), mean over seeds
+    pa.field("gain_n", pa.int64()),  # seeds both the cell and the student alone have
+    pa.field("gain", pa.float64()),  # mean paired difference, cell − alone
+    pa.field("gain_ci_low", pa.float64()),
+    pa.field("gain_ci_high", pa.float64()),
+    pa.field("gain_includes_zero", pa.bool_()),  # True: not distinguishable from zero (None: < 2 pairs)
+]
+
+
+def baselines(rows: Iterable[dict]) -> dict[str, dict[int, float]]:
+    """student name -> seed -> test accuracy of the student trained alone."""
+    return {k[0]: ok_acc(v) for k, v in group((r for r in rows if r["kind"] == "baseline"),
+                                               lambda r: (r["student"],)).items()}
+
+
+def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
+    accs = ok_acc(rows)
+    s = summarize(accs.values())
+    g = paired(accs, alone or {})
+    base = summarize((alone or {}).values())
+    return {"n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std, "ci_low": s.ci_low,
+            "ci_high": s.ci_high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
+            "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "gain_includes_zero": g.includes_zero}
+
+
+def versus(prefix: str, rows: list[dict], other: list[dict] | None) -> dict:
+    """Paired difference of this cell against another cell (e.g. a TA chain vs direct KD)."""
+    g = paired(ok_acc(rows), ok_acc(other or []))
+    return {f"{prefix}_n": g.n, prefix: g.mean, f"{prefix}_ci_low": g.ci_low, f"{prefix}_ci_high": g.ci_high,
+            f"{prefix}_includes_zero": g.includes_zero}
+
+
+def versus_fields(prefix: str) -> list[pa.Field]:
+    return [pa.field(f"{prefix}_n", pa.int64()), pa.field(prefix, pa.float64()),
+            pa.field(f"{prefix}_ci_low", pa.float64()), pa.field(f"{prefix}_ci_high", pa.float64()),
+            pa.field(f"{prefix}_includes_zero", pa.bool_())]
+
+
+def dataset_of(rows: list[dict]) -> str | None:
+    return next((r["dataset"] for r in rows if r["dataset"]), None)
+
+
+def first(rows: list[dict], key: str):
+    return next((r[key] for r in rows if r[key] is not None), None)
+
+
+def mean_of(rows: list[dict], key: str) -> float | None:
+    return summarize(r[key] for r in rows if r["status"] == "ok").mean
+
+
+def table(rows: list[dict], fields: list[pa.Field]) -> pa.Table:
+    schema = pa.schema(fields)
+    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in rows], schema=schema)

@@ -1,0 +1,98 @@
+"""PNG plots of the study views (matplotlib's object API on an Agg canvas, as kdbench.results.plots)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from ..labels import ambiguous_methods, method_label
+from ..plots import _errors, _figure, _no_data, _png, plot_methods, plot_teacher_size
+from .jobs import group
+
+
+def _grid(n: int, width: float = 6.5, height: float = 3.6) -> tuple[Any, list]:
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig = _figure(width * cols, height * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def plot_takd(table: pa.Table) -> bytes:
+    """Per (teacher, student, method): student accuracy against the TA's size (log x); direct KD as a solid
+    reference line with its 95% band, the student alone dashed."""
+    rows = [r for r in table.to_pylist() if r["mean"] is not None]
+    groups = group(rows, lambda r: (r["teacher"], r["student"], r["method"], r["method_params"]))
+    panels = {k: v for k, v in groups.items() if any(r["ta_params"] for r in v)}
+    if not panels:
+        return _no_data("TA chains")
+    ambiguous = ambiguous_methods(rows)
+    fig, axes = _grid(len(panels))
+    for ax, ((teacher, student, method, params), members) in zip(axes, panels.items(), strict=False):
+        chains = sorted((r for r in members if r["ta_params"]), key=lambda r: r["ta_params"])
+        for length in sorted({r["chain_length"] for r in chains}):
+            pts = [r for r in chains if r["chain_length"] == length]
+            ax.errorbar([r["ta_params"] for r in pts], [100 * r["mean"] for r in pts], yerr=_errors(pts),
+                        marker="o", capsize=3, label=f"{length - 2} TA(s)")
+            for r in pts:
+                ax.annotate(r["via"], (r["ta_params"], 100 * r["mean"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        for r in members:
+            if r["via"] == "" and r["mean"] is not None:
+                ax.axhline(100 * r["mean"], color="k", label="direct KD")
+                if r["ci_low"] is not None:
+                    ax.axhspan(100 * r["ci_low"], 100 * r["ci_high"], color="k", alpha=0.08)
+            if r["via"] == "(alone)":
+                ax.axhline(100 * r["mean"], color="0.5", linestyle="--", label=f"{student} alone")
+        ax.set_xscale("log")
+        ax.set_xlabel("TA parameters (the student's own teacher)")
+        ax.set_ylabel("student test accuracy %")
+        ax.set_title(f"{teacher} → TA → {student} ({method_label(method, params, ambiguous)})", fontsize=10,
+                     loc="left")
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_eskd(table: pa.Table) -> bytes:
+    """Per (student, method): student accuracy against the teacher's epoch, one line per teacher and the way
+    it was taken (snapshot / retrained); KD's own stop epoch as separate lines; teacher accuracy dotted."""
+    rows = [r for r in table.to_pylist() if r["mean"] is not None and r["teacher_epoch"] is not None]
+    if not rows:
+        return _no_data("teacher epoch")
+    ambiguous = ambiguous_methods(rows)
+    panels = group(rows, lambda r: (r["student"], r["method"]))
+    fig, axes = _grid(len(panels))
+    for ax, ((student, method), members) in zip(axes, panels.items(), strict=False):
+        lines = group(members, lambda r: (r["teacher"], r["teacher_source"] == "retrained", r["method_params"]))
+        twin = ax.twinx()
+        for i, ((teacher, retrained, params), pts) in enumerate(lines.items()):
+            pts = sorted(pts, key=lambda r: r["teacher_epoch"])
+            label = f"{teacher}{' (retrained)' if retrained else ''}: {method_label(method, params, ambiguous)}"
+            ax.errorbar([r["teacher_epoch"] for r in pts], [100 * r["mean"] for r in pts], yerr=_errors(pts),
+                        marker="os^Dv<>"[i % 7], capsize=3, color=f"C{i % 10}", label=label)
+            accs = [(r["teacher_epoch"], r["teacher_test_acc"]) for r in pts if r["teacher_test_acc"] is not None]
+            if accs:
+                twin.plot(*zip(*[(e, 100 * a) for e, a in accs], strict=True), linestyle=":", color=f"C{i % 10}")
+        base = next((r["alone_mean"] for r in members if r["alone_mean"] is not None), None)
+        if base is not None:
+            ax.axhline(100 * base, color="0.5", linestyle="--", label=f"{student} alone")
+        ax.set_xlabel("teacher epoch (when the student learned from it)")
+        ax.set_ylabel("student test accuracy %")
+        twin.set_ylabel("teacher test accuracy % (dotted)")
+        ax.set_title(f"{student}, {method}", fontsize=10, loc="left")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def plot_ensembles(table: pa.Table) -> bytes:
+    rows = table.to_pylist()
+    for r in rows:
+        r["chain"] = f"{r['teacher']} → {r['student']}"
+    return plot_methods(pa.Table.from_pylist(rows)) if rows else _no_data("ensembles")
+
+
+PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
+         "ensembles": plot_ensembles}

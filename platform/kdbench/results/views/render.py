@@ -1,0 +1,125 @@
+"""The study views as text: one display table per view (strings), shown by rich in the terminal and as a
+self-contained HTML page. Accuracies in %, differences in percentage points; `n.s.` marks a paired
+difference whose 95% interval includes 0 (not distinguishable from no difference)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from rich.table import Table
+from rich.text import Text
+
+from ..labels import ambiguous_methods, method_label
+
+NS = "n.s."
+TITLES = {
+    "takd": "Teacher assistants (TAKD): the student alone, direct KD and each TA chain",
+    "teacher-size": "Teacher size vs student accuracy (direct distillation)",
+    "eskd": "Early-stopped teachers and early-stopped KD: student accuracy vs teacher epoch",
+    "methods": "Methods per (teacher, student)",
+    "ensembles": "Ensemble teachers vs their best single member",
+}
+# view -> identity columns shown first, (header, column)
+_IDS = {
+    "takd": [("teacher", "teacher"), ("student", "student"), ("method", "method"), ("via", "via"),
+             ("TA size", "ta_params")],
+    "teacher-size": [("student", "student"), ("method", "method"), ("teacher", "teacher"),
+                     ("teacher size", "teacher_params"), ("teacher acc %", "teacher_test_acc")],
+    "eskd": [("student", "student"), ("method", "method"), ("KD stops after", "kd_stop_epoch"),
+             ("teacher", "teacher"), ("teacher epoch", "teacher_epoch"), ("taken as", "teacher_source"),
+             ("teacher acc %", "teacher_test_acc")],
+    "methods": [("teacher", "teacher"), ("student", "student"), ("chain", "chain"), ("method", "method"),
+                ("rank", "rank")],
+    "ensembles": [("student", "student"), ("method", "method"), ("teacher", "teacher"), ("combine", "combine"),
+                  ("teacher acc %", "teacher_test_acc")],
+}
+_VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
+           "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
+           "ensembles": [("vs best single pp", "vs_best_single")]}
+_EXTRA = {"methods": [("chosen by", "chosen_by")]}
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "" if x is None else f"{100 * x:.{digits}f}"
+
+
+def mean_ci(r: dict) -> str:
+    if r.get("mean") is None:
+        return "—"
+    if r.get("ci_low") is None:
+        return pct(r["mean"])
+    return f"{pct(r['mean'])} ± {100 * (r['ci_high'] - r['ci_low']) / 2:.2f}"
+
+
+def diff(r: dict, prefix: str) -> str:
+    d = r.get(prefix)
+    if d is None:
+        return ""
+    if r.get(f"{prefix}_ci_low") is None:
+        return f"{100 * d:+.2f}"
+    mark = f" {NS}" if r.get(f"{prefix}_includes_zero") else ""
+    return f"{100 * d:+.2f} [{100 * r[f'{prefix}_ci_low']:+.2f}, {100 * r[f'{prefix}_ci_high']:+.2f}]{mark}"
+
+
+def _value(r: dict, col: str, ambiguous: set[str]) -> str:
+    v = r.get(col)
+    if col == "method":
+        return method_label(v, r.get("method_params"), ambiguous)
+    if col in ("teacher_test_acc",):
+        return pct(v)
+    if col in ("ta_params", "teacher_params"):
+        return _count(v)
+    if col == "teacher" and v is None:
+        return "(alone)"
+    return "" if v is None else str(v)
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return ""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows of strings) of a view table."""
+    rows = table.to_pylist()
+    ambiguous = ambiguous_methods(rows) if rows and "method_params" in rows[0] else set()
+    paper = any(r.get("paper_acc") is not None for r in rows)
+    heads = [h for h, _ in _IDS[view]] + ["n", "failed", "test acc % ± 95% CI", "std pp", "alone %",
+                                          "gain over alone pp [95% CI]"]
+    heads += [h for h, _ in _VERSUS.get(view, [])] + [h for h, _ in _EXTRA.get(view, [])]
+    heads += ["paper %"] if paper else []
+    out = []
+    for r in rows:
+        cells = [_value(r, c, ambiguous) for _, c in _IDS[view]]
+        cells += [str(r["n"]), str(r["failed"]), mean_ci(r), "" if r["std"] is None else f"{100 * r['std']:.2f}",
+                  pct(r.get("alone_mean")), diff(r, "gain")]
+        cells += [diff(r, c) for _, c in _VERSUS.get(view, [])] + [_value(r, c, ambiguous) for _, c in
+                                                                   _EXTRA.get(view, [])]
+        if paper:
+            cells.append(f"{r['paper_acc']:.2f}" if r.get("paper_acc") is not None else "")  # published in %
+        out.append(cells)
+    return heads, out
+
+
+def caption(view: str, suite: str) -> str:
+    return (f"{suite}: {TITLES[view]}. Test accuracy % over seeds (mean ± 95% t-interval); differences in "
+            f"percentage points, paired by seed; '{NS}': the interval includes 0.")
+
+
+def rich_table(view: str, suite: str, table: pa.Table) -> Table:
+    heads, rows = display(view, table)
+    t = Table(title=caption(view, suite), title_justify="left")
+    for h in heads:
+        t.add_column(h, justify="left" if h in ("teacher", "student", "method", "via", "chain", "taken as",
+                                                 "combine", "chosen by") else "right")
+    for r in rows:
+        t.add_row(*map(Text, r))  # Text: names and JSON must not be read as rich markup
+    return t
+
+
+def display_table(view: str, table: pa.Table) -> pa.Table:
+    heads, rows = display(view, table)
+    return pa.table({h: [r[i] for r in rows] for i, h in enumerate(heads)})
