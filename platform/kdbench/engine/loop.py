@@ -26,7 +26,7 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, spl
         if augment is not None:
             x = augment(x, idx, seed, epoch)
         out = model(x)
-        t_out = teacher(x) if teacher is not None else None
+        t_out = teacher(x, idx, epoch) if teacher is not None else None  # idx, epoch: a cached teacher's row
         terms = method(Batch(x, y, idx), out, t_out, state)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)

@@ -25,6 +25,7 @@ from torch import nn
 from kdbench.methods import MethodContext, TrainState, create_method
 from kdbench.spec.job import Job
 from kdbench.store import Store
+from kdbench.teachers.cache import CachedTeacher
 from kdbench.teachers.load import MODEL_FILE, load_teacher, snapshot_file
 from kdbench.version import __version__
 from kdbench.zoo.datasets import DataSplits
@@ -85,6 +86,10 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     if done is not None:  # finished earlier, e.g. before an interrupted driver recorded it
         return done
     device = torch.device(device)
+    if job.kind == "teacher_outputs":  # a teacher's outputs for its students: inference, not training
+        from .teacher_outputs import run_teacher_outputs
+
+        return run_teacher_outputs(job, store, device, report)
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
     run = _setup(job, store, data, device)
@@ -131,7 +136,7 @@ def _last_checkpoint(store: Store, job_id: str) -> dict | None:
 
 def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
-    teacher = load_teacher(job, store, data.input_shape, data.num_classes, device)
+    teacher = _teacher(job, store, data, device)
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
                         student_features=feature_shapes(model, data.input_shape),
                         teacher_features=_teacher_taps(teacher, data.input_shape),
@@ -142,10 +147,21 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
 
 
 def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
-    """A single teacher's tap shapes; an ensemble has no features to distil (it gives none per batch)."""
-    if teacher is None or len(teacher.members) != 1:
-        return {}
-    return feature_shapes(teacher.members[0], input_shape)
+    """A single teacher's tap shapes; an ensemble (or a cache of outputs) has no features to distil."""
+    return {} if teacher is None else teacher.tap_shapes
+
+
+def _teacher(job: Job, store: Store, data: DataSplits, device: torch.device) -> nn.Module | None:
+    """The job's teachers: run live by the inference engine, or read from the teacher-output jobs the plan
+    gave it (kdbench/teachers/cache.py)."""
+    if not job.outputs:
+        return load_teacher(job, store, data.input_shape, data.num_classes, device)
+    if job.replay is None:  # exact outputs: the student must also draw the random numbers a live run draws
+        for up in job.teachers:  # when it builds its teachers (dropout, a method's modules come after)
+            create_model(up.model.name, up.model.params, data.input_shape, data.num_classes)
+    teacher = CachedTeacher(store, job.outputs, job.combine, data.num_classes, device)
+    teacher.check(len(data.train), job.seed, job.recipe["batch_size"], job.recipe["epochs"])
+    return teacher
 
 
 def _stage(run: Training, job: Job, epoch: int) -> TrainState:
@@ -161,7 +177,7 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
     t0 = time.perf_counter()
     state = _stage(run, job, epoch)
     metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, state, data.augment, epoch)
+                          job.seed, state, _augment(run, data), epoch)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
     val_acc = float(accuracy(predict(run.model, data.val), data.val))
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only
@@ -173,6 +189,11 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
     run.history.append(metrics)
     run.epoch = epoch + 1
     return metrics
+
+
+def _augment(run: Training, data: DataSplits):
+    """The student's training views: its own, or the views a replaying teacher cache holds (views: K)."""
+    return data.augment if run.teacher is None else run.teacher.replayed(data.augment)
 
 
 def _finish(job: Job, store: Store, run: Training, data: DataSplits) -> dict[str, Any]:
@@ -189,8 +210,9 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits) -> dict[str
         "selected_epoch": epochs if select_last else run.best["epoch"],
         "epochs_trained": epochs,
         "student_params": count_parameters(run.model),
-        "teacher_params": count_parameters(run.teacher) if run.teacher is not None else None,
+        "teacher_params": run.teacher.parameter_count() if run.teacher is not None else None,
         **_teacher_metrics(run.teacher, data, preds),
+        **(run.teacher.counts() if run.teacher is not None else {}),  # teacher forward passes
         "final_train_loss": run.history[-1]["train_loss"] if run.history else None,
         "train_seconds": sum(h["epoch_seconds"] for h in run.history),
         "restarts": run.restarts,
@@ -205,6 +227,6 @@ def _teacher_metrics(teacher, data, student_preds) -> dict[str, float | None]:
     """The (combined) teacher's test top-1 and its top-1 agreement with the student."""
     if teacher is None:
         return {"teacher_test_acc": None, "teacher_agreement": None}
-    t_preds = predict(teacher, data.test)
+    t_preds = teacher.test_predictions() if isinstance(teacher, CachedTeacher) else predict(teacher, data.test)
     return {"teacher_test_acc": float(accuracy(t_preds, data.test)),
             "teacher_agreement": float((t_preds == student_preds).float().mean())}

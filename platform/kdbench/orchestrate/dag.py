@@ -22,7 +22,7 @@ class JobGraph:
         self.children: dict[str, list[str]] = {i: [] for i in pending}
         self.waiting: dict[str, int] = {}
         for i in self.pending:
-            ups = {t.job_id for t in jobs[i].teachers} & pending
+            ups = set(jobs[i].depends_on) & pending  # teachers, and the teacher outputs it reads
             self.waiting[i] = len(ups)
             for u in ups:
                 self.children[u].append(i)

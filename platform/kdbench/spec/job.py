@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from kdbench.version import JOB_SEMANTICS
 
-JobKind = Literal["teacher", "baseline", "student"]
+# teacher_outputs: a teacher's outputs over the views its students see, computed once (kdbench/teachers/cache.py).
+JobKind = Literal["teacher", "baseline", "student", "teacher_outputs"]
 ID_LENGTH = 20  # hex characters: 80 bits, collision-free for any plausible store
 LOCATION_PARAMS = frozenset({"root"})  # dataset parameters that say where the files are, not what they hold
 
@@ -65,6 +66,18 @@ class Job:
     # ResNet-110 at 240 epochs), and leaving the set out of the id would let a cached teacher lack a
     # snapshot a new suite needs.
     snapshots: tuple[int, ...] = ()
+    # Students: the teacher-output jobs (one per teacher, in `teachers` order) whose outputs the job reads
+    # instead of running its teachers. Not part of the identity: exact outputs are what the teacher computes
+    # live. A cache that changes the result (replayed views, fp16, top-k) is named in `replay`, which is.
+    outputs: tuple[str, ...] = ()
+    replay: dict[str, Any] | None = None
+    # Students and teacher-output jobs: how the teacher runs (engine, dtype, tp); None: PyTorch fp32.
+    teacher_inference: dict[str, Any] | None = None
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """Jobs that must have finished before this one starts: its teachers and the outputs it reads."""
+        return tuple(t.job_id for t in self.teachers) + self.outputs
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -81,7 +94,9 @@ class Job:
             "upstream": sorted(t.ref for t in self.teachers),
             "combine": self.combine,
             "semantics": JOB_SEMANTICS,
-        } | ({"snapshots": sorted(self.snapshots)} if self.snapshots else {})
+        } | ({"snapshots": sorted(self.snapshots)} if self.snapshots else {}) \
+          | ({"teacher_outputs": self.replay} if self.replay else {}) \
+          | ({"teacher_inference": self.teacher_inference} if self.teacher_inference else {})
 
     @cached_property
     def job_id(self) -> str:
@@ -96,7 +111,8 @@ class Job:
         return cls(kind=d["kind"], dataset=Component(**d["dataset"]), model=Component(**d["model"]),
                    recipe=d["recipe"], method=Component(**d["method"]), seed=d["seed"],
                    stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"],
-                   snapshots=tuple(d.get("snapshots", ())))
+                   snapshots=tuple(d.get("snapshots", ())), outputs=tuple(d.get("outputs", ())),
+                   replay=d.get("replay"), teacher_inference=d.get("teacher_inference"))
 
 
 def canonical_json(obj: Any) -> str:

@@ -60,6 +60,8 @@ class Suite:
     retries: int
     plugins: tuple[str, ...] = ()
     reference: str | None = None  # absolute path of the published-numbers CSV
+    teacher_inference: dict[str, Any] | None = None  # `teacher_inference` (None: plain PyTorch, fp32)
+    teacher_cache: dict[str, Any] | None = None  # `teacher_cache` (None: its defaults)
 
 
 class _Checker:
@@ -111,7 +113,8 @@ def load_suite(path: str) -> Suite:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
-                 tuple(raw.plugins), reference)
+                 tuple(raw.plugins), reference, raw.teacher_inference.model_dump(mode="json"),
+                 raw.teacher_cache.model_dump(mode="json"))
 
 
 def import_plugins(names) -> None:

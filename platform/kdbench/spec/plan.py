@@ -19,6 +19,7 @@ from kdbench.methods import METHODS
 
 from .job import Component, Job, Upstream
 from .load import ModelDef, Suite, snapshot_name
+from .outputs import inference_identity, with_teacher_outputs
 
 NONE = Component("none", {})
 
@@ -62,7 +63,8 @@ def expand(suite: Suite) -> Plan:
 
     def job(kind, model: ModelDef, method, seed, teachers=(), combine=None, stop_epoch=None, snapshots=()) -> Job:
         return Job(kind, suite.dataset, model.model, model.recipe, method, seed, stop_epoch,
-                   tuple(teachers), combine, tuple(snapshots))
+                   tuple(teachers), combine, tuple(snapshots),
+                   teacher_inference=inference_identity(suite.teacher_inference) if teachers else None)
 
     # Sources a student can learn from: name -> (upstream refs, combine rule).
     sources: dict[str, tuple[tuple[Upstream, ...], str | None]] = {}
@@ -97,4 +99,5 @@ def expand(suite: Suite) -> Plan:
                     model = models[name]
                     e = add(PlanEntry(job("student", model, m, seed, ups, combine), chain[0], name, chain[:k]))
                     ups, combine = (Upstream(e.job_id, model.model),), None
-    return Plan(suite, tuple(entries.values()))
+    # Teachers whose students need only their logits run once, in teacher-output jobs (`teacher_cache`).
+    return Plan(suite, tuple(with_teacher_outputs(suite, list(entries.values()))))

@@ -89,6 +89,35 @@ class DatasetEntry(BaseModel):
     name: str
 
 
+class TeacherInference(Strict):
+    """How teachers are run for their students (kdbench/teachers/inference.py)."""
+
+    engine: Literal["torch", "deepspeed"] = "torch"
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    tp_size: int = Field(default=1, ge=1)  # DeepSpeed tensor parallelism across a node's GPUs
+
+
+class TeacherCache(Strict):
+    """The teacher-output cache (kdbench/teachers/cache.py): teachers run once for all their logit-only students.
+
+    enabled: auto — when every consumer of a teacher is logit-only and the teacher work saved is worth a
+    job; true (YAML's `on`) — whenever every consumer is logit-only; false (`off`) — never.
+    views: all — each student seed's own views of every epoch (exact: students' results and ids equal
+    live ones); K — K views per sample, replayed FKD-style (epoch e uses view e mod K).
+    topk: keep the k largest probabilities per sample."""
+
+    enabled: Literal["auto"] | bool = "auto"
+    views: Literal["all"] | int = "all"
+    topk: int | None = Field(default=None, ge=1)
+    dtype: Literal["fp32", "fp16"] = "fp32"
+
+    @model_validator(mode="after")
+    def _positive_views(self):
+        if self.views != "all" and (isinstance(self.views, bool) or self.views < 1):
+            raise ValueError("views must be 'all' or a number of views >= 1")
+        return self
+
+
 class SuiteFile(Strict):
     name: str = Field(pattern=NAME)
     # Importable modules that register your own models, datasets or methods; imported before the
@@ -109,3 +138,5 @@ class SuiteFile(Strict):
     seeds: list[int] = Field(min_length=1)
     resources: Resources = Resources()
     retries: int = Field(default=2, ge=0)  # Ray Tune retries of a job whose worker died or raised
+    teacher_inference: TeacherInference = TeacherInference()
+    teacher_cache: TeacherCache = TeacherCache()

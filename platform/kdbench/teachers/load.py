@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from kdbench.engine import checkpoint
 from kdbench.engine.errors import CorruptArtifact, MissingUpstream
-from kdbench.methods.base import TeacherOutput
-from kdbench.spec.job import Job
+from kdbench.spec.job import Job, Upstream
 from kdbench.store import Store
 from kdbench.zoo.models import create_model
+
+from .inference import InferenceSpec, TeacherEngine
+from .sources import load_weights
 
 MODEL_FILE = "model.pt"  # a job's selected weights, read by its downstream jobs
 
@@ -25,38 +26,27 @@ def weights_file(up) -> str:
     return MODEL_FILE if up.epoch is None else snapshot_file(up.epoch)
 
 
-class Teacher(nn.Module):
-    """One teacher or an ensemble; `forward` returns a TeacherOutput, never tracks gradients."""
-
-    def __init__(self, members: list[nn.Module], combine: str | None) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.combine = combine or "arithmetic"
-        self.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> Teacher:
-        return super().train(False)  # a teacher stays in eval mode (dropout off, BN frozen)
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> TeacherOutput:
-        outs = [m(x) for m in self.members]
-        features = outs[0].features if len(outs) == 1 else {}
-        return TeacherOutput(torch.stack([o.logits for o in outs]), self.combine, features)  # (M, B, K)
+# A teacher run by plain PyTorch in fp32 (the inference engine's default); the name the engine always used.
+Teacher = TeacherEngine
 
 
-def load_teacher(job: Job, store: Store, input_shape, num_classes: int, device) -> Teacher | None:
+def load_member(up: Upstream, store: Store, input_shape, num_classes: int) -> nn.Module:
+    """One upstream job's weights (its result, or a snapshot) in its architecture, on the CPU."""
+    model = create_model(up.model.name, up.model.params, input_shape, num_classes)
+    rel = Store.artifact(up.job_id, weights_file(up))
+    try:
+        state = checkpoint.load(store, rel)
+    except CorruptArtifact as e:
+        raise CorruptArtifact(f"teacher weights of job {up.job_id} are corrupt ({e}); run the suite "
+                              "again: it retrains the teacher first") from None
+    if state is None:
+        raise MissingUpstream(f"teacher weights of job {up.job_id} not found in {store.uri}")
+    return load_weights(model, state["model"], store.path(rel), up.model.name)
+
+
+def load_teacher(job: Job, store: Store, input_shape, num_classes: int, device) -> TeacherEngine | None:
+    """The job's teachers, run live by the inference engine the job names."""
     if not job.teachers:
         return None
-    members = []
-    for up in job.teachers:
-        model = create_model(up.model.name, up.model.params, input_shape, num_classes)
-        try:
-            state = checkpoint.load(store, Store.artifact(up.job_id, weights_file(up)))
-        except CorruptArtifact as e:
-            raise CorruptArtifact(f"teacher weights of job {up.job_id} are corrupt ({e}); run the suite "
-                                  "again: it retrains the teacher first") from None
-        if state is None:
-            raise MissingUpstream(f"teacher weights of job {up.job_id} not found in {store.uri}")
-        model.load_state_dict(state["model"])
-        members.append(model)
-    return Teacher(members, job.combine).to(device).eval()
+    members = [load_member(up, store, input_shape, num_classes) for up in job.teachers]
+    return TeacherEngine(members, job.combine, InferenceSpec.of(job.teacher_inference), device, input_shape)

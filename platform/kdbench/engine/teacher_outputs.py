@@ -1,0 +1,105 @@
+"""Running a `teacher_outputs` job: one teacher, forward only, over the views its students will see.
+
+The job's fields say what to compute (see kdbench/teachers/cache.py and kdbench/spec/outputs.py):
+`teachers` the one teacher (its result or a snapshot), `teacher_inference` its engine, `method.params`
+the cache format (`views`, `topk`, `dtype`, `augmented`), `recipe` {epochs: V views, batch_size} and `seed`.
+Views `all`: view v is epoch v of that seed, batch by batch exactly as the student's loop draws them.
+Views K: view k is the whole training split in index order, augmented at (seed, epoch k).
+Each view is written as soon as it is computed, so an interrupted job resumes at the first missing view.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import time
+from collections.abc import Iterator
+
+import torch
+
+from kdbench.spec.job import Job
+from kdbench.store import Store
+from kdbench.teachers.cache import (
+    TEST,
+    TEST_BATCH,
+    cache_bytes,
+    outputs_table,
+    view_file,
+    write_meta,
+    write_table,
+)
+from kdbench.teachers.inference import InferenceSpec, TeacherEngine
+from kdbench.teachers.load import load_member
+from kdbench.version import __version__
+from kdbench.zoo.datasets import Split
+
+from .data import dataset_on, ordered_batches, shuffled_batches
+from .errors import JobFailed
+from .loop import accuracy
+
+FINAL = "final.json"
+
+
+def _in_order(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(split), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(split)), device=split.y.device)
+        yield split.x[idx], split.y[idx], idx
+
+
+@torch.no_grad()
+def _view(engine: TeacherEngine, job: Job, split: Split, augment, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R,) sample indices and (R, C) logits of one view."""
+    p, batch_size = job.method.params, job.recipe["batch_size"]
+    exact = p["views"] == "all"
+    batches = shuffled_batches(split, batch_size, job.seed, view) if exact else _in_order(split, batch_size)
+    index, logits = [], []
+    for x, _, idx in batches:
+        if augment is not None:
+            x = augment(x, idx, job.seed, view)
+        logits.append(engine(x).member_logits[0])  # (B, C)
+        index.append(idx)
+    return torch.cat(index), torch.cat(logits)
+
+
+def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> dict:
+    start = time.perf_counter()
+    data = dataset_on(job.dataset, device)
+    p = job.method.params
+    if (data.augment is not None) != p["augmented"]:
+        raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if p['augmented'] else 'plain'} "
+                        "training views but the loaded dataset differs; declare the dataset's `augment` parameter")
+    up = job.teachers[0]
+    member = load_member(up, store, data.input_shape, data.num_classes)
+    engine = TeacherEngine([member], None, InferenceSpec.of(job.teacher_inference), device)
+    views = job.recipe["epochs"]
+    for v in range(views):
+        rel = Store.artifact(job.job_id, view_file(v))
+        if store.exists(rel):  # written before an interruption
+            continue
+        t0 = time.perf_counter()
+        index, logits = _view(engine, job, data.train, data.augment, v)
+        write_table(store, rel, outputs_table(index, logits, p["topk"], p["dtype"]))
+        if report is not None:
+            report({"epoch": v + 1, "view_seconds": time.perf_counter() - t0})
+    test = [(engine(x).member_logits[0]) for x, _ in ordered_batches(data.test, TEST_BATCH)]
+    test_logits = torch.cat(test)  # (N_test, C), batched as the engine's `predict` batches the test split
+    write_table(store, Store.artifact(job.job_id, TEST), outputs_table(torch.arange(len(data.test)), test_logits,
+                                                                       None, "fp32"))
+    final = {
+        "teacher_params": engine.parameter_count(),
+        "teacher_test_acc": float(accuracy(test_logits.argmax(1), data.test)),
+        "views": views, "rows": views * len(data.train),
+        "cache_bytes": cache_bytes(len(data.train), views, data.num_classes, p["topk"], p["dtype"]),
+        **engine.counts(),
+        "wall_seconds": time.perf_counter() - start, "train_seconds": time.perf_counter() - start,
+        "restarts": [], "device": str(device), "host": socket.gethostname(), "kdbench_version": __version__,
+        "torch_version": torch.__version__, "python_version": platform.python_version(),
+    }
+    write_meta(store, job.job_id, {
+        "teacher": up.ref, "classes": data.num_classes, "n_train": len(data.train), "n_test": len(data.test),
+        "views_mode": "all" if p["views"] == "all" else "replay", "views": views, "seed": job.seed,
+        "batch_size": job.recipe["batch_size"], "topk": p["topk"], "dtype": p["dtype"],
+        "teacher_params": engine.parameter_count()})
+    store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
+    return final

@@ -1,0 +1,146 @@
+"""Teacher-output jobs in a plan: a teacher runs once for all its logit-only students (the suite's `teacher_cache`).
+
+For each teacher (an upstream job, or one of its snapshots) whose consumers in the plan are all logit-only
+(`Needs.features == ()` and no `Needs.indices`), `with_teacher_outputs` adds `teacher_outputs` jobs and
+points the students at them (`Job.outputs`); a student reads the cache only when every one of its teachers
+has one (an ensemble whose members are all cached). Which jobs (see kdbench/teachers/cache.py):
+
+- views `all`: one per (teacher, seed, batch size, epochs) — the exact views and batches of that seed;
+- views K: one per teacher (K replayed views, seed REPLAY_SEED); on data without augmentation, K = 1.
+
+`enabled: auto` adds them only where the teacher forward FLOPs they save reach AUTO_MIN_SAVED_FLOPS (the
+cost of a job's start, loading and files on a GPU, with a margin): tiny suites on digits keep their plans.
+`true` (YAML also reads `on` so) adds them wherever the consumers allow, `false` (`off`) never.
+Linear in the plan's jobs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+from typing import Any
+
+from kdbench.methods import METHODS
+
+from .job import Component, Job, Upstream
+
+REPLAY_SEED = 0  # the seed of the K replayed views
+INFERENCE_BATCH = 256  # batch size of the replayed views; enters those jobs' ids through their recipe
+AUTO_MIN_SAVED_FLOPS = 1e13
+DEFAULT_INFERENCE = {"engine": "torch", "dtype": "fp32", "tp_size": 1}
+
+
+def inference_identity(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The suite's `teacher_inference` as it enters job ids: None for plain PyTorch fp32 (ids unchanged)."""
+    return None if not spec or spec == DEFAULT_INFERENCE else dict(spec)
+
+
+def dataset_augments(dataset: Component) -> bool:
+    """Whether the training views are augmented, known before loading (the dataset's `augment` parameter;
+    the teacher-output job checks that the loaded dataset agrees)."""
+    return bool(dataset.params.get("augment", False))
+
+
+def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str) -> int:
+    """Bytes of one teacher-output job's training views (the formula of kdbench/teachers/cache.py):
+    N × V × (C·b + 4) for full logits, N × V × (k·(b + i) + 4) for top-k; b = 4 (fp32) or 2 (fp16),
+    i = 2 (int16 class indices) or 4, and 4 bytes of sample index per row."""
+    b = 2 if dtype == "fp16" else 4
+    if topk is None:
+        return n_train * views * (classes * b + 4)
+    i = 2 if classes <= 32767 else 4
+    return n_train * views * (min(topk, classes) * (b + i) + 4)
+
+
+def _logit_only(job: Job) -> bool:
+    needs = METHODS.get(job.method.name).needs
+    return not needs.features and not needs.indices
+
+
+def _replay(cache: dict[str, Any], augmented: bool) -> dict[str, Any] | None:
+    """What a student's id says about the cache it reads; None when it is exact (views all, fp32, no top-k)."""
+    views = cache["views"] if cache["views"] == "all" or augmented else 1
+    if views == "all" and cache["topk"] is None and cache["dtype"] == "fp32":
+        return None
+    return {"views": views, "topk": cache["topk"], "dtype": cache["dtype"]}
+
+
+def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool) -> Job:
+    exact = cache["views"] == "all"
+    views = student.recipe["epochs"] if exact else (cache["views"] if augmented else 1)
+    recipe = {"epochs": views, "batch_size": student.recipe["batch_size"] if exact else INFERENCE_BATCH}
+    params = {"views": "all" if exact else views, "topk": cache["topk"], "dtype": cache["dtype"],
+              "augmented": augmented}
+    return Job("teacher_outputs", suite.dataset, up.model, recipe, Component("teacher_outputs", params),
+               student.seed if exact else REPLAY_SEED, teachers=(up,),
+               teacher_inference=inference_identity(suite.teacher_inference))
+
+
+def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
+    """Teacher refs whose consumers are all logit-only (and, for `auto`, worth caching)."""
+    consumers: dict[str, list[Job]] = defaultdict(list)
+    ups: dict[str, Upstream] = {}
+    for e in entries:
+        for t in e.job.teachers:
+            consumers[t.ref].append(e.job)
+            ups[t.ref] = t
+    refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _logit_only(j) for j in jobs)}
+    if cache["enabled"] is True:
+        return refs
+    return {r for r in refs if _saved_flops(suite, ups[r], consumers[r], cache) >= AUTO_MIN_SAVED_FLOPS}
+
+
+def _saved_flops(suite, up: Upstream, jobs: list[Job], cache: dict) -> float:
+    """Teacher forward FLOPs over the training split a cache saves: live passes minus the cache's passes."""
+    from kdbench.zoo.datasets import DATASETS
+
+    from .estimate import _flops
+
+    described = DATASETS.get(suite.dataset.name).params(**suite.dataset.params).describe()
+    if described is None:  # cannot size it without loading the data: a dataset of files, worth caching
+        return float("inf")
+    shape, classes, n_train = described
+    live = sum(j.recipe["epochs"] for j in jobs)
+    if cache["views"] == "all":
+        cached = sum({(j.seed, j.recipe["batch_size"], j.recipe["epochs"]): j.recipe["epochs"] for j in jobs}.values())
+    else:
+        cached = cache["views"]
+    return (live - cached) * n_train * _flops(up.model, shape, classes)
+
+
+def with_teacher_outputs(suite, entries: list) -> list:
+    """`entries` (topological order) with teacher-output jobs added before their first reader."""
+    from .plan import PlanEntry
+
+    cache = suite.teacher_cache or {"enabled": "auto", "views": "all", "topk": None, "dtype": "fp32"}
+    if cache["enabled"] is False:
+        return entries
+    cached = _cached_refs(suite, entries, cache)
+    if not cached:
+        return entries
+    augmented = dataset_augments(suite.dataset)
+    replay = _replay(cache, augmented)
+    names = {e.job_id: e.student for e in entries}
+    out, added, remap = [], {}, {}  # remap: ids changed by `replay` (chain links downstream follow)
+    for e in entries:
+        job = e.job
+        teachers = tuple(replace(t, job_id=remap.get(t.job_id, t.job_id)) for t in job.teachers)
+        if job.kind == "student" and teachers and all(t.ref in cached for t in job.teachers):
+            outputs = []
+            for t in teachers:
+                o = _outputs_job(suite, t, job, cache, augmented)
+                if o.job_id not in added:
+                    name = names[t.job_id] + (f"@{t.epoch}" if t.epoch is not None else "")
+                    added[o.job_id] = PlanEntry(o, None, name, (name,))
+                    out.append(added[o.job_id])
+                outputs.append(o.job_id)
+            job = replace(job, teachers=teachers, outputs=tuple(outputs), replay=replay)
+        elif teachers != job.teachers:
+            job = replace(job, teachers=teachers)
+        if job is not e.job:
+            remap[e.job_id] = job.job_id
+            names[job.job_id] = e.student
+            e = replace(e, job=job)
+        out.append(e)
+    return out
+
