@@ -53,12 +53,12 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
     raise RuntimeError(f"{what} {state}\n{tail}")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
-    """Stop a process we started (and its process group), politely then firmly."""
+def stop_process(proc: subprocess.Popen, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
+    """Stop a process we started (and its process group, its own session), politely then firmly."""
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, sig)
     except ProcessLookupError:
         return
     try:
@@ -96,8 +96,11 @@ class S3Server:
 def s3_server():
     """moto's S3 server in a thread of this process, on a free loopback port, with one bucket.
     The object-store variables are set for the session so that Store('s3://…') finds it."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -159,21 +162,20 @@ def postgres():
     proc = subprocess.Popen(_as_postgres([f"{bindir}/postgres", "-D", str(data), *opts.split()]),
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        import psycopg2
+        import psycopg  # psycopg 3: SQLAlchemy 2.1's (so MLflow's) default driver for postgresql://
+
+        admin = f"postgresql://kdbench@127.0.0.1:{port}/postgres"
 
         def ready():
-            psycopg2.connect(host="127.0.0.1", port=port, user="kdbench", dbname="postgres").close()
+            psycopg.connect(admin, connect_timeout=2).close()
             return True
 
         wait_until(ready, 60, "PostgreSQL", proc, log)
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="kdbench", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE mlflow")
-        conn.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE mlflow")
         yield Postgres(f"postgresql://kdbench@127.0.0.1:{port}/mlflow")
     finally:
-        stop_process(proc, 30)
+        stop_process(proc, 30, signal.SIGINT)  # "fast" shutdown: no waiting for clients to leave
         shutil.rmtree(base, ignore_errors=True)
 
 
