@@ -2,6 +2,8 @@
 
     job FLOPs ≈ epochs × training samples × (3 × student forward + Σ teacher forwards)
 
+(a student reading teacher outputs runs no teacher; a teacher-output job is views × samples × teacher forward)
+
 (backward ≈ 2 × forward; teachers run forward only). GPU-hours divide by an *effective* throughput:
 small CIFAR models use a fraction of a GPU's peak, so the default (25 TFLOP/s) is a planning figure,
 not a promise; pass your own. Input pipelines, evaluation and the methods' own heads are not counted.
@@ -15,6 +17,7 @@ from functools import cache
 from kdbench.zoo.datasets import DATASETS
 
 from .job import Component, canonical_json
+from .outputs import cache_bytes
 from .plan import Plan
 
 
@@ -54,6 +57,22 @@ def estimate(plan: Plan, tflops: float = 25.0) -> Estimate | None:
     total = 0.0
     for e in plan.entries:
         job = e.job
-        per_sample = 3 * _flops(job.model, shape, classes) + sum(_flops(t.model, shape, classes) for t in job.teachers)
+        if job.kind == "teacher_outputs":
+            total += job.recipe["epochs"] * n_train * _flops(job.model, shape, classes)
+            continue
+        teachers = () if job.outputs else job.teachers
+        per_sample = 3 * _flops(job.model, shape, classes) + sum(_flops(t.model, shape, classes) for t in teachers)
         total += (job.stop_epoch or job.recipe["epochs"]) * n_train * per_sample
     return Estimate(total, total / (tflops * 1e12) / 3600, tflops)
+
+
+def cache_size(plan: Plan) -> tuple[int, int | None]:
+    """(teacher-output jobs, bytes of their training views), by the formula in kdbench/spec/outputs.py;
+    bytes None when the dataset cannot describe itself without loading its data."""
+    jobs = [e.job for e in plan.entries if e.job.kind == "teacher_outputs"]
+    described = DATASETS.get(plan.suite.dataset.name).params(**plan.suite.dataset.params).describe()
+    if not jobs or described is None:
+        return len(jobs), None
+    _, classes, n_train = described
+    return len(jobs), sum(cache_bytes(n_train, j.recipe["epochs"], classes, j.method.params["topk"],
+                                      j.method.params["dtype"]) for j in jobs)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,56 +43,18 @@ from torch import nn
 
 from kdbench.engine.errors import JobFailed, MissingUpstream
 from kdbench.methods.base import TeacherOutput
+from kdbench.spec.outputs import cache_bytes  # noqa: F401  (the size formula, with the plan's other facts)
 from kdbench.store import Store
 from kdbench.teachers.ensemble import ensemble_log_probs
 from kdbench.zoo.datasets.base import Augment
 
 FORMAT = 1
 META, TEST = "meta.json", "test.arrow"
-REPLAY_SEED = 0  # the seed of the K replayed views (views: K)
-INFERENCE_BATCH = 256  # batch size of replayed views (views: K); part of the job's id through its recipe
 TEST_BATCH = 1024  # the engine's evaluation batch size (engine/loop.py `predict`), so test logits match
 
 
 def view_file(view: int) -> str:
     return f"view_{view:05d}.arrow"
-
-
-@dataclass(frozen=True)
-class CacheSpec:
-    """What a cache holds: `views` ("all" or K), `topk` (None: full logits), `dtype` of the stored values."""
-
-    views: str | int = "all"
-    topk: int | None = None
-    dtype: str = "fp32"
-
-    @classmethod
-    def of(cls, suite_cache: dict[str, Any] | None) -> CacheSpec:
-        c = suite_cache or {}
-        return cls(c.get("views", "all"), c.get("topk"), c.get("dtype", "fp32"))
-
-    @property
-    def exact(self) -> bool:
-        return self.views == "all" and self.topk is None and self.dtype == "fp32"
-
-    def replay(self) -> dict[str, Any] | None:
-        """The part of a student's id that says it learns from this cache; None when exact (same as live)."""
-        return None if self.exact else {"views": self.views, "topk": self.topk, "dtype": self.dtype}
-
-
-def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str) -> int:
-    """Bytes of one teacher-output job's training views (the module docstring's formula)."""
-    b = 2 if dtype == "fp16" else 4
-    if topk is None:
-        return n_train * views * (classes * b + 4)
-    i = 2 if classes <= 32767 else 4
-    return n_train * views * (min(topk, classes) * (b + i) + 4)
-
-
-def dataset_augments(dataset_params: dict[str, Any]) -> bool:
-    """Whether a dataset's training views are augmented, known before loading it (its `augment` parameter;
-    the teacher-output job checks the loaded dataset agrees)."""
-    return bool(dataset_params.get("augment", False))
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
