@@ -32,7 +32,9 @@ from .base import Method, MethodParams, Needs, register_method
 def kd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · KL(p_T ‖ q_T), summed over classes, mean over the batch. teacher_log_probs: (B, K) at T."""
     log_q = F.log_softmax(student_logits / temperature, dim=1)  # (B, K)
-    kl = F.kl_div(log_q, teacher_log_probs, reduction="batchmean", log_target=True)
+    # = F.kl_div(log_q, teacher_log_probs, reduction="batchmean", log_target=True), written out because
+    # kl_div has no vmap batching rule (fused training, kdbench/engine/fused.py, would loop per model).
+    kl = (teacher_log_probs.exp() * (teacher_log_probs - log_q)).sum(1).mean()
     return kl * temperature**2
 
 

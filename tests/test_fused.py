@@ -1,0 +1,87 @@
+"""Fused training (N jobs as one vmapped model) gives each job the result of its separate run."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+import torch
+
+from kdbench.engine import checkpoint, run_job
+from kdbench.engine.fused import fusable, train_fused
+from kdbench.spec import expand, load_suite
+from kdbench.spec.job import Component
+from kdbench.store import Store
+
+from .conftest import write_suite
+
+SUITE = """\
+name: fused
+dataset: {name: synthetic, n_train: 300, n_val: 100, n_test: 200, dim: 12, num_classes: 5}
+recipe:
+  epochs: 3
+  batch_size: 64
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0005, nesterov: true}
+teachers:
+  - {name: big, arch: mlp, widths: [64, 64]}
+students:
+  - {name: small, arch: mlp, widths: [16]}
+methods: [none, {kd: {temperature: 4, alpha: 0.9}}]
+seeds: [0, 1, 2]
+"""
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    return expand(load_suite(str(write_suite(tmp_path_factory.mktemp("suite"), SUITE))))
+
+
+def _weights(store: Store, job_id: str) -> dict[str, torch.Tensor]:
+    return checkpoint.load(store, f"artifacts/{job_id}/model.pt")["model"]
+
+
+def _same_results(jobs, fused_store, fused, separate_store):
+    for job, got in zip(jobs, fused, strict=True):
+        want = run_job(job, separate_store)
+        assert got["fused"] == len(jobs)
+        assert got["test_acc"] == want["test_acc"] and got["val_acc"] == want["val_acc"]
+        assert got["selected_epoch"] == want["selected_epoch"]
+        assert got["final_train_loss"] == pytest.approx(want["final_train_loss"], rel=1e-5)
+        a, b = _weights(fused_store, job.job_id), _weights(separate_store, job.job_id)
+        for name in b:
+            torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_baselines_equal_separate_runs(plan, tmp_path):
+    jobs = [e.job for e in plan.entries if e.job.kind == "baseline"]
+    assert len(jobs) == 3 and fusable(jobs) is None
+    store = Store(tmp_path / "fused")
+    _same_results(jobs, store, train_fused(jobs, store), Store(tmp_path / "separate"))
+
+
+def test_fused_kd_students_equal_separate_runs(plan, tmp_path):
+    teacher = next(e.job for e in plan.entries if e.job.kind == "teacher")
+    fused_store, separate_store = Store(tmp_path / "fused"), Store(tmp_path / "separate")
+    run_job(teacher, fused_store)
+    shutil.copytree(fused_store.path("artifacts"), separate_store.path("artifacts"))
+    jobs = [e.job for e in plan.entries if e.job.method.name == "kd"]
+    assert len(jobs) == 3 and len({j.seed for j in jobs}) == 3
+    _same_results(jobs, fused_store, train_fused(jobs, fused_store), separate_store)
+
+
+def test_what_cannot_be_fused_is_refused_with_the_reason(plan, tmp_path):
+    baseline = next(e.job for e in plan.entries if e.job.kind == "baseline")
+    student = next(e.job for e in plan.entries if e.job.kind == "student")
+    assert "differ in kind" in fusable([baseline, student])
+    kd_t2 = [student, dataclasses.replace(student, method=Component("kd", {**student.method.params,
+                                                                         "temperature": 2.0}))]
+    assert "differ in method" in fusable(kd_t2)
+    assert "teacher jobs" in fusable([e.job for e in plan.entries if e.job.kind == "teacher"])
+    bn = expand(load_suite(str(write_suite(tmp_path, SUITE.replace(
+        "dataset: {name: synthetic, n_train: 300, n_val: 100, n_test: 200, dim: 12, num_classes: 5}",
+        "dataset: {name: digits}").replace(
+        "{name: small, arch: mlp, widths: [16]}", "{name: small, arch: resnet8}")))))
+    jobs = [e.job for e in bn.entries if e.job.kind == "baseline"]
+    with pytest.raises(ValueError, match="batch norm"):
+        train_fused(jobs, Store(tmp_path / "bn"))
