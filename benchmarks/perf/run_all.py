@@ -1,6 +1,6 @@
 """Run every perf benchmark and print one table: benchmark, kdbench, baseline, ratio, goal, met?
 
-Run: .venv/bin/python benchmarks/perf/run_all.py [--quick] [--skip p2,plan,p5]
+Run: .venv/bin/python benchmarks/perf/run_all.py [--quick] [--skip p2,plan,p5,p7]
 --quick: skip the MLflow comparison (building its 10k-run store takes minutes the first time) and time
 P2 on N=1024 with 2 timed epochs instead of N=4096 with 3.
 """
@@ -20,7 +20,7 @@ import _common  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma-separated: p2, plan, p5")
+    ap.add_argument("--skip", default="", help="comma-separated: p2, plan, p5, p7")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {_common.machine()}; {_common.versions()}", flush=True)
@@ -37,6 +37,10 @@ def main() -> None:
         import p2_trainer_throughput
 
         rows += p2_trainer_throughput.run(*((1024, 128, 2) if a.quick else (4096, 128, 3)))
+    if "p7" not in skip:
+        import p7_teacher_cache
+
+        rows += p7_teacher_cache.run(8, *((2, 2048) if a.quick else (3, 4096)))
     print(_common.table([r.cells() for r in rows], ["benchmark", "kdbench", "baseline", "ratio", "goal", "met?"]))
 
 
