@@ -128,3 +128,82 @@ def test_eskd_loss_is_plain_cross_entropy_after_the_stop(tmp_path):
     assert before["kd"] > 0 and torch.allclose(before["ce"], 0.1 * ce)
     assert after["kd"] == 0 and torch.allclose(after["ce"], ce)
 
+
+
+# --- the offline twins, end to end through Ray Tune (slow) -----------------------------------------------
+
+SUITES = ROOT / "benchmarks" / "suites"
+
+
+def _from_store(store: Store, suite: str):
+    """(chain, canonical method params) -> {seed: test_acc}, straight from the result rows of the suite's plan."""
+    import numpy as np  # noqa: F401  (used by callers through the returned dicts)
+
+    from kdbench.results.store import read_plan, read_results
+
+    plan = read_plan(store, suite)
+    res = {r["job_id"]: r for r in read_results(store, plan["job_id"].to_pylist()).to_pylist()}
+    cells: dict[tuple, dict[int, float]] = {}
+    for p in plan.to_pylist():
+        r = res[p["job_id"]]
+        if r["status"] == "ok" and p["kind"] in ("student", "baseline"):
+            key = (tuple(p["chain"]), json.dumps(json.loads(p["method_params"]), sort_keys=True, separators=(",", ":")))
+            cells.setdefault(key, {})[p["seed"]] = r["test_acc"]
+    return cells
+
+
+def _assert_cell(row: dict, accs: dict[int, float], alone: dict[int, float] | None) -> None:
+    import numpy as np
+    from scipy import stats as sps
+
+    a = np.array([accs[s] for s in sorted(accs)])
+    assert row["n"] == len(a) and row["mean"] == pytest.approx(a.mean()) and row["std"] == pytest.approx(a.std(ddof=1))
+    low, high = sps.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=sps.sem(a))
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    if alone:
+        d = a - np.array([alone[s] for s in sorted(accs)])
+        assert row["gain"] == pytest.approx(d.mean())
+        ci = sps.ttest_rel(a, [alone[s] for s in sorted(accs)]).confidence_interval(0.95)
+        assert (row["gain_ci_low"], row["gain_ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+@pytest.mark.slow
+def test_twins_run_and_their_views_show_the_stores_numbers(tmp_path, ray_local):
+    from kdbench.orchestrate import RunOptions, run_suite
+    from kdbench.results import views
+
+    store_uri = str(tmp_path / "store")
+    for name in ("takd_digits", "teacher_size_digits", "eskd_digits"):
+        counts = run_suite(str(SUITES / f"{name}.yaml"), RunOptions(store=store_uri, track=False))
+        assert counts.failed == 0 and counts.interrupted == 0, counts.summary()
+    store = Store(store_uri)
+
+    cells = _from_store(store, "takd_digits")
+    alone = cells[(("student",), "{}")]
+    takd = views.takd(store, "takd_digits").to_pylist()
+    chains = {r["via"]: r for r in takd if r["student"] == "student"}
+    assert set(chains) == {"(alone)", "", "ta-64", "ta-32", "ta-64 → ta-32"}
+    kd = next(k for c, k in cells if c == ("teacher", "student"))
+    for via, row in chains.items():
+        chain = ("student",) if via == "(alone)" else ("teacher", *filter(None, via.split(" → ")), "student")
+        _assert_cell(row, cells[(chain, "{}" if via == "(alone)" else kd)], None if via == "(alone)" else alone)
+    assert chains["ta-32"]["ta_params"] < chains["ta-64"]["ta_params"]
+
+    cells = _from_store(store, "teacher_size_digits")
+    rows = views.teacher_size(store, "teacher_size_digits").to_pylist()
+    assert [r["teacher"] for r in rows] == ["mlp-64", "mlp-256", "mlp-2x512"]  # by size
+    for r in rows:
+        _assert_cell(r, cells[((r["teacher"], "student"), r["method_params"])], cells[(("student",), "{}")])
+
+    cells = _from_store(store, "eskd_digits")
+    rows = views.eskd(store, "eskd_digits").to_pylist()
+    assert {(r["teacher_epoch"], r["teacher_source"], r["kd_stop_epoch"]) for r in rows} == {
+        (e, s, k) for e, s in ((2, "snapshot"), (5, "snapshot"), (15, "full")) for k in (None, 5)}
+    for r in rows:
+        source = "teacher" if r["teacher_source"] == "full" else f"teacher@{r['teacher_epoch']}"
+        _assert_cell(r, cells[((source, "student"), r["method_params"])], cells[(("student",), "{}")])
+    # the students of the epoch-2 snapshot saw a weaker teacher than those of the full run
+    acc = {(r["teacher_epoch"], r["kd_stop_epoch"]): r["teacher_test_acc"] for r in rows}
+    assert acc[(2, None)] < acc[(15, None)]
+    files = store.list_files("leaderboards/eskd_digits/views", ".png")
+    assert any(f.endswith("view-eskd.png") for f in files)

@@ -8,8 +8,6 @@ import pyarrow as pa
 from rich.table import Table
 from rich.text import Text
 
-from ..labels import ambiguous_methods, method_label
-
 NS = "n.s."
 TITLES = {
     "takd": "Teacher assistants (TAKD): the student alone, direct KD and each TA chain",
@@ -60,10 +58,31 @@ def diff(r: dict, prefix: str) -> str:
     return f"{100 * d:+.2f} [{100 * r[f'{prefix}_ci_low']:+.2f}, {100 * r[f'{prefix}_ci_high']:+.2f}]{mark}"
 
 
-def _value(r: dict, col: str, ambiguous: set[str]) -> str:
+def short_labels(rows: list[dict]) -> dict[tuple[str, str], str]:
+    """(method, params) -> `kd`, or `kd(stop_epoch=5)`: only the hyperparameters that vary within the table."""
+    import json
+
+    keys: dict[str, set[str]] = {}
+    for r in rows:
+        keys.setdefault(r["method"], set()).update(json.loads(r.get("method_params") or "{}"))
+    values: dict[str, dict[str, set]] = {}
+    for r in rows:  # a hyperparameter some settings leave out counts as a value of its own
+        params = json.loads(r.get("method_params") or "{}")
+        for k in keys[r["method"]]:
+            values.setdefault(r["method"], {}).setdefault(k, set()).add(json.dumps(params.get(k)))
+    out = {}
+    for r in rows:
+        params = json.loads(r.get("method_params") or "{}")
+        keys = {k for m, ks in values.items() if m == r["method"] for k, vs in ks.items() if len(vs) > 1}
+        shown = ", ".join(f"{k}={params.get(k, '—')}" for k in sorted(keys))
+        out[(r["method"], r.get("method_params"))] = f"{r['method']}({shown})" if shown else r["method"]
+    return out
+
+
+def _value(r: dict, col: str, ambiguous) -> str:
     v = r.get(col)
     if col == "method":
-        return method_label(v, r.get("method_params"), ambiguous)
+        return ambiguous.get((v, r.get("method_params")), v)
     if col in ("teacher_test_acc",):
         return pct(v)
     if col in ("ta_params", "teacher_params"):
@@ -85,7 +104,7 @@ def _count(n: int | None) -> str:
 def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
     """(headers, rows of strings) of a view table."""
     rows = table.to_pylist()
-    ambiguous = ambiguous_methods(rows) if rows and "method_params" in rows[0] else set()
+    ambiguous = short_labels(rows)
     paper = any(r.get("paper_acc") is not None for r in rows)
     heads = [h for h, _ in _IDS[view]] + ["n", "failed", "test acc % ± 95% CI", "std pp", "alone %",
                                           "gain over alone pp [95% CI]"]
@@ -114,7 +133,7 @@ def rich_table(view: str, suite: str, table: pa.Table) -> Table:
     t = Table(title=caption(view, suite), title_justify="left")
     for h in heads:
         t.add_column(h, justify="left" if h in ("teacher", "student", "method", "via", "chain", "taken as",
-                                                 "combine", "chosen by") else "right")
+                                                 "combine", "chosen by") else "right", overflow="fold")
     for r in rows:
         t.add_row(*map(Text, r))  # Text: names and JSON must not be read as rich markup
     return t

@@ -41,7 +41,7 @@ def takd_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
         own = {"teacher": teacher, "student": student, "method": method, "method_params": params,
                "teacher_params": teacher_params}
         out.append({**own, "dataset": dataset_of(base), "via": ALONE, "chain_length": 1, **cell(base, None),
-                    "alone_mean": None, **versus("vs_direct", base, direct)})
+                    "alone_mean": None, **versus("vs_direct", [], None)})
         for chain, rows in sorted(cells.items(), key=lambda kv: (len(kv[0]), kv[0])):
             # A job's teacher_params counts its own teacher's: for a chain, the last TA.
             row = {**own, "dataset": dataset_of(rows), "via": " → ".join(chain[1:-1]), "chain_length": len(chain),
