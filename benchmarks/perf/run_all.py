@@ -33,6 +33,10 @@ def main() -> None:
         import p5_leaderboard_query
 
         rows += p5_leaderboard_query.run(quick=a.quick)
+    if "p4" not in skip:
+        import p4_fused
+
+        rows += p4_fused.run(*((4, 1, 2048) if a.quick else (8, 2, 4096)))
     if "p2" not in skip:
         import p2_trainer_throughput
 
