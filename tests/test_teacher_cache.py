@@ -264,3 +264,18 @@ def test_a_suite_through_ray_runs_each_outputs_job_once_and_its_students_read_it
     assert of_kind(plan_b, "teacher_outputs")[0].job_id == out.job_id
     new = {e.job_id for e in plan_b.entries} - {e.job_id for e in plan_a.entries}
     assert (b.run, b.failed) == (len(new), 0) and out.job_id not in new  # the cache was not computed again
+
+
+def test_a_finished_cache_missing_a_view_runs_again_for_its_pending_students(tmp_path):
+    from kdbench.orchestrate.integrity import corrupt_upstreams
+
+    plan = suite(tmp_path)
+    store = Store(tmp_path / "store")
+    done = set(_run(plan, store))
+    assert corrupt_upstreams(store, plan, done) == set()
+    out = of_kind(plan, "teacher_outputs")[0].job
+    (tmp_path / "store" / "artifacts" / out.job_id / view_file(1)).unlink()
+    assert corrupt_upstreams(store, plan, done) == {out.job_id}
+    seen = []
+    run_job(out, store, report=seen.append)  # its final.json was cleared: it recomputes the missing view only
+    assert [m["epoch"] for m in seen] == [2]

@@ -13,6 +13,7 @@ from kdbench.engine.checkpoint import is_intact
 from kdbench.engine.run import FINAL
 from kdbench.spec.plan import Plan
 from kdbench.store import Store
+from kdbench.teachers.cache import outputs_intact
 from kdbench.teachers.load import weights_file
 
 log = logging.getLogger("kdbench.orchestrate")
@@ -23,7 +24,10 @@ def corrupt_upstreams(store: Store, plan: Plan, done: set[str]) -> set[str]:
     needed = {(t.job_id, weights_file(t)) for e in plan.entries if e.job_id not in done for t in e.job.teachers
               if t.job_id in done}  # the result weights, or a snapshot epoch's
     bad = {i for i, name in needed if not is_intact(store, Store.artifact(i, name))}
+    jobs = plan.jobs  # teacher outputs read by pending students: every view file must be there
+    outputs = {o for e in plan.entries if e.job_id not in done for o in e.job.outputs if o in done}
+    bad |= {o for o in outputs if not outputs_intact(store, o, jobs[o].recipe["epochs"])}
     for job_id in bad:
-        log.warning("the weights of job %s are missing or corrupt: it runs again", job_id)
+        log.warning("the weights (or teacher outputs) of job %s are missing or corrupt: it runs again", job_id)
         store.delete(Store.artifact(job_id, FINAL))
     return bad

@@ -139,6 +139,12 @@ def topk_logits(prob: torch.Tensor, cls: torch.Tensor, classes: int) -> torch.Te
     return out.scatter_(1, cls, prob.clamp_min(1e-12).log())
 
 
+def outputs_intact(store: Store, job_id: str, views: int) -> bool:
+    """Whether a finished teacher-output job's files are all there (one listing, not a request per file)."""
+    names = {rel.rsplit("/", 1)[-1] for rel in store.list_files(f"artifacts/{job_id}")}
+    return {META, TEST, *(view_file(v) for v in range(views))} <= names
+
+
 # --- a student's teacher -----------------------------------------------------------------------------------------
 
 class CachedTeacher(nn.Module):
