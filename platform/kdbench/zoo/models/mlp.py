@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
 from torch import nn
 
 from .base import ArchParams, ModelOutput, register_model
@@ -13,7 +13,17 @@ from .features import tap_features
 
 class MLPParams(ArchParams):
     widths: tuple[int, ...] = Field(default=(128,), min_length=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after each hidden layer
+    # On the input pixels (Hinton et al. 2015 §3 train their MNIST teacher with 20% input, 50% hidden dropout).
+    input_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_serializer(mode="wrap")
+    def _omit_default_input_dropout(self, handler):
+        """Leave `input_dropout: 0` out, so the ids of MLP jobs from before the option stay unchanged."""
+        out = handler(self)
+        if out.get("input_dropout") == 0:
+            del out["input_dropout"]
+        return out
 
     @field_validator("widths")
     @classmethod
@@ -33,10 +43,12 @@ class MLP(nn.Module):
             width = w
         self.relu = nn.ReLU()
         self.drop = nn.Dropout(p.dropout) if p.dropout else nn.Identity()
+        self.input_drop = nn.Dropout(p.input_dropout) if p.input_dropout else nn.Identity()
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x) -> ModelOutput:
         stem = x = x.flatten(1)  # (B, prod(input_shape)): the input itself; an MLP has no stem layer
+        x = self.input_drop(x)
         stages, preacts = [], []
         for layer in self.layers:
             pre = layer(x)  # (B, width_i)
