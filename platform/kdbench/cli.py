@@ -84,7 +84,7 @@ def validate(suite: SuiteArg,
     if n_outputs:
         amount = "size unknown until the data is loaded" if size is None else f"{size:,} bytes ({size / 2**30:.3g} GiB)"
         out.print(f"teacher outputs: {n_outputs} job(s), {amount} = Σ samples × views × (classes × value bytes + 4) "
-                  "[top-k: k × (value + index bytes) + 4] under artifacts/<id>/", highlight=False)
+                  "(top-k: k × (value + index bytes) + 4) under artifacts/<id>/", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
@@ -84,6 +84,22 @@ class EnsembleEntry(Strict):
     combine: Literal["arithmetic", "geometric"] = "arithmetic"
 
 
+class SearchEntry(Strict):
+    """A hyperparameter search per cell ([teacher, student] pair): Optuna's sampler through Ray Tune's
+    OptunaSearch, ASHA early stopping, chosen on the validation split (kdbench/orchestrate/search.py)."""
+
+    method: str  # a distillation method of the registry
+    # hyperparameter -> one distribution: {uniform: [lo, hi]}, {loguniform: [lo, hi]}, {int: [lo, hi]}, {choice: [...]}
+    space: dict[str, dict[str, list[Any]]] = Field(min_length=1)
+    params: dict[str, Any] = {}  # the method's other hyperparameters, fixed for every trial
+    trials: int = Field(default=8, gt=0)  # trial budget per cell
+    metric: Literal["val_acc"] = "val_acc"  # never test: selection is on the validation split
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_epochs: int = Field(default=1, gt=0)  # ASHA stops no trial before this many epochs
+    seed: int | None = None  # the trials' training seed and the sampler's (default: the suite's first seed)
+    pairs: list[list[str]] | None = None  # cells to search; default: the suite's pairs (or full grid)
+
+
 class DatasetEntry(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str
@@ -95,6 +111,12 @@ class TeacherInference(Strict):
     engine: Literal["torch", "deepspeed"] = "torch"
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     tp_size: int = Field(default=1, ge=1)  # DeepSpeed tensor parallelism across a node's GPUs
+
+    @model_validator(mode="after")
+    def _tp_needs_deepspeed(self):
+        if self.tp_size > 1 and self.engine != "deepspeed":
+            raise ValueError("tp_size above 1 needs engine: deepspeed")
+        return self
 
 
 class TeacherCache(Strict):
@@ -111,11 +133,19 @@ class TeacherCache(Strict):
     topk: int | None = Field(default=None, ge=1)
     dtype: Literal["fp32", "fp16"] = "fp32"
 
-    @model_validator(mode="after")
-    def _positive_views(self):
-        if self.views != "all" and (isinstance(self.views, bool) or self.views < 1):
-            raise ValueError("views must be 'all' or a number of views >= 1")
-        return self
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled(cls, v):
+        if v != "auto" and not isinstance(v, bool):
+            raise ValueError(f"must be auto, true (or on) or false (or off) (got {v!r})")
+        return v
+
+    @field_validator("views", mode="before")
+    @classmethod
+    def _views(cls, v):
+        if v != "all" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"must be all or a number of views >= 1 (got {v!r})")
+        return v
 
 
 class SuiteFile(Strict):
@@ -135,6 +165,7 @@ class SuiteFile(Strict):
     pairs: list[list[str]] | None = None
     ensembles: list[EnsembleEntry] = []
     reference: str | None = None  # CSV of published accuracies (teacher, student, method, paper_acc, source)
+    search: SearchEntry | None = None  # per-cell hyperparameter search; the selected config runs over `seeds`
     seeds: list[int] = Field(min_length=1)
     resources: Resources = Resources()
     retries: int = Field(default=2, ge=0)  # Ray Tune retries of a job whose worker died or raised

@@ -59,7 +59,11 @@ def _deepspeed_member(model: nn.Module, spec: InferenceSpec, device: torch.devic
 
     kwargs: dict[str, Any] = {"dtype": DTYPES[spec.dtype],
                               "replace_with_kernel_inject": device.type == "cuda" and _is_transformer(model)}
-    if spec.tp_size > 1:  # tensor parallelism across the node's GPUs (needs torch.distributed set up)
+    if spec.tp_size > 1:  # tensor parallelism: one process per GPU, joined in torch.distributed
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        if world < spec.tp_size:
+            raise JobFailed(f"teacher_inference.tp_size {spec.tp_size} needs {spec.tp_size} processes in "
+                            f"torch.distributed (found {world}); launch the job with one process per GPU")
         kwargs["tensor_parallel"] = {"tp_size": spec.tp_size}
     return deepspeed.init_inference(model, **kwargs)
 
