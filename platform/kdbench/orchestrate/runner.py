@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,12 @@ def _job_name(trial) -> str:
     return f"job-{trial.config['job_id']}"
 
 
+def _import_tune() -> None:
+    from ray import tune  # noqa: F401
+
+    from . import trainable, tune_adapters  # noqa: F401
+
+
 def _tune(run: SuiteRun, ray) -> None:
     from ray import tune
 
@@ -59,13 +66,17 @@ def _tune(run: SuiteRun, ray) -> None:
     from .tune_adapters import DagSearcher, RecordingCallback
 
     res = run.plan.suite.resources
-    storage = run.store.path("ray") if run.store.local else None
+    # Tune's experiment state lives in the store, so every node of a cluster sees the same place
+    # (Ray requires a shared storage_path for multi-node runs); on an object store through its
+    # pyarrow filesystem. Trials report no Tune checkpoints: the engine checkpoints into the store.
+    storage, storage_fs = run.store.path("ray"), (None if run.store.local else run.store.fs)
     tuner = tune.Tuner(
         with_resources(res.cpus, res.gpus),
         tune_config=tune.TuneConfig(search_alg=DagSearcher(run), num_samples=-1, reuse_actors=True,
                                     trial_name_creator=_job_name, trial_dirname_creator=_job_name),
         run_config=tune.RunConfig(
-            name=run.suite, storage_path=storage, verbose=0, callbacks=[RecordingCallback(run)],
+            name=run.suite, storage_path=storage, storage_filesystem=storage_fs, verbose=0,
+            callbacks=[RecordingCallback(run)],
             failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
@@ -76,14 +87,22 @@ def _tune(run: SuiteRun, ray) -> None:
 def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
     """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
     the cluster's resources) fails before anything is written."""
-    plan, pruned = prune_incompatible(expand(load_suite(path)))
+    suite, selections = load_suite(path), None
+    if suite.search is not None:  # the per-cell searches first: their choices join the plan as ordinary jobs
+        from .search import run_searches
+
+        selections = run_searches(suite, Store(opts.store), opts)
+    plan, pruned = prune_incompatible(expand(suite, selections))
     store = Store(opts.store)
     # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.
     rows = {r["job_id"]: r for r in read_results(store, plan.jobs).to_pylist() if r["status"] == STATUS_OK}
     done = set(rows) - corrupt_upstreams(store, plan, set(rows))
     ray = None
     if len(done) < len(plan):
+        preimport = threading.Thread(target=_import_tune, name="kdbench-import-tune", daemon=True)
+        preimport.start()  # Tune and torch load (~1-2 s) while Ray starts its processes (~4 s)
         ray = init_ray(opts.address, opts.num_cpus)
+        preimport.join()
         check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
     write_plan(store, plan)
     if plan.suite.reference:  # the leaderboard's `paper` column, kept with the suite's results
