@@ -279,3 +279,22 @@ def test_a_finished_cache_missing_a_view_runs_again_for_its_pending_students(tmp
     seen = []
     run_job(out, store, report=seen.append)  # its final.json was cleared: it recomputes the missing view only
     assert [m["epoch"] for m in seen] == [2]
+
+
+def test_under_a_mixed_precision_recipe_a_student_from_the_cache_still_equals_a_live_one(tmp_path):
+    from kdbench.spec.schema import Recipe
+
+    if "precision" not in Recipe.model_fields:
+        pytest.skip("recipes have no mixed precision in this tree")
+    text = SUITE.format(name="bf", dataset=IMAGES, methods="[kd]", cache="{enabled: true}", teacher="cnn",
+                        student="mlp").replace("batch_size: 48,", "batch_size: 48, precision: bf16,")
+    plan = expand(load_suite(str(write_suite(tmp_path, text, "bf.yaml"))))
+    assert all(e.job.recipe["precision"] == "bf16" for e in of_kind(plan, "teacher_outputs"))
+    cached, live = Store(tmp_path / "cached"), Store(tmp_path / "live")
+    _run(plan, cached)
+    _run(plan, live, ("teacher",))
+    e = of_kind(plan, "student")[0]
+    a, b = run_job(e.job, cached), run_job(dataclasses.replace(e.job, outputs=()), live)
+    assert a["final_train_loss"] == b["final_train_loss"]
+    wa, wb = _weights(cached, e.job_id), _weights(live, e.job_id)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

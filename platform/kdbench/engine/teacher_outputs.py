@@ -5,11 +5,13 @@ The job's fields say what to compute (see kdbench/teachers/cache.py and kdbench/
 the cache format (`views`, `topk`, `dtype`, `augmented`), `recipe` {epochs: V views, batch_size} and `seed`.
 Views `all`: view v is epoch v of that seed, batch by batch exactly as the student's loop draws them.
 Views K: view k is the whole training split in index order, augmented at (seed, epoch k).
+A student's recipe `precision`/`channels_last` (in `recipe` when set) apply as in its training loop.
 Each view is written as soon as it is computed, so an interrupted job resumes at the first missing view.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import socket
@@ -57,9 +59,19 @@ def _view(engine: TeacherEngine, job: Job, split: Split, augment, view: int) -> 
     for x, _, idx in batches:
         if augment is not None:
             x = augment(x, idx, job.seed, view)
-        logits.append(engine(x).member_logits[0])  # (B, C)
+        if job.recipe.get("channels_last") and x.dim() == 4:  # as the student's loop hands x to its teacher
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(x.device, job.recipe.get("precision", "fp32")):
+            logits.append(engine(x).member_logits[0])  # (B, C), bf16/fp16 under a mixed-precision recipe
         index.append(idx)
     return torch.cat(index), torch.cat(logits)
+
+
+def _autocast(device: torch.device, precision: str):
+    """The student's mixed precision, under which its live teacher would run (engine/loop.py)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> dict:
@@ -73,6 +85,9 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
     member = load_member(up, store, data.input_shape, data.num_classes)
     engine = TeacherEngine([member], None, InferenceSpec.of(job.teacher_inference), device)
     views = job.recipe["epochs"]
+    # Under a mixed-precision recipe a live teacher's logits come out in that dtype: they are stored exactly
+    # in fp32 and given back to the student in it.
+    logits_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(job.recipe.get("precision", "fp32"), "float32")
     for v in range(views):
         rel = Store.artifact(job.job_id, view_file(v))
         if store.exists(rel):  # written before an interruption
@@ -99,7 +114,7 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
     write_meta(store, job.job_id, {
         "teacher": up.ref, "classes": data.num_classes, "n_train": len(data.train), "n_test": len(data.test),
         "views_mode": "all" if p["views"] == "all" else "replay", "views": views, "seed": job.seed,
-        "batch_size": job.recipe["batch_size"], "topk": p["topk"], "dtype": p["dtype"],
+        "batch_size": job.recipe["batch_size"], "topk": p["topk"], "dtype": p["dtype"], "logits_dtype": logits_dtype,
         "teacher_params": engine.parameter_count()})
     store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
     return final

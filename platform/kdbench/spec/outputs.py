@@ -5,8 +5,9 @@ For each teacher (an upstream job, or one of its snapshots) whose consumers in t
 points the students at them (`Job.outputs`); a student reads the cache only when every one of its teachers
 has one (an ensemble whose members are all cached). Which jobs (see kdbench/teachers/cache.py):
 
-- views `all`: one per (teacher, seed, batch size, epochs) — the exact views and batches of that seed;
-- views K: one per teacher (K replayed views, seed REPLAY_SEED); on data without augmentation, K = 1.
+- views `all`: one per (teacher, seed, batch size, epochs) — the exact views and batches of that seed,
+  and the student recipe's `precision` and `channels_last`, which change how a live teacher runs too;
+- views K: one per teacher (K replayed views, seed REPLAY_SEED, fp32); without augmentation, K = 1.
 
 `enabled: auto` adds them only where the teacher forward FLOPs they save reach AUTO_MIN_SAVED_FLOPS (the
 cost of a job's start, loading and files on a GPU, with a margin): tiny suites on digits keep their plans.
@@ -69,6 +70,8 @@ def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool
     exact = cache["views"] == "all"
     views = student.recipe["epochs"] if exact else (cache["views"] if augmented else 1)
     recipe = {"epochs": views, "batch_size": student.recipe["batch_size"] if exact else INFERENCE_BATCH}
+    if exact:  # the student's mixed precision and memory format also apply to its live teacher's forward
+        recipe |= {k: student.recipe[k] for k in ("precision", "channels_last") if k in student.recipe}
     params = {"views": "all" if exact else views, "topk": cache["topk"], "dtype": cache["dtype"],
               "augmented": augmented}
     return Job("teacher_outputs", suite.dataset, up.model, recipe, Component("teacher_outputs", params),
@@ -102,7 +105,9 @@ def _saved_flops(suite, up: Upstream, jobs: list[Job], cache: dict) -> float:
     shape, classes, n_train = described
     live = sum(j.recipe["epochs"] for j in jobs)
     if cache["views"] == "all":
-        cached = sum({(j.seed, j.recipe["batch_size"], j.recipe["epochs"]): j.recipe["epochs"] for j in jobs}.values())
+        keys = {(j.seed, j.recipe["batch_size"], j.recipe["epochs"], j.recipe.get("precision")): j.recipe["epochs"]
+                for j in jobs}
+        cached = sum(keys.values())
     else:
         cached = cache["views"]
     return (live - cached) * n_train * _flops(up.model, shape, classes)

@@ -199,6 +199,8 @@ class CachedTeacher(nn.Module):
         if view != self._view:
             self._load(view)
         member_logits = torch.stack([logits[pos[idx]] for pos, logits in self._rows])  # (M, B, C)
+        dtype = self.metas[0].get("logits_dtype", "float32")  # what the live teacher gave (mixed precision)
+        member_logits = member_logits if dtype == "float32" else member_logits.to(getattr(torch, dtype))
         return TeacherOutput(member_logits, self.combine, {})
 
     def test_predictions(self) -> torch.Tensor:
