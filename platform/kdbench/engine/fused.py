@@ -59,6 +59,8 @@ def fusable(jobs: list[Job]) -> str | None:
         return f"method {first.method.name} reads feature taps or sample indices"
     if any(j.stop_epoch or getattr(j, "snapshots", ()) for j in jobs):
         return "jobs with a stop epoch or snapshots are not fused"
+    if first.recipe.get("precision", "fp32") != "fp32" or first.recipe.get("channels_last"):
+        return "mixed precision and channels-last jobs are not fused"
     if len({len(j.teachers) for j in jobs}) > 1:
         return "jobs differ in their number of teachers"
     return None

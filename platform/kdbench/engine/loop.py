@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -12,11 +14,22 @@ from kdbench.zoo.datasets.base import Augment
 from .data import ordered_batches, shuffled_batches
 from .errors import NonFiniteLoss
 
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """The training step's mixed-precision context (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST[precision])
+
 
 def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, split: Split,
                 optimizer: torch.optim.Optimizer, batch_size: int, seed: int, state: TrainState,
-                augment: Augment | None = None, epoch: int | None = None) -> dict:
-    """`epoch`: the job's absolute epoch (init stage included), which seeds the order and the views."""
+                augment: Augment | None = None, epoch: int | None = None, *, precision: str = "fp32",
+                channels_last: bool = False, scaler: torch.amp.GradScaler | None = None) -> dict:
+    """`epoch`: the job's absolute epoch (init stage included), which seeds the order and the views.
+    `precision`: autocast dtype of the forward passes and losses; `scaler`: loss scaling (fp16)."""
     model.train()
     method.train()
     sums: dict[str, torch.Tensor] = {}
@@ -25,16 +38,24 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, spl
     for x, y, idx in shuffled_batches(split, batch_size, seed, epoch):
         if augment is not None:
             x = augment(x, idx, seed, epoch)
-        out = model(x)
-        t_out = teacher(x, idx, epoch) if teacher is not None else None  # idx, epoch: a cached teacher's row
-        terms = method(Batch(x, y, idx), out, t_out, state)
-        loss = sum(terms.values())
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(split.y.device, precision):
+            out = model(x)
+            t_out = teacher(x, idx, epoch) if teacher is not None else None  # idx, epoch: a cached teacher's row
+            terms = method(Batch(x, y, idx), out, t_out, state)
+            loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         n = y.shape[0]
         for k, v in (*terms.items(), ("loss", loss)):
-            sums[k] = sums.get(k, 0) + v.detach() * n
+            sums[k] = sums.get(k, 0) + v.detach().float() * n
         correct += (out.logits.argmax(1) == y).sum()
     n = len(split)
     metrics = {f"train_{k}": v / n for k, v in sums.items()}

@@ -34,7 +34,7 @@ from kdbench.zoo.models.features import feature_shapes
 
 from . import checkpoint
 from .data import dataset_on
-from .errors import CorruptArtifact
+from .errors import CorruptArtifact, JobFailed
 from .loop import accuracy, predict, train_epoch
 from .optim import build_optimizer, build_scheduler
 
@@ -56,12 +56,14 @@ class Training:
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "model": None})
     history: list[dict] = field(default_factory=list)
     restarts: list[int] = field(default_factory=list)  # epochs at which the job resumed
+    scaler: torch.amp.GradScaler | None = None  # loss scaling of fp16 training
 
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(), "epoch": self.epoch, "best": self.best,
-                "history": json.dumps(self.history), "restarts": list(self.restarts)}
+                "history": json.dumps(self.history), "restarts": list(self.restarts),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -73,6 +75,8 @@ class Training:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.epoch, self.best, self.history = state["epoch"], state["best"], json.loads(state["history"])
         self.restarts = list(state["restarts"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def _cuda_rng() -> list[torch.Tensor]:
@@ -135,7 +139,12 @@ def _last_checkpoint(store: Store, job_id: str) -> dict | None:
 
 
 def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
+    precision = job.recipe.get("precision", "fp32")
+    if precision == "fp16" and device.type != "cuda":
+        raise JobFailed(f"recipe precision fp16 needs a CUDA device (this job runs on {device}); use bf16")
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
+    if job.recipe.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
     teacher = _teacher(job, store, data, device)
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
                         student_features=feature_shapes(model, data.input_shape),
@@ -143,7 +152,8 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
                         train_labels=data.train.y.cpu(), epochs=job.recipe["epochs"])
     method = create_method(job.method.name, job.method.params, ctx).to(device)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe["optimizer"])
-    return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe))
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler)
 
 
 def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
@@ -177,7 +187,8 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
     t0 = time.perf_counter()
     state = _stage(run, job, epoch)
     metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, state, _augment(run, data), epoch)
+                          job.seed, state, _augment(run, data), epoch, precision=job.recipe.get("precision", "fp32"),
+                          channels_last=job.recipe.get("channels_last", False), scaler=run.scaler)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
     val_acc = float(accuracy(predict(run.model, data.val), data.val))
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only

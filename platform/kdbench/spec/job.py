@@ -17,7 +17,8 @@ from typing import Any, Literal
 from kdbench.version import JOB_SEMANTICS
 
 # teacher_outputs: a teacher's outputs over the views its students see, computed once (kdbench/teachers/cache.py).
-JobKind = Literal["teacher", "baseline", "student", "teacher_outputs"]
+# pretrained: a teacher taken from a weights file (its id covers the file's SHA-256, not its path).
+JobKind = Literal["teacher", "baseline", "student", "teacher_outputs", "pretrained"]
 ID_LENGTH = 20  # hex characters: 80 bits, collision-free for any plausible store
 LOCATION_PARAMS = frozenset({"root"})  # dataset parameters that say where the files are, not what they hold
 
@@ -73,6 +74,8 @@ class Job:
     replay: dict[str, Any] | None = None
     # Students and teacher-output jobs: how the teacher runs (engine, dtype, tp); None: PyTorch fp32.
     teacher_inference: dict[str, Any] | None = None
+    # Pretrained teachers: where the weights file is (like a dataset's root, not part of the identity).
+    weights: str | None = None
 
     @property
     def depends_on(self) -> tuple[str, ...]:
@@ -112,7 +115,7 @@ class Job:
                    recipe=d["recipe"], method=Component(**d["method"]), seed=d["seed"],
                    stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"],
                    snapshots=tuple(d.get("snapshots", ())), outputs=tuple(d.get("outputs", ())),
-                   replay=d.get("replay"), teacher_inference=d.get("teacher_inference"))
+                   replay=d.get("replay"), teacher_inference=d.get("teacher_inference"), weights=d.get("weights"))
 
 
 def canonical_json(obj: Any) -> str:

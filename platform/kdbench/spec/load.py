@@ -62,6 +62,22 @@ class Suite:
     reference: str | None = None  # absolute path of the published-numbers CSV
     teacher_inference: dict[str, Any] | None = None  # `teacher_inference` (None: plain PyTorch, fp32)
     teacher_cache: dict[str, Any] | None = None  # `teacher_cache` (None: its defaults)
+    search: SearchDef | None = None  # `search`: a hyperparameter search per cell
+
+
+@dataclass(frozen=True)
+class SearchDef:
+    """A validated `search:` (kdbench/orchestrate/search.py runs it)."""
+
+    method: str
+    space: tuple[tuple[str, str, tuple], ...]  # (hyperparameter, distribution, its arguments), sorted by name
+    params: dict[str, Any]  # the method's fixed hyperparameters (not searched), as given
+    trials: int
+    metric: str
+    scheduler: str
+    grace_epochs: int
+    seed: int
+    pairs: tuple[tuple[str, str], ...]  # the cells: [teacher or ensemble, student]
 
 
 class _Checker:
@@ -111,10 +127,11 @@ def load_suite(path: str) -> Suite:
         raise check.fail(("methods",), "distillation methods need a teacher: add `teachers:`")
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
+    search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  tuple(raw.plugins), reference, raw.teacher_inference.model_dump(mode="json"),
-                 raw.teacher_cache.model_dump(mode="json"))
+                 raw.teacher_cache.model_dump(mode="json"), search)
 
 
 def import_plugins(names) -> None:
@@ -269,6 +286,59 @@ def _pairs(check, raw, teachers, students, ensembles) -> tuple[tuple[str, str], 
         if pair in raw.pairs[:i]:
             raise check.fail(("pairs", i), f"pair {pair} is listed twice")
     return tuple((a, b) for a, b in raw.pairs)
+
+
+_DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "int": 2, "choice": None}  # name -> number of arguments
+
+
+def _search(check, raw, teachers, students, ensembles, pairs, recipe) -> SearchDef | None:
+    """`search:`: a distillation method, a space over its hyperparameters, a budget, the cells."""
+    s = raw.search
+    if s is None:
+        return None
+    check.name_in(METHODS, s.method, ("search", "method"))
+    cls = METHODS.get(s.method)
+    if not cls.needs.teacher:
+        raise check.fail(("search", "method"), f"'{s.method}' learns from labels alone: nothing to search per cell")
+    fields = sorted(cls.Params.model_fields)
+    space = []
+    for name, dist in sorted(s.space.items()):
+        loc = ("search", "space", name)
+        if name not in fields:
+            raise check.fail(loc, f"'{s.method}' has no hyperparameter '{name}'{suggest(name, fields)}")
+        if name in s.params:
+            raise check.fail(("search", "params", name), f"'{name}' is searched: leave it out of `params`")
+        if len(dist) != 1 or next(iter(dist)) not in _DISTRIBUTIONS:
+            raise check.fail(loc, f"one distribution: {', '.join(f'{{{d}: [...]}}' for d in _DISTRIBUTIONS)}")
+        kind, args = next(iter(dist.items()))
+        if _DISTRIBUTIONS[kind] is not None and len(args) != 2:
+            raise check.fail(loc + (kind,), f"{kind} takes [low, high]")
+        if kind != "choice" and not args[0] < args[1]:
+            raise check.fail(loc + (kind,), "needs low < high")
+        if kind == "loguniform" and args[0] <= 0:
+            raise check.fail(loc + (kind,), "loguniform needs low > 0")
+        if kind == "int" and not all(isinstance(a, int) for a in args):
+            raise check.fail(loc + (kind,), "int takes whole numbers")
+        if kind == "choice" and not args:
+            raise check.fail(loc + (kind,), "choice needs at least one value")
+        space.append((name, kind, tuple(args)))
+    for k in (0, -1):  # the fixed values with each end of the space (every choice's value, for choices)
+        ends = {n: a[k] for n, _, a in space}
+        check.params(cls.Params, {**s.params, **ends}, ("search", "params"))
+    for n, kind, args in space:
+        for v in args if kind == "choice" else ():
+            check.params(cls.Params, {**s.params, n: v}, ("search", "space", n))
+    if s.grace_epochs > recipe["epochs"]:
+        raise check.fail(("search", "grace_epochs"), f"must be <= recipe.epochs ({recipe['epochs']})")
+    sources = source_names(teachers, ensembles)
+    names = [m.name for m in students]
+    cells = s.pairs if s.pairs is not None else (pairs or [(a, b) for a in sources for b in names])
+    for i, pair in enumerate(cells):
+        if len(pair) != 2 or pair[0] not in sources or pair[1] not in names:
+            raise check.fail(("search", "pairs", i), f"{list(pair)} is not a [teacher or ensemble, student] pair")
+    seed = raw.seeds[0] if s.seed is None else s.seed
+    return SearchDef(s.method, tuple(space), dict(s.params), s.trials, s.metric, s.scheduler, s.grace_epochs, seed,
+                     tuple((a, b) for a, b in cells))
 
 
 def _reference(check: _Checker, path: str, ref: str | None) -> str | None:

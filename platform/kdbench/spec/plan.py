@@ -55,7 +55,9 @@ class Plan:
         return out
 
 
-def expand(suite: Suite) -> Plan:
+def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) -> Plan:
+    """`selections`: (teacher, student) -> the hyperparameters the suite's `search` chose for that cell (its
+    method's, defaults filled in); each becomes a student job per seed. None: no search has finished yet."""
     entries: dict[str, PlanEntry] = {}
 
     def add(entry: PlanEntry) -> PlanEntry:
@@ -89,6 +91,12 @@ def expand(suite: Suite) -> Plan:
         for m in methods:
             for seed in suite.seeds:
                 add(PlanEntry(job("student", students[name], m, seed, ups, combine), src, name, (src, name)))
+
+    for (src, name), params in (selections or {}).items():  # configurations chosen by the suite's `search`
+        ups, combine = sources[src]
+        for seed in suite.seeds:
+            add(PlanEntry(job("student", students[name], Component(suite.search.method, params), seed, ups, combine),
+                          src, name, (src, name)))
 
     models = {m.name: m for m in (*suite.teachers, *suite.students)}
     for chain in suite.chains:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 
@@ -40,6 +40,20 @@ class Recipe(Strict):
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     select: Literal["best_val", "last"] = "best_val"  # which epoch's weights are the job's result
+    # Mixed precision of the training step (torch.autocast): bf16 on CPU or GPU; fp16 on CUDA only, with
+    # loss scaling. Evaluation stays fp32.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False  # NHWC memory format for image models and batches (tensor-core convolutions)
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler):
+        """Leave the defaults of fields added later out of the dump, so job ids (hashed over the recipe)
+        of suites that do not set them stay what they were."""
+        out = handler(self)
+        for key, default in (("precision", "fp32"), ("channels_last", False)):
+            if key in out and out[key] == default:
+                del out[key]
+        return out
 
     @model_validator(mode="after")
     def _within_epochs(self):
@@ -76,6 +90,9 @@ class TeacherEntry(ModelEntry):
     stop_epoch: int | None = Field(default=None, gt=0)  # take the teacher at this epoch (early-stopped)
     # Snapshots of one training run: students of `<name>@<e>` learn from the teacher's weights after epoch e.
     stop_epochs: list[int] = []
+    # A weights file for `arch` (a torchvision-compatible file, or your checkpoint: a state dict, {model: …} or
+    # {state_dict: …}), relative to the suite: the teacher is taken as is, not trained.
+    weights: str | None = None
 
 
 class EnsembleEntry(Strict):

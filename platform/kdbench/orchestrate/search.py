@@ -1,0 +1,270 @@
+"""Per-cell hyperparameter searches (a suite's `search:`), chosen on the validation split.
+
+For each cell — a [teacher or ensemble, student] pair — one Ray Tune experiment samples `trials`
+configurations of the method's hyperparameters with Optuna's TPE sampler (Ray Tune's `OptunaSearch`,
+seeded) and stops poor trials early with ASHA on the per-epoch validation accuracy the engine reports.
+Cells run one after another; the trials of a cell run concurrently as the cluster's capacity allows
+(`max_concurrent_trials` = CPU or GPU slots for the suite's per-job resources). Tune only ever sees
+sampled distributions: grids are kdbench's (`OptunaSearch` refuses `grid_search`).
+
+A trial is an ordinary content-addressed job (the cell's student job with the sampled hyperparameters,
+seeded with the search's seed, teachers run live): its checkpoints go to artifacts/<job_id>/ like any job's,
+so an interrupted trial resumes and a trial whose config is later selected is not trained twice.
+
+The selected configuration (best last-reported `val_acc`; never test) then enters the plan as ordinary
+student jobs over the suite's seeds (spec.plan.expand's `selections`), so the leaderboard reports its test
+accuracy over seeds. What is stored, under `searches/`:
+
+    searches/<key>/trials.parquet   one row per trial (SEARCH_TRIALS_SCHEMA): queryable with DuckDB
+    searches/<key>/selected.json    the choice and how it was made; its presence means "finished"
+    searches/<suite>/<key>.json     the same record under the suite's names (what the views read)
+
+`key` is a content hash of the cell's trial job template (dataset, models, recipe, teacher job ids,
+fixed hyperparameters), the space, the budget, the scheduler, the metric and the seed: a finished search
+is never run again, in this suite or any other sharing the store; change any of these and it is a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kdbench.methods import METHODS
+from kdbench.spec.job import Component, Job, canonical_json
+from kdbench.spec.load import Suite
+from kdbench.spec.plan import expand
+from kdbench.store import Store
+
+log = logging.getLogger("kdbench.search")
+
+SEARCH_TRIALS_SCHEMA = pa.schema([
+    pa.field("search_key", pa.string(), nullable=False),
+    pa.field("suite", pa.string()),
+    pa.field("teacher", pa.string()),
+    pa.field("student", pa.string()),
+    pa.field("method", pa.string()),
+    pa.field("trial", pa.int64()),  # order in which Tune created the trial
+    pa.field("params", pa.string()),  # JSON: the method's hyperparameters (fixed + sampled, defaults filled in)
+    pa.field("job_id", pa.string()),  # the trial's job (its checkpoints under artifacts/<job_id>/)
+    pa.field("val_acc", pa.float64()),  # last reported validation accuracy: what the selection compares
+    pa.field("best_epoch_val_acc", pa.float64()),  # best per-epoch validation accuracy it reported
+    pa.field("epochs", pa.int64()),  # epochs it trained before finishing or being stopped
+    pa.field("stopped_early", pa.bool_()),  # stopped by ASHA before its recipe's last epoch
+    pa.field("selected", pa.bool_()),
+    pa.field("error", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class SearchCell:
+    teacher: str
+    student: str
+    template: Job  # the trial job with the fixed hyperparameters only (sampled ones are added per trial)
+    key: str
+
+
+def _full_params(method: str, params: dict) -> dict:
+    cls = METHODS.get(method)
+    return cls.Params(**params).model_dump(mode="json")
+
+
+def search_cells(suite: Suite) -> list[SearchCell]:
+    """The suite's search cells, each with its trial template and content key."""
+    s = suite.search
+    fixed = _full_params(s.method, {**s.params, **{n: args[0] for n, _, args in s.space}})
+    plan = expand(suite, {pair: fixed for pair in s.pairs})
+    out = []
+    for teacher, student in s.pairs:
+        entry = next(e for e in plan.entries if e.job.kind == "student" and e.teacher == teacher
+                     and e.student == student and tuple(e.chain) == (teacher, student) and e.job.method.params == fixed)
+        # Trials run their teachers live (no teacher-output jobs), with the search's seed.
+        template = dataclasses.replace(entry.job, seed=s.seed, outputs=(), replay=None,
+                                       method=Component(s.method, _full_params(s.method, s.params)))
+        body = {"template": template.identity(), "space": [list(x) for x in s.space], "trials": s.trials,
+                "metric": s.metric, "scheduler": s.scheduler, "grace_epochs": s.grace_epochs, "sampler": "optuna-tpe"}
+        key = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:20]
+        out.append(SearchCell(teacher, student, template, key))
+    return out
+
+
+def trial_job(template: Job, sampled: dict) -> Job:
+    params = {**template.method.params, **sampled}
+    return dataclasses.replace(template, method=Component(template.method.name,
+                                                          _full_params(template.method.name, params)))
+
+
+def _tune_space(space) -> dict:
+    from ray import tune
+
+    make = {"uniform": lambda a: tune.uniform(*a), "loguniform": lambda a: tune.loguniform(*a),
+            "int": lambda a: tune.randint(a[0], a[1] + 1), "choice": lambda a: tune.choice(list(a))}
+    return {name: make[kind](args) for name, kind, args in space}
+
+
+def search_trial(config: dict, template: dict, store: str, plugins: list[str], cpus: float, gpus: float) -> None:
+    """One trial, on a Tune worker: train the sampled configuration, reporting val_acc every epoch (for ASHA)."""
+    import torch
+    from ray import tune
+
+    from kdbench.engine import run_job
+    from kdbench.spec.load import import_plugins
+
+    import_plugins(plugins)
+    torch.set_num_threads(max(1, int(cpus)))
+    job = trial_job(Job.from_dict(template), config)
+    reported = []
+
+    def report(m: dict) -> None:
+        reported.append(m["val_acc"])
+        tune.report({"val_acc": m["val_acc"], "epoch": m["epoch"], "job_id": job.job_id})
+
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    final = run_job(job, Store(store), device=device, report=report)
+    if not reported:  # finished before (content-addressed): report its validation accuracy once
+        tune.report({"val_acc": final["val_acc"], "epoch": final["epochs_trained"], "job_id": job.job_id})
+
+
+def _concurrency(ray, suite: Suite) -> int:
+    res, total = suite.resources, ray.cluster_resources()
+    slots = total.get("CPU", 1) / res.cpus
+    if res.gpus:
+        slots = min(slots, total.get("GPU", 0) / res.gpus)
+    return max(1, int(slots))
+
+
+def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = suite.search
+    # Tune counts reports: one per epoch, a method's initialisation stage included (e.g. AB's init_epochs).
+    epochs = cell.template.recipe["epochs"] + int(cell.template.method.params.get("init_epochs") or 0)
+    sampler = OptunaSearch(seed=s.seed)  # TPE (Optuna's default sampler), seeded: the same trials every time
+    # max_t one past the last epoch: ASHA stops a trial *at* max_t, which would kill it in its last report,
+    # before the engine writes its result; trials that survive every rung finish on their own.
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=s.grace_epochs)
+                 if s.scheduler == "asha" else FIFOScheduler())
+    trainable = tune.with_parameters(search_trial, template=cell.template.to_dict(), store=store.uri,
+                                     plugins=list(suite.plugins), cpus=suite.resources.cpus,
+                                     gpus=suite.resources.gpus)
+    trainable = tune.with_resources(trainable, {"cpu": suite.resources.cpus, "gpu": suite.resources.gpus})
+    storage, storage_fs = store.path("ray"), (None if store.local else store.fs)
+    tuner = tune.Tuner(
+        trainable, param_space=_tune_space(s.space),
+        tune_config=tune.TuneConfig(metric=s.metric, mode="max", search_alg=sampler, scheduler=scheduler,
+                                    num_samples=s.trials, max_concurrent_trials=_concurrency(ray, suite),
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=f"search-{cell.key}", storage_path=storage, storage_filesystem=storage_fs,
+                                  verbose=0, failure_config=tune.FailureConfig(max_failures=suite.retries),
+                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)))
+    grid = tuner.fit()
+    rows = []
+    for i, result in enumerate(grid):
+        sampled = {n: result.config[n] for n, _, _ in s.space}
+        job = trial_job(cell.template, sampled)
+        history = result.metrics_dataframe
+        vals = [] if history is None or "val_acc" not in history else [float(v) for v in history["val_acc"]]
+        last = (result.metrics or {}).get("val_acc")
+        vals = vals if vals else ([] if last is None else [float(last)])
+        epochs_run = int((result.metrics or {}).get("epoch", 0))
+        rows.append({"search_key": cell.key, "suite": suite.name, "teacher": cell.teacher, "student": cell.student,
+                     "method": s.method, "trial": i, "params": canonical_json(job.method.params),
+                     "job_id": job.job_id, "val_acc": vals[-1] if vals else None,
+                     "best_epoch_val_acc": max(vals) if vals else None, "epochs": epochs_run,
+                     "stopped_early": bool(vals) and epochs_run < epochs and result.error is None,
+                     "selected": False, "error": None if result.error is None else str(result.error)[-2000:]})
+    scored = [r for r in rows if r["val_acc"] is not None]
+    if not scored:
+        raise RuntimeError(f"search {cell.key} ({cell.teacher} → {cell.student}): no trial reported val_acc")
+    best = max(scored, key=lambda r: (r["val_acc"], -r["trial"]))
+    best["selected"] = True
+    return {"rows": rows, "best": best}
+
+
+def _how(suite: Suite, n: int, best_val: float) -> str:
+    s = suite.search
+    sched = f"ASHA (grace {s.grace_epochs} epochs)" if s.scheduler == "asha" else "no early stopping"
+    return f"search: {n} trials, Optuna TPE (seed {s.seed}) via Ray Tune, {sched}; best val_acc {best_val:.4f}"
+
+
+def _write(store: Store, suite: Suite, cell: SearchCell, rows: list[dict], best: dict) -> dict:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SEARCH_TRIALS_SCHEMA), buf)
+    store.write_bytes(f"searches/{cell.key}/trials.parquet", buf.getvalue())
+    record = {"key": cell.key, "method": suite.search.method, "selected_params": json.loads(best["params"]),
+              "best_val_acc": best["val_acc"], "trials": len(rows), "sampler": "optuna-tpe",
+              "scheduler": suite.search.scheduler, "grace_epochs": suite.search.grace_epochs,
+              "metric": suite.search.metric, "seed": suite.search.seed, "trial_job_id": best["job_id"],
+              "how": _how(suite, len(rows), best["val_acc"])}
+    store.write_bytes(f"searches/{cell.key}/selected.json", json.dumps(record, sort_keys=True).encode())
+    return record
+
+
+def _link(store: Store, suite: Suite, cell: SearchCell, record: dict) -> None:
+    named = record | {"teacher": cell.teacher, "student": cell.student, "suite": suite.name}
+    store.write_bytes(f"searches/{suite.name}/{cell.key}.json", json.dumps(named, sort_keys=True).encode())
+
+
+def finished(store: Store, cell: SearchCell) -> dict | None:
+    data = store.read_bytes(f"searches/{cell.key}/selected.json")
+    return None if data is None else json.loads(data)
+
+
+def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str], dict]:
+    """Run the suite's unfinished searches (after the teacher jobs they need); returns the selections for
+    spec.plan.expand: (teacher, student) -> the chosen hyperparameters."""
+    cells = search_cells(suite)
+    todo = [c for c in cells if finished(store, c) is None]
+    if todo:
+        from .ray_session import init_ray
+
+        _run_upstreams(suite, store, opts, {t.job_id for c in todo for t in c.template.teachers})
+        ray = init_ray(opts.address, opts.num_cpus)
+        for cell in todo:  # one Tune experiment per cell, one after another
+            log.info("search %s: %s → %s, %d trials", cell.key, cell.teacher, cell.student, suite.search.trials)
+            out = _run_cell(cell, suite, store, ray)
+            _write(store, suite, cell, out["rows"], out["best"])
+    selections = {}
+    for cell in cells:
+        record = finished(store, cell)
+        _link(store, suite, cell, record)
+        selections[(cell.teacher, cell.student)] = _full_params(suite.search.method, record["selected_params"])
+    return selections
+
+
+def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> None:
+    """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked."""
+    from kdbench.results import STATUS_OK, read_results
+    from kdbench.spec.plan import Plan
+
+    from .ray_session import init_ray
+    from .runner import _tune, trial_config
+    from .state import SuiteRun
+
+    plan = expand(suite)
+    jobs = plan.jobs
+    closure, stack = set(), list(needed)
+    while stack:
+        j = stack.pop()
+        if j in closure or j not in jobs:
+            continue
+        closure.add(j)
+        stack.extend(jobs[j].depends_on)
+    sub = Plan(suite, tuple(e for e in plan.entries if e.job_id in closure))
+    done = {r["job_id"] for r in read_results(store, closure).to_pylist() if r["status"] == STATUS_OK}
+    if done >= closure:
+        return
+    ray = init_ray(opts.address, opts.num_cpus)
+    run = SuiteRun(sub, store, done, None, lambda e: trial_config(e, store, sub))
+    _tune(run, ray)
+    if run.counts.failed or run.counts.interrupted:
+        raise RuntimeError(f"the teachers the search needs did not finish: {run.counts.summary()}")
