@@ -94,6 +94,10 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
         from .teacher_outputs import run_teacher_outputs
 
         return run_teacher_outputs(job, store, device, report)
+    if job.kind == "pretrained":  # a teacher from a weights file: checked, evaluated, kept as model.pt
+        from kdbench.teachers.sources import run_pretrained
+
+        return run_pretrained(job, store, device)
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
     run = _setup(job, store, data, device)

@@ -24,6 +24,12 @@ from .outputs import inference_identity, with_teacher_outputs
 NONE = Component("none", {})
 
 
+def _pretrained(suite: Suite, t: ModelDef) -> Job:
+    """A teacher taken as is from a weights file: nothing to train; its id covers the file's content."""
+    method = Component("pretrained", {"sha256": t.weights_sha256})
+    return Job("pretrained", suite.dataset, t.model, {"epochs": 0}, method, 0, weights=t.weights)
+
+
 @dataclass(frozen=True)
 class PlanEntry:
     job: Job
@@ -71,8 +77,8 @@ def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) 
     # Sources a student can learn from: name -> (upstream refs, combine rule).
     sources: dict[str, tuple[tuple[Upstream, ...], str | None]] = {}
     for t in suite.teachers:
-        e = add(PlanEntry(job("teacher", t, NONE, t.seed, stop_epoch=t.stop_epoch, snapshots=t.snapshots),
-                          None, t.name, (t.name,)))
+        trained = job("teacher", t, NONE, t.seed, stop_epoch=t.stop_epoch, snapshots=t.snapshots)
+        e = add(PlanEntry(_pretrained(suite, t) if t.weights else trained, None, t.name, (t.name,)))
         sources[t.name] = ((Upstream(e.job_id, t.model),), None)
         for epoch in t.snapshots:  # the same job, taken after `epoch`: no retraining per stop epoch
             sources[snapshot_name(t.name, epoch)] = ((Upstream(e.job_id, t.model, epoch),), None)
