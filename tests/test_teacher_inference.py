@@ -128,3 +128,61 @@ def test_a_student_distilled_through_deepspeed_equals_one_through_pytorch(tmp_pa
     a, b = run_job(pick(plain), store), run_job(pick(ds), store)
     assert (a["test_acc"], a["final_train_loss"], a["teacher_agreement"]) == \
         (b["test_acc"], b["final_train_loss"], b["teacher_agreement"])
+
+
+PRETRAINED = """\
+name: pre
+dataset: {name: synthetic, n_train: 256, n_val: 128, n_test: 256, dim: 8, num_classes: 4}
+recipe: {epochs: 2, batch_size: 64, optimizer: {name: sgd, lr: 0.1}}
+teachers:
+  - {name: big, arch: mlp, widths: [64], weights: weights/big.pt}
+students:
+  - {name: small, arch: mlp, widths: [4]}
+methods: [kd]
+seeds: [0]
+"""
+
+
+def _save(path, widths):
+    path.parent.mkdir(exist_ok=True)
+    model = create_model("mlp", {"widths": widths}, (8,), 4)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)  # a DataParallel run
+    return model
+
+
+def test_a_teacher_from_a_weights_file_is_used_as_is_and_identified_by_its_content(tmp_path):
+    from kdbench.engine.data import dataset_on
+    from kdbench.engine.loop import accuracy, predict
+
+    model = _save(tmp_path / "weights" / "big.pt", [64])
+    plan = expand(load_suite(str(write_suite(tmp_path, PRETRAINED))))
+    teacher = plan.entries[0].job
+    assert plan.counts() == {"pretrained": 1, "baseline": 1, "student": 1}
+    store = Store(tmp_path / "store")
+    done = run_job(teacher, store)
+    data = dataset_on(teacher.dataset, torch.device("cpu"))
+    assert done["test_acc"] == float(accuracy(predict(model.eval(), data.test), data.test))
+    student = run_job(plan.entries[-1].job, store)
+    assert student["teacher_test_acc"] == done["test_acc"] and student["teacher_params"] == done["student_params"]
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "weights").mkdir()
+    (moved / "weights" / "big.pt").write_bytes((tmp_path / "weights" / "big.pt").read_bytes())
+    again = expand(load_suite(str(write_suite(moved, PRETRAINED))))
+    assert again.entries[0].job_id == teacher.job_id  # where the file is is not what it holds
+    _save(tmp_path / "weights" / "big.pt", [64])  # other weights: another teacher
+    assert expand(load_suite(str(write_suite(tmp_path, PRETRAINED)))).entries[0].job_id != teacher.job_id
+    with pytest.raises(TeacherMismatch, match="changed after the suite was planned"):
+        run_job(teacher, Store(tmp_path / "other"))
+
+
+def test_a_weights_file_that_does_not_fit_or_is_missing_is_a_clear_error(tmp_path):
+    from kdbench.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"suite.yaml:5: teachers\[0\]\.weights: file not found: .*weights/big.pt"):
+        load_suite(str(write_suite(tmp_path, PRETRAINED)))
+    _save(tmp_path / "weights" / "big.pt", [32])
+    plan = expand(load_suite(str(write_suite(tmp_path, PRETRAINED))))
+    with pytest.raises(TeacherMismatch, match=r"weights/big.pt: the weights do not fit architecture 'mlp': shape "
+                                              r"mismatch: layers\.0\.weight \(32, 8\) in the file, \(64, 8\)"):
+        run_job(plan.entries[0].job, Store(tmp_path / "store"))
