@@ -141,7 +141,7 @@ case "$cmd" in
     trap - ERR
     echo "local Ray cluster: 1 head + $workers workers, $cpus CPU(s) each, under $dir"
     echo "  GCS:        127.0.0.1:$port      (kdbench run --address 127.0.0.1:$port)"
-    echo "  dashboard:  http://127.0.0.1:$dashboard_port   (kdbench submit --address http://127.0.0.1:$dashboard_port)"
+    echo "  dashboard:  http://127.0.0.1:$dashboard_port   (kdbench submit SUITE --address http://127.0.0.1:$dashboard_port --store \$PWD/kdbench-store)"
     echo "  clients need the token:  eval \"\$($0 env --dir $dir)\""
     ;;
   status)
@@ -165,7 +165,7 @@ EOF
   env)
     load_settings
     echo "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH='$dir/auth_token'; unset RAY_AUTH_TOKEN"
-    echo "# kdbench submit SUITE --address http://127.0.0.1:$dashboard_port   |   ray status --address 127.0.0.1:$port"
+    echo "# kdbench submit SUITE --address http://127.0.0.1:$dashboard_port --store \$PWD/kdbench-store   |   ray status --address 127.0.0.1:$port"
     ;;
   stop)
     if [[ -f "$dir/cluster.env" ]]; then load_settings; fi  # the ports it was started with

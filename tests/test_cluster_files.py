@@ -479,6 +479,12 @@ def test_the_local_cluster_script_starts_a_head_and_a_worker_and_stops_only_them
         request = urllib.request.Request(f"http://127.0.0.1:{dashboard}/api/jobs/",
                                          headers={"Authorization": f"Bearer {token.read_text()}"})
         assert urllib.request.urlopen(request, timeout=10).status == 200
+        # A client set up the documented way (eval "$(local_cluster.sh env)") is let in by Ray's own client.
+        client = (f'eval "$(bash {shlex.quote(str(SCRIPT))} env --dir {state})"; "{sys.executable}" -c '
+                  f'"from ray.job_submission import JobSubmissionClient as C; '
+                  f"print('jobs:', len(C('http://127.0.0.1:{dashboard}').list_jobs()))\"")
+        listed = subprocess.run(["bash", "-c", client], capture_output=True, text=True, env=env, timeout=60)
+        assert listed.returncode == 0 and re.search(r"jobs: \d+", listed.stdout), listed.stdout + listed.stderr
 
         assert processes_naming(f"{state}/ray")
         stopped = script("stop", timeout=60)
