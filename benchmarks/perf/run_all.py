@@ -37,6 +37,15 @@ def main() -> None:
         import p4_fused
 
         rows += p4_fused.run(*((4, 1, 2048) if a.quick else (8, 2, 4096)))
+    if "p6" not in skip:
+        import torch
+
+        if torch.cuda.is_available():  # a GPU benchmark: its CPU smoke run says nothing about the goal
+            import p6_gpu_data_path
+
+            rows += p6_gpu_data_path.run(*((5000, 2) if a.quick else (50_000, 3)), device="cuda")
+        else:
+            print("p6: skipped (no CUDA device); run p6_gpu_data_path.py on a GPU machine")
     if "p2" not in skip:
         import p2_trainer_throughput
 
