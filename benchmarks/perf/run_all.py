@@ -20,7 +20,7 @@ import _common  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma-separated: p2, plan, p5, p7")
+    ap.add_argument("--skip", default="", help="comma-separated: plan, p2, p4, p5, p6, p7")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {_common.machine()}; {_common.versions()}", flush=True)
