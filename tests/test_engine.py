@@ -99,6 +99,20 @@ def test_importing_the_engine_loads_neither_ray_nor_mlflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_engine_runs_a_job_without_ray_mlflow_duckdb_optuna_or_deepspeed(tmp_path):
+    # As on a GPU machine that has only PyTorch and the basics: those packages cannot be imported at all.
+    suite = write_suite(tmp_path, TINY_SUITE)
+    code = ("import sys\n"
+            "for m in ('ray', 'mlflow', 'duckdb', 'optuna', 'deepspeed', 'matplotlib'): sys.modules[m] = None\n"
+            "import kdbench\nfrom kdbench.engine import run_job\nfrom kdbench.spec import expand, load_suite\n"
+            "from kdbench.store import Store\n"
+            f"job = expand(load_suite({str(suite)!r})).entries[0].job\n"
+            f"print(run_job(job, Store({str(tmp_path / 's')!r}))['test_acc'] > 0, kdbench.__version__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == "True"
+
+
 def test_a_corrupt_checkpoint_is_never_loaded(plan, tmp_path):
     job = plan.entries[0].job
     store = Store(tmp_path)

@@ -5,14 +5,34 @@
     plan = kdbench.expand(kdbench.load_suite("suite.yaml"))
     counts = kdbench.run_suite("suite.yaml", kdbench.RunOptions(store="kdbench-store"))
 
-Importing kdbench loads neither Ray nor MLflow; they are imported when a suite runs.
+Importing kdbench loads neither Ray nor MLflow; they are imported when a suite runs. The names below
+are loaded on first use, so `import kdbench.engine` needs only PyTorch, pydantic and PyYAML (a GPU
+machine without Ray, MLflow or DuckDB can drive the engine directly).
 """
 
-from .orchestrate import Counts, RunOptions, run_suite
-from .results import RESULT_SCHEMA, ResultsTable, open_results
-from .spec import Job, Plan, SpecError, Suite, expand, load_suite
-from .store import Store
-from .version import __version__
+from __future__ import annotations
 
-__all__ = ["RESULT_SCHEMA", "Counts", "Job", "Plan", "ResultsTable", "RunOptions", "SpecError", "Store", "Suite",
-           "__version__", "expand", "load_suite", "open_results", "run_suite"]
+import importlib
+
+from .version import __version__ as __version__
+
+_EXPORTS = {
+    "Counts": "orchestrate", "RunOptions": "orchestrate", "run_suite": "orchestrate",
+    "RESULT_SCHEMA": "results", "ResultsTable": "results", "open_results": "results",
+    "Job": "spec", "Plan": "spec", "SpecError": "spec", "Suite": "spec", "expand": "spec", "load_suite": "spec",
+    "Store": "store",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kdbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
