@@ -143,7 +143,7 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     for r in runs:
         r.model.train()
         r.method.train()
-    augments = [_augment(r, data) for r in runs]
+    augments = [_augment(r, data) if first.recipe.get("augment", True) else None for r in runs]  # one recipe
     batches = [shuffled_batches(data.train, first.recipe["batch_size"], j.seed, epoch) for j in jobs]
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros(len(jobs), device=data.train.y.device)

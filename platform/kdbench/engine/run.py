@@ -191,7 +191,8 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
     t0 = time.perf_counter()
     state = _stage(run, job, epoch)
     metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, state, _augment(run, data), epoch, precision=job.recipe.get("precision", "fp32"),
+                          job.seed, state, _augment(run, data) if job.recipe.get("augment", True) else None, epoch,
+                          precision=job.recipe.get("precision", "fp32"),
                           channels_last=job.recipe.get("channels_last", False), scaler=run.scaler)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
     val_acc = float(accuracy(predict(run.model, data.val), data.val))

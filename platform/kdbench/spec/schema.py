@@ -44,13 +44,16 @@ class Recipe(Strict):
     # loss scaling. Evaluation stays fp32.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False  # NHWC memory format for image models and batches (tensor-core convolutions)
+    # false: this model's jobs train without the dataset's augmentation (e.g. Hinton et al.'s MNIST teacher is
+    # trained with 2-pixel jitter, the students without). Needs `teacher_cache: {enabled: false}`.
+    augment: bool = True
 
     @model_serializer(mode="wrap")
     def _omit_later_defaults(self, handler):
         """Leave the defaults of fields added later out of the dump, so job ids (hashed over the recipe)
         of suites that do not set them stay what they were."""
         out = handler(self)
-        for key, default in (("precision", "fp32"), ("channels_last", False)):
+        for key, default in (("precision", "fp32"), ("channels_last", False), ("augment", True)):
             if key in out and out[key] == default:
                 del out[key]
         return out

@@ -5,6 +5,7 @@
 - `eskd`: student accuracy against the teacher's epoch and KD's stop epoch
 - `methods`: every cell ranked, with how search-selected cells were chosen
 - `ensembles`: ensemble teachers vs their best single member
+- `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
 alone on the same seeds with its interval and whether it includes zero (see kdbench.results.stats).
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 from .ensembles import ensembles
 from .eskd import eskd
+from .hinton import hinton
 from .methods import methods
 from .takd import takd
 from .teacher_size import teacher_size
 
-VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles}
+VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
+         "hinton": hinton}
 
-__all__ = ["VIEWS", "ensembles", "eskd", "methods", "takd", "teacher_size"]
+__all__ = ["VIEWS", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]

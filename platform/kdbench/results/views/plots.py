@@ -94,5 +94,26 @@ def plot_ensembles(table: pa.Table) -> bytes:
     return plot_methods(pa.Table.from_pylist(rows)) if rows else _no_data("ensembles")
 
 
+def plot_hinton(table: pa.Table) -> bytes:
+    """Test errors per row (bars, 95% CI) with the paper's count as a black tick where it has one."""
+    rows = [r for r in table.to_pylist() if r["errors"] is not None]
+    if not rows:
+        return _no_data("test errors")
+    fig = _figure(7, 0.5 * len(rows) + 1.2)
+    ax = fig.add_subplot()
+    labels = [f"{r['role']}: {r['model']}" + (f" ← {r['teacher']}" if r["teacher"] else "") for r in rows]
+    err = [[r["errors"] - (r["errors_ci_low"] if r["errors_ci_low"] is not None else r["errors"]) for r in rows],
+           [(r["errors_ci_high"] if r["errors_ci_high"] is not None else r["errors"]) - r["errors"] for r in rows]]
+    ax.barh(range(len(rows)), [r["errors"] for r in rows], xerr=err, capsize=3, color="C0", label="measured")
+    papers = [(i, r["paper_errors"]) for i, r in enumerate(rows) if r["paper_errors"] is not None]
+    if papers:
+        ax.scatter([p for _, p in papers], [i for i, _ in papers], marker="|", s=300, color="k", label="paper")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test errors (of {rows[0]['test_size']})")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
-         "ensembles": plot_ensembles}
+         "ensembles": plot_ensembles, "hinton": plot_hinton}

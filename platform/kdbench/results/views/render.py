@@ -15,6 +15,7 @@ TITLES = {
     "eskd": "Early-stopped teachers and early-stopped KD: student accuracy vs teacher epoch",
     "methods": "Methods per (teacher, student)",
     "ensembles": "Ensemble teachers vs their best single member",
+    "hinton": "Test errors (misclassified test images) of the teacher, the student alone and distilled",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -29,6 +30,8 @@ _IDS = {
                 ("rank", "rank")],
     "ensembles": [("student", "student"), ("method", "method"), ("teacher", "teacher"), ("combine", "combine"),
                   ("teacher acc %", "teacher_test_acc")],
+    "hinton": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
+               ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
@@ -85,6 +88,11 @@ def _value(r: dict, col: str, ambiguous) -> str:
         return ambiguous.get((v, r.get("method_params")), v)
     if col in ("teacher_test_acc",):
         return pct(v)
+    if col == "errors":
+        half = "" if r.get("errors_ci_low") is None else f" ± {(r['errors_ci_high'] - r['errors_ci_low']) / 2:.1f}"
+        return "" if v is None else f"{v:.1f}{half}"
+    if col == "paper_errors":
+        return "" if v is None else f"{v:g}"
     if col in ("ta_params", "teacher_params"):
         return _count(v)
     if col == "teacher" and v is None:
@@ -132,8 +140,9 @@ def rich_table(view: str, suite: str, table: pa.Table) -> Table:
     heads, rows = display(view, table)
     t = Table(title=caption(view, suite), title_justify="left")
     for h in heads:
-        t.add_column(h, justify="left" if h in ("teacher", "student", "method", "via", "chain", "taken as",
-                                                 "combine", "chosen by") else "right", overflow="fold")
+        left = h in ("teacher", "student", "method", "via", "chain", "taken as", "role", "model", "combine",
+                     "chosen by")
+        t.add_column(h, justify="left" if left else "right", overflow="fold")
     for r in rows:
         t.add_row(*map(Text, r))  # Text: names and JSON must not be read as rich markup
     return t

@@ -1,6 +1,7 @@
 """Writing the study views under the store: leaderboards/<suite>/views/view-<view>.{html,png,csv,parquet}.
 
-Only views with rows are written (a suite without TA chains has no `takd` page). `kdbench run` logs
+Only views with rows are written (a suite without TA chains has no `takd` page); `hinton` (test-error
+counts) only for suites whose reference CSV has a `paper_errors` column. `kdbench run` logs
 these files to the suite's MLflow parent run with the rest of the leaderboard.
 """
 
@@ -35,8 +36,13 @@ def view_files(store: Store, suite: str, view: str, table: pa.Table | None = Non
 
 def write_views(store: Store, suite: str) -> dict[str, str]:
     """Every non-empty view of the suite; returns {file name: path in the store}."""
+    from .reference import reference_rows
+
     paths = {}
+    errors_study = any("paper_errors" in r for r in reference_rows(store, suite))
     for view, fn in VIEWS.items():
+        if view == "hinton" and not errors_study:  # test-error counts: for suites whose papers report them
+            continue
         table = fn(store, suite)
         if table.num_rows == 0:
             continue
