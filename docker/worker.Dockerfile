@@ -10,8 +10,11 @@ FROM ${RAY_IMAGE}
 
 ARG TORCH_VERSION=2.13.0
 ARG DEEPSPEED_VERSION=0.19.8
+# The MLflow client the driver logs with: the server's version (docker/mlflow.Dockerfile).
+ARG MLFLOW_VERSION=3.17.2
 
-# PyPI's Linux torch wheel brings its own CUDA 12 libraries; only the driver comes from the host.
+# PyPI's Linux torch wheel brings its own CUDA libraries; only the NVIDIA driver comes from the host (it
+# must be new enough for the wheel's CUDA version).
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
 # DeepSpeed installs as a pure-Python wheel; its ops compile on first use (DS_BUILD_OPS=0).
 RUN DS_BUILD_OPS=0 pip install --no-cache-dir "deepspeed==${DEEPSPEED_VERSION}"
@@ -21,7 +24,7 @@ WORKDIR /home/ray/kdbench
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users platform ./platform
 COPY --chown=ray:users benchmarks ./benchmarks
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir . "mlflow==${MLFLOW_VERSION}" \
  && python -c "import kdbench, torch, deepspeed; print('kdbench', kdbench.__version__, 'torch', torch.__version__)"
 
 # No ENTRYPOINT: the cluster launcher, KubeRay and compose each run their own `ray start ...` in it.

@@ -351,9 +351,10 @@ def test_the_worker_image_is_built_on_the_tested_versions_and_runs_the_documente
     assert re.fullmatch(rf"rayproject/ray:{re.escape(ray.__version__)}-{py}-(gpu|cu\d+)", base), base
     assert args["TORCH_VERSION"] == torch.__version__.split("+")[0]
     assert args["DEEPSPEED_VERSION"] == importlib.metadata.version("deepspeed")
+    assert args["MLFLOW_VERSION"] == importlib.metadata.version("mlflow")  # client = server = tested
     runs = " ".join(a for op, a in steps if op == "RUN")
     assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}"' in runs and "deepspeed==${DEEPSPEED_VERSION}" in runs
-    assert "pip install --no-cache-dir ." in runs
+    assert 'pip install --no-cache-dir . "mlflow==${MLFLOW_VERSION}"' in runs
     for op, a in steps:
         if op == "COPY":
             for src in [s for s in a.split() if not s.startswith("--")][:-1]:
@@ -373,6 +374,7 @@ def test_the_mlflow_image_serves_basic_auth_on_the_tested_mlflow():
 
     steps = dockerfile(DOCKER / "mlflow.Dockerfile")
     assert arg_defaults(steps)["MLFLOW_VERSION"] == mlflow.__version__
+    assert arg_defaults(dockerfile(DOCKER / "worker.Dockerfile"))["MLFLOW_VERSION"] == mlflow.__version__
     runs = " ".join(a for op, a in steps if op == "RUN")
     assert all(p in runs for p in ('"mlflow[auth]==${MLFLOW_VERSION}"', "psycopg2", "boto3"))
     assert json.loads(next(a for op, a in steps if op == "ENTRYPOINT")) == ["mlflow", "server"]
