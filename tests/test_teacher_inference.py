@@ -143,8 +143,9 @@ seeds: [0]
 """
 
 
-def _save(path, widths):
+def _save(path, widths, seed=0):
     path.parent.mkdir(exist_ok=True)
+    torch.manual_seed(seed)
     model = create_model("mlp", {"widths": widths}, (8,), 4)
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)  # a DataParallel run
     return model
@@ -170,7 +171,7 @@ def test_a_teacher_from_a_weights_file_is_used_as_is_and_identified_by_its_conte
     (moved / "weights" / "big.pt").write_bytes((tmp_path / "weights" / "big.pt").read_bytes())
     again = expand(load_suite(str(write_suite(moved, PRETRAINED))))
     assert again.entries[0].job_id == teacher.job_id  # where the file is is not what it holds
-    _save(tmp_path / "weights" / "big.pt", [64])  # other weights: another teacher
+    _save(tmp_path / "weights" / "big.pt", [64], seed=1)  # other weights: another teacher
     assert expand(load_suite(str(write_suite(tmp_path, PRETRAINED)))).entries[0].job_id != teacher.job_id
     with pytest.raises(TeacherMismatch, match="changed after the suite was planned"):
         run_job(teacher, Store(tmp_path / "other"))
