@@ -207,3 +207,31 @@ def test_twins_run_and_their_views_show_the_stores_numbers(tmp_path, ray_local):
     assert acc[(2, None)] < acc[(15, None)]
     files = store.list_files("leaderboards/eskd_digits/views", ".png")
     assert any(f.endswith("view-eskd.png") for f in files)
+
+
+def test_training_without_augmentation_needs_live_teachers(tmp_path):
+    suite = SNAP_SUITE.replace("{name: small, arch: mlp, widths: [4]}",
+                               "{name: small, arch: mlp, widths: [4], recipe: {augment: false}}")
+    with pytest.raises(SpecError, match=r"students\[0\]\.recipe\.augment: .*teacher_cache: \{enabled: false\}"):
+        load_suite(str(write_suite(tmp_path, suite)))
+    ok = load_suite(str(write_suite(tmp_path, suite + "teacher_cache: {enabled: false}\n")))
+    assert ok.students[0].recipe["augment"] is False and "augment" not in ok.teachers[0].recipe
+
+
+def test_the_study_suites_validate(tmp_path, monkeypatch):
+    """The paper-scale suites load and expand (data folders faked: validation only checks file names)."""
+    for folder, names in {"cifar-100-python": ["train", "test", "meta"],
+                          "cifar-10-batches-py": [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+                          "MNIST/raw": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]}.items():
+        (tmp_path / folder).mkdir(parents=True)
+        for name in names:
+            (tmp_path / folder / name).write_bytes(b"")
+    monkeypatch.setenv("KDBENCH_DATA_ROOT", str(tmp_path))
+    sizes = {}
+    for name in ("takd_cifar10", "takd_cifar100", "teacher_size_cifar100", "eskd_cifar100", "ensembles_cifar100",
+                 "hinton_mnist", "takd_digits", "teacher_size_digits", "eskd_digits", "hinton_digits"):
+        plan = expand(load_suite(str(ROOT / "benchmarks" / "suites" / f"{name}.yaml")))
+        sizes[name] = plan.counts()
+    assert sizes["eskd_cifar100"]["teacher"] == 1  # six teacher epochs, one training run
+    assert sizes["takd_cifar100"]["student"] == 5 * (1 + 4 * 2 + 2)  # direct, four 1-TA chains, a 2-TA chain's new links

@@ -180,3 +180,29 @@ def test_views_render_and_are_written_under_the_store(store):
         page = store.read_bytes(paths[f"view-{view}.html"]).decode()
         assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
         assert store.read_bytes(paths[f"view-{view}.png"]).startswith(b"\x89PNG")
+
+
+def test_hinton_view_counts_test_errors(tmp_path):
+    """Errors = (1 − accuracy) × the test split's size (digits: 360 images), with the paper's count beside."""
+    st = Store(str(tmp_path / "store"))
+    _make(st)
+    for name, (_, chain, _, _, _, _, accs) in CELLS.items():
+        if name in ("alone", "big"):
+            for seed in range(3):
+                job_id = f"{name}-{seed}"
+                row = [r for r in views.jobs.load_jobs(st, SUITE).rows if r["job_id"] == job_id][0]
+                write_result(st, _row(job_id, row["kind"], teacher=row["teacher"], student=chain[-1], chain=chain,
+                                      seed=seed, test_acc=accs[seed], method=row["method"],
+                                      method_params=CELLS[name][2], upstream=CELLS[name][3],
+                                      dataset_params='{"train_fraction": 1.0}'))
+    st.write_bytes(f"references/{SUITE}.csv", b"teacher,student,method,paper_errors,source\n,s,none,146,Hinton\n")
+    rows = {(r["role"], r["teacher"], r["method_params"]): r for r in views.hinton(st, SUITE).to_pylist()
+            if r["model"] == "s"}
+    alone = rows[("alone", None, "{}")]
+    errs = (1 - np.array(CELLS["alone"][-1])) * 360
+    low, high = sps.t.interval(0.95, 2, loc=errs.mean(), scale=sps.sem(errs))
+    assert alone["test_size"] == 360 and alone["errors"] == pytest.approx(errs.mean())
+    assert (alone["errors_ci_low"], alone["errors_ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert alone["paper_errors"] == 146 and alone["paper_source"] == "Hinton"
+    kd = json.dumps(json.loads(KD), sort_keys=True, separators=(",", ":"))
+    assert rows[("distilled", "big", kd)]["errors"] == pytest.approx(((1 - np.array(CELLS["big"][-1])) * 360).mean())
