@@ -298,3 +298,25 @@ def test_under_a_mixed_precision_recipe_a_student_from_the_cache_still_equals_a_
     assert a["final_train_loss"] == b["final_train_loss"]
     wa, wb = _weights(cached, e.job_id), _weights(live, e.job_id)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_student_trained_without_the_datasets_augmentation_reads_plain_views(tmp_path):
+    from kdbench.spec.schema import Recipe
+
+    if "augment" not in Recipe.model_fields:
+        pytest.skip("recipes cannot turn augmentation off in this tree")
+    text = SUITE.format(name="na", dataset=IMAGES, methods="[kd]", cache="{enabled: true}", teacher="cnn",
+                        student="mlp")
+    spec = load_suite(str(write_suite(tmp_path, text, "na.yaml")))
+    s1 = dataclasses.replace(spec.students[0], recipe=spec.students[0].recipe | {"augment": False})
+    plan = expand(dataclasses.replace(spec, students=(s1, *spec.students[1:])))  # s1 trains on plain views
+    plain = [e for e in of_kind(plan, "teacher_outputs") if e.job.recipe.get("augment") is False]
+    assert len(plain) == 2 and len(of_kind(plan, "teacher_outputs")) == 4  # s1 plain, s2 augmented; 2 seeds
+    cached, live = Store(tmp_path / "cached"), Store(tmp_path / "live")
+    _run(plan, cached)
+    _run(plan, live, ("teacher",))
+    e = next(e for e in of_kind(plan, "student") if e.student == "s1")
+    a, b = run_job(e.job, cached), run_job(dataclasses.replace(e.job, outputs=()), live)
+    assert a["teacher_forward_samples"] == 0 and a["final_train_loss"] == b["final_train_loss"]
+    wa, wb = _weights(cached, e.job_id), _weights(live, e.job_id)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

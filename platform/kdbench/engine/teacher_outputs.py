@@ -78,9 +78,11 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
     start = time.perf_counter()
     data = dataset_on(job.dataset, device)
     p = job.method.params
-    if (data.augment is not None) != p["augmented"]:
-        raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if p['augmented'] else 'plain'} "
+    dataset_augments = p["augmented"] or not job.recipe.get("augment", True)  # what the plan saw in the dataset
+    if (data.augment is not None) != dataset_augments:
+        raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if dataset_augments else 'plain'} "
                         "training views but the loaded dataset differs; declare the dataset's `augment` parameter")
+    augment = data.augment if p["augmented"] else None
     up = job.teachers[0]
     member = load_member(up, store, data.input_shape, data.num_classes)
     engine = TeacherEngine([member], None, InferenceSpec.of(job.teacher_inference), device)
@@ -93,7 +95,7 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
         if store.exists(rel):  # written before an interruption
             continue
         t0 = time.perf_counter()
-        index, logits = _view(engine, job, data.train, data.augment, v)
+        index, logits = _view(engine, job, data.train, augment, v)
         write_table(store, rel, outputs_table(index, logits, p["topk"], p["dtype"]))
         if report is not None:
             report({"epoch": v + 1, "view_seconds": time.perf_counter() - t0})

@@ -72,6 +72,8 @@ def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool
     recipe = {"epochs": views, "batch_size": student.recipe["batch_size"] if exact else INFERENCE_BATCH}
     if exact:  # the student's mixed precision and memory format also apply to its live teacher's forward
         recipe |= {k: student.recipe[k] for k in ("precision", "channels_last") if k in student.recipe}
+    if dataset_augments(suite.dataset) and not augmented:  # views left plain by the recipe, not the dataset
+        recipe["augment"] = False
     params = {"views": "all" if exact else views, "topk": cache["topk"], "dtype": cache["dtype"],
               "augmented": augmented}
     return Job("teacher_outputs", suite.dataset, up.model, recipe, Component("teacher_outputs", params),
@@ -123,9 +125,12 @@ def with_teacher_outputs(suite, entries: list) -> list:
     cached = _cached_refs(suite, entries, cache)
     if not cached:
         return entries
-    augmented = dataset_augments(suite.dataset)
-    replay = _replay(cache, augmented)
+    dataset_augmented = dataset_augments(suite.dataset)
     names = {e.job_id: e.student for e in entries}
+
+    def augmented(student: Job) -> bool:  # a model's recipe may train it without the dataset's augmentation
+        return dataset_augmented and student.recipe.get("augment", True)
+
     out, added, remap = [], {}, {}  # remap: ids changed by `replay` (chain links downstream follow)
     for e in entries:
         job = e.job
@@ -133,13 +138,13 @@ def with_teacher_outputs(suite, entries: list) -> list:
         if job.kind == "student" and teachers and all(t.ref in cached for t in job.teachers):
             outputs = []
             for t in teachers:
-                o = _outputs_job(suite, t, job, cache, augmented)
+                o = _outputs_job(suite, t, job, cache, augmented(job))
                 if o.job_id not in added:
                     name = names[t.job_id] + (f"@{t.epoch}" if t.epoch is not None else "")
                     added[o.job_id] = PlanEntry(o, None, name, (name,))
                     out.append(added[o.job_id])
                 outputs.append(o.job_id)
-            job = replace(job, teachers=teachers, outputs=tuple(outputs), replay=replay)
+            job = replace(job, teachers=teachers, outputs=tuple(outputs), replay=_replay(cache, augmented(job)))
         elif teachers != job.teachers:
             job = replace(job, teachers=teachers)
         if job is not e.job:
