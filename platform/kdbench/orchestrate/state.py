@@ -15,6 +15,7 @@ from kdbench.spec.plan import Plan, PlanEntry
 from kdbench.store import Store
 
 from .dag import JobGraph
+from .groups import ReadyPacker
 
 
 @dataclass
@@ -50,14 +51,33 @@ class SuiteRun:
         self.graph = JobGraph(self.plan.jobs, self.done)
         self.counts.total = len(self.entries)
         self.counts.cached = len(self.entries) - len(self.graph.pending)
+        size = self.plan.suite.resources.jobs_per_trial
+        self.packer = ReadyPacker(self.graph, self.plan.jobs, size) if size > 1 else None
 
     @property
     def suite(self) -> str:
         return self.plan.suite.name
 
     def next_config(self) -> dict | None:
-        job_id = self.graph.pop_ready()
-        return None if job_id is None else self.config(self.entries[job_id])
+        """The next trial's config: one job's, or with `jobs_per_trial` a pack's (`job_ids`, `jobs`)."""
+        if self.packer is None:
+            job_id = self.graph.pop_ready()
+            return None if job_id is None else self.config(self.entries[job_id])
+        ids = self.packer.take()
+        if len(ids) <= 1:
+            return self.config(self.entries[ids[0]]) if ids else None
+        configs = [self.config(self.entries[i]) for i in ids]
+        return {**configs[0], "job_ids": ids, "jobs": [c["job"] for c in configs]}
+
+    def replay_history(self, job_id: str) -> None:
+        """Per-epoch metrics of a job that ran in a pack (it reports only at its end) to the tracker."""
+        if self.tracker is None:
+            return
+        import json
+
+        data = self.store.read_bytes(Store.artifact(job_id, "history.json"))
+        for i, entry in enumerate(json.loads(data) if data else [], start=1):
+            self.tracker.log_epoch(job_id, entry, int(entry.get("epoch", i)))
 
     def started(self, job_id: str) -> None:
         self.running += 1

@@ -7,8 +7,12 @@ result, since retrying would fail again. Any other exception propagates, so Tune
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import traceback
 
+import ray
 import torch
 from ray import tune
 
@@ -18,7 +22,9 @@ from kdbench.spec.load import import_plugins
 from kdbench.store import Store
 
 STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
+PACK = "kdbench_pack"  # STATUS of a pack's trial, and its report's {job id: {"final": …} | {"error": …}}
 ERROR_FILE = "error.txt"  # the last exception of a job's worker, read by the driver if Tune gives up
+PLACEMENT_FILE = "placement.json"  # where the job last ran: Ray node id, host, pid (raylets may share a host)
 
 
 def error_excerpt(exc: BaseException, limit: int = 4000) -> str:
@@ -28,10 +34,15 @@ def error_excerpt(exc: BaseException, limit: int = 4000) -> str:
 
 def train_job(config: dict) -> None:
     import_plugins(config["plugins"])  # the suite's own components, registered in this worker too
+    if "jobs" in config:  # a pack of jobs (resources.jobs_per_trial)
+        from .pack_trial import train_pack
+
+        return train_pack(config)
     job = Job.from_dict(config["job"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
     store = Store(config["store"])
+    record_placement(store, job.job_id)
     try:
         final = run_job(job, store, device=device, report=tune.report)
     except JobFailed as e:
@@ -41,6 +52,12 @@ def train_job(config: dict) -> None:
         store.write_bytes(Store.artifact(job.job_id, ERROR_FILE), error_excerpt(e).encode())
         raise  # Tune retries the job (FailureConfig); the engine resumes from its last checkpoint
     tune.report({STATUS: "ok", FINAL: final})
+
+
+def record_placement(store: Store, job_id: str) -> None:
+    """One small file per job attempt: which node ran it (kept out of the results schema)."""
+    info = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
+    store.write_bytes(Store.artifact(job_id, PLACEMENT_FILE), json.dumps(info).encode())
 
 
 def with_resources(cpus: float, gpus: float):

@@ -13,7 +13,7 @@ from ray.tune.search import Searcher
 from kdbench.store import Store
 
 from .state import SuiteRun
-from .trainable import ERROR, ERROR_FILE, FINAL, STATUS
+from .trainable import ERROR, ERROR_FILE, FINAL, PACK, STATUS
 
 _BOOKKEEPING = {"epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
                 "time_since_restore", "iterations_since_restore", "pid"}
@@ -54,10 +54,11 @@ class RecordingCallback(_DriverOnly, Callback):
         self.run = run
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.run.started(trial.config["job_id"])
+        for job_id in _job_ids(trial):
+            self.run.started(job_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if STATUS in result or "epoch" not in result:
+        if STATUS in result or "epoch" not in result or "job_ids" in trial.config:
             return
         metrics = {k: v for k, v in result.items()
                    if k not in _BOOKKEEPING and isinstance(v, int | float) and not isinstance(v, bool)}
@@ -65,16 +66,30 @@ class RecordingCallback(_DriverOnly, Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}
-        if result.get(STATUS) == "ok":
+        if result.get(STATUS) == PACK:  # a pack of jobs: each job's own outcome
+            for job_id, outcome in result[PACK].items():
+                self.run.replay_history(job_id)
+                self.run.finished(job_id, outcome.get("final"), outcome.get("error"))
+        elif result.get(STATUS) == "ok":
             self.run.finished(trial.config["job_id"], result[FINAL], None)
         elif result.get(STATUS) == "failed":
             self.run.finished(trial.config["job_id"], None, result[ERROR])
         else:  # stopped by Tune before the job reported its end (Ctrl-C)
-            self.run.interrupted(trial.config["job_id"])
+            for job_id in _job_ids(trial):
+                self.run.interrupted(job_id)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        job_id = trial.config["job_id"]
-        self.run.finished(job_id, None, self._reason(job_id, trial))
+        for job_id in _job_ids(trial):
+            final = self._final(job_id) if "job_ids" in trial.config else None  # a pack's finished jobs
+            if final is not None:
+                self.run.replay_history(job_id)
+            self.run.finished(job_id, final, None if final is not None else self._reason(job_id, trial))
+
+    def _final(self, job_id: str) -> dict | None:
+        import json
+
+        data = self.run.store.read_bytes(Store.artifact(job_id, "final.json"))
+        return json.loads(data) if data else None
 
     def _reason(self, job_id: str, trial) -> str:
         """The worker's own excerpt (in the store), else Tune's error text (e.g. the worker died)."""
@@ -86,3 +101,7 @@ class RecordingCallback(_DriverOnly, Callback):
                 return f.read()[-4000:]
         except (OSError, TypeError):
             return f"the job's worker failed {trial.num_failures} time(s) and gave no reason"
+
+
+def _job_ids(trial) -> list[str]:
+    return trial.config.get("job_ids") or [trial.config["job_id"]]

@@ -70,6 +70,9 @@ class Recipe(Strict):
 class Resources(Strict):
     cpus: float = Field(default=1.0, gt=0)
     gpus: float = Field(default=0.0, ge=0)  # a fraction (e.g. 0.25) packs several jobs per GPU
+    # Up to this many ready jobs differing only in seed and teacher share one trial (and its cpus/gpus),
+    # trained fused into one vmapped model when the architecture allows (kdbench/orchestrate/groups.py).
+    jobs_per_trial: int = Field(default=1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self):

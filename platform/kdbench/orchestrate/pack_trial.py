@@ -1,0 +1,55 @@
+"""A trial that trains a pack of jobs (`resources.jobs_per_trial`): fused when it can, else in turn.
+
+Each job keeps its own fate: a deterministic failure (JobFailed) is that job's result; any other
+exception is written to the job's error file and propagates, so Tune retries the whole pack — and
+the retry skips the jobs that already finished (their `final.json` exists), resuming the one that
+was running from its checkpoint. A fused pack that cannot be fused after all (a model with batch
+norm or dropout) or whose fused training fails (one model's non-finite loss) runs its jobs in turn.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from ray import tune
+
+from kdbench.engine import JobFailed, run_job
+from kdbench.engine.fused import fusable, train_fused
+from kdbench.spec.job import Job
+from kdbench.store import Store
+
+from .trainable import ERROR_FILE, PACK, STATUS, error_excerpt, record_placement
+
+log = logging.getLogger("kdbench.orchestrate")
+
+
+def run_pack(jobs: list[Job], store: Store, device: str) -> dict[str, dict]:
+    """{job id: {"final": metrics} or {"error": reason}} for every job of the pack."""
+    if len(jobs) > 1 and fusable(jobs) is None and not any(store.exists(Store.artifact(j.job_id, "final.json"))
+                                                            for j in jobs):
+        try:
+            finals = train_fused(jobs, store, device=device)
+            return {j.job_id: {"final": f} for j, f in zip(jobs, finals, strict=True)}
+        except (ValueError, JobFailed) as e:
+            log.info("pack of %d jobs trains one job at a time: %s", len(jobs), e)
+    outcomes = {}
+    for job in jobs:
+        try:
+            outcomes[job.job_id] = {"final": run_job(job, store, device=device)}
+        except JobFailed as e:
+            outcomes[job.job_id] = {"error": error_excerpt(e)}
+        except Exception as e:
+            store.write_bytes(Store.artifact(job.job_id, ERROR_FILE), error_excerpt(e).encode())
+            raise
+    return outcomes
+
+
+def train_pack(config: dict) -> None:
+    jobs = [Job.from_dict(d) for d in config["jobs"]]
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    store = Store(config["store"])
+    for job in jobs:
+        record_placement(store, job.job_id)
+    tune.report({STATUS: PACK, PACK: run_pack(jobs, store, device)})

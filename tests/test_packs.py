@@ -1,0 +1,78 @@
+"""`resources.jobs_per_trial`: ready jobs that differ only in seed and teacher share one trial."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from kdbench.orchestrate import RunOptions, run_suite
+from kdbench.orchestrate.dag import JobGraph
+from kdbench.orchestrate.groups import ReadyPacker, pack_key
+from kdbench.results import open_results
+from kdbench.spec import expand, load_suite
+from kdbench.store import Store
+
+from .conftest import TINY_SUITE, write_suite
+from .test_suite_e2e import child_runs
+
+PACKED = TINY_SUITE.replace("name: tiny", "name: packed") + "resources: {cpus: 1, jobs_per_trial: 4}\n"
+
+
+def test_the_packer_groups_ready_jobs_that_differ_only_in_seed_and_teacher(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, PACKED))))
+    jobs = plan.jobs
+    graph = JobGraph(jobs)
+    packer = ReadyPacker(graph, jobs, 4)
+    packs, finished = [], set()
+    while not graph.finished:
+        ids = packer.take()
+        assert ids, "jobs are ready but nothing was handed out"
+        packs.append(ids)
+        for job_id in ids:
+            graph.complete(job_id, True)
+            finished.add(job_id)
+    assert finished == set(jobs)  # every job handed out exactly once
+    assert sum(map(len, packs)) == len(jobs)
+    for ids in packs:
+        assert len(ids) <= 4
+        kinds = {jobs[i].kind for i in ids}
+        if len(ids) > 1:
+            assert kinds <= {"baseline", "student"} and len({pack_key(jobs[i]) for i in ids}) == 1
+        if "teacher" in kinds:
+            assert len(ids) == 1  # teachers always run alone
+    # The two baselines (seeds 0 and 1) of `small` share a trial; so do kd students of one teacher.
+    assert any(len(ids) > 1 and {jobs[i].kind for i in ids} == {"baseline"} for ids in packs)
+    assert any(len(ids) > 1 and {jobs[i].method.name for i in ids} == {"kd"} for ids in packs)
+    assert len(packs) < len(jobs)
+
+
+def test_the_default_is_one_job_per_trial(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
+    assert plan.suite.resources.jobs_per_trial == 1
+
+
+@pytest.mark.slow
+def test_a_packed_suite_runs_every_job_in_fewer_trials_with_the_results_of_separate_runs(tmp_path, ray_local):
+    packed, alone = Store(tmp_path / "packed"), Store(tmp_path / "alone")
+    counts = run_suite(str(write_suite(tmp_path, PACKED, "packed.yaml")), RunOptions(store=packed.uri))
+    plan = expand(load_suite(str(tmp_path / "packed.yaml")))
+    assert (counts.total, counts.run, counts.failed) == (len(plan), len(plan), 0)
+    rows = {r["job_id"]: r for r in open_results(packed).to_arrow().to_pylist()}
+    assert set(rows) == set(plan.jobs) and {r["status"] for r in rows.values()} == {"ok"}
+    trials = [d for d in os.listdir(packed.path("ray", "packed")) if d.startswith("job-")]
+    assert len(trials) < len(plan)  # packs ran as single trials
+    fused = [json.loads(packed.read_bytes(f"artifacts/{i}/final.json")).get("fused") for i in plan.jobs]
+    assert max(f or 0 for f in fused) >= 2  # mlp students without batch norm were trained fused
+    # Each packed job has its per-epoch metrics in MLflow, as a job run alone does.
+    client, children, _ = child_runs(packed, "packed")
+    assert len(children) == len(plan)
+    for run in children:
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
+    # The same suite, one job per trial: the same accuracies (fusing only reorders float sums).
+    run_suite(str(write_suite(tmp_path, TINY_SUITE, "alone.yaml")), RunOptions(store=alone.uri, track=False))
+    other = {r["job_id"]: r for r in open_results(alone).to_arrow().to_pylist()}
+    assert set(other) == set(rows)
+    for job_id, row in rows.items():
+        assert row["test_acc"] == pytest.approx(other[job_id]["test_acc"], abs=1 / 256 + 1e-9), job_id
