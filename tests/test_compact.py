@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from kdbench.results import read_results, result_row, statuses, write_result
 from kdbench.results import compact as compaction
+from kdbench.results import read_results, result_row, statuses, write_result
 from kdbench.results.compact import compact, loose_files, maybe_compact
 from kdbench.results.store import CLAIMED, SEGMENTS
 from kdbench.spec import expand, load_suite
