@@ -320,3 +320,13 @@ def test_a_student_trained_without_the_datasets_augmentation_reads_plain_views(t
     assert a["teacher_forward_samples"] == 0 and a["final_train_loss"] == b["final_train_loss"]
     wa, wb = _weights(cached, e.job_id), _weights(live, e.job_id)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_auto_caches_what_saves_enough_teacher_work_within_max_gib(tmp_path, monkeypatch):
+    from kdbench.spec import outputs
+
+    assert not of_kind(suite(tmp_path, "a0", cache="{}"), "teacher_outputs")  # a tiny teacher: not worth a job
+    monkeypatch.setattr(outputs, "AUTO_MIN_SAVED_FLOPS", 1.0)
+    size = 2 * cache_bytes(192, 3, 5, None, "fp32")  # two seeds' exact views: 27,648 bytes
+    assert len(of_kind(suite(tmp_path, "a1", cache=f"{{max_gib: {size * 1.1 / 2**30:.3e}}}"), "teacher_outputs")) == 2
+    assert not of_kind(suite(tmp_path, "a2", cache=f"{{max_gib: {size * 0.9 / 2**30:.3e}}}"), "teacher_outputs")

@@ -10,7 +10,9 @@ has one (an ensemble whose members are all cached). Which jobs (see kdbench/teac
 - views K: one per teacher (K replayed views, seed REPLAY_SEED, fp32); without augmentation, K = 1.
 
 `enabled: auto` adds them only where the teacher forward FLOPs they save reach AUTO_MIN_SAVED_FLOPS (the
-cost of a job's start, loading and files on a GPU, with a margin): tiny suites on digits keep their plans.
+cost of a job's start, loading and files on a GPU, with a margin), most FLOPs saved per byte stored first,
+while the suite's caches fit in `max_gib`: tiny suites on digits keep their plans, and an exact cache of
+240 CIFAR epochs (4.4 GB per teacher and seed) does not fill a disk unasked.
 `true` (YAML also reads `on` so) adds them wherever the consumers allow, `false` (`off`) never.
 Linear in the plan's jobs.
 """
@@ -82,7 +84,7 @@ def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool
 
 
 def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
-    """Teacher refs whose consumers are all logit-only (and, for `auto`, worth caching)."""
+    """Teacher refs whose consumers are all logit-only (and, for `auto`, worth caching within `max_gib`)."""
     consumers: dict[str, list[Job]] = defaultdict(list)
     ups: dict[str, Upstream] = {}
     for e in entries:
@@ -90,29 +92,41 @@ def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
             consumers[t.ref].append(e.job)
             ups[t.ref] = t
     refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _logit_only(j) for j in jobs)}
-    if cache["enabled"] is True:
+    if cache["enabled"] is True or not refs:
         return refs
-    return {r for r in refs if _saved_flops(suite, ups[r], consumers[r], cache) >= AUTO_MIN_SAVED_FLOPS}
+    return _worth_caching(suite, refs, ups, consumers, cache)
 
 
-def _saved_flops(suite, up: Upstream, jobs: list[Job], cache: dict) -> float:
-    """Teacher forward FLOPs over the training split a cache saves: live passes minus the cache's passes."""
+def _worth_caching(suite, refs: set[str], ups: dict, consumers: dict, cache: dict) -> set[str]:
+    """`auto`: the refs whose cache saves at least AUTO_MIN_SAVED_FLOPS of teacher forwards, most FLOPs saved
+    per byte first, while the suite's caches fit in `max_gib`."""
     from kdbench.zoo.datasets import DATASETS
 
     from .estimate import _flops
 
     described = DATASETS.get(suite.dataset.name).params(**suite.dataset.params).describe()
     if described is None:  # cannot size it without loading the data: a dataset of files, worth caching
-        return float("inf")
+        return refs
     shape, classes, n_train = described
-    live = sum(j.recipe["epochs"] for j in jobs)
-    if cache["views"] == "all":
-        keys = {(j.seed, j.recipe["batch_size"], j.recipe["epochs"], j.recipe.get("precision")): j.recipe["epochs"]
-                for j in jobs}
-        cached = sum(keys.values())
-    else:
-        cached = cache["views"]
-    return (live - cached) * n_train * _flops(up.model, shape, classes)
+    scored = []
+    for r in sorted(refs):
+        jobs = consumers[r]
+        if cache["views"] == "all":  # one pass per (seed, batch size, epochs, precision) group
+            groups = {(j.seed, j.recipe["batch_size"], j.recipe["epochs"], j.recipe.get("precision"),
+                       j.recipe.get("augment")): j.recipe["epochs"] for j in jobs}
+            views = sum(groups.values())
+        else:
+            views = cache["views"]
+        saved = (sum(j.recipe["epochs"] for j in jobs) - views) * n_train * _flops(ups[r].model, shape, classes)
+        size = cache_bytes(n_train, views, classes, cache["topk"], cache["dtype"])
+        if saved >= AUTO_MIN_SAVED_FLOPS:
+            scored.append((-saved / size, r, size))
+    chosen, total, budget = set(), 0, cache.get("max_gib", 64) * 2**30
+    for _, r, size in sorted(scored):
+        if total + size <= budget:
+            chosen.add(r)
+            total += size
+    return chosen
 
 
 def with_teacher_outputs(suite, entries: list) -> list:

@@ -155,6 +155,7 @@ class TeacherCache(Strict):
     views: Literal["all"] | int = "all"
     topk: int | None = Field(default=None, ge=1)
     dtype: Literal["fp32", "fp16"] = "fp32"
+    max_gib: float = Field(default=64.0, gt=0)  # auto: the suite's caches stay within this many GiB
 
     @field_validator("enabled", mode="before")
     @classmethod
