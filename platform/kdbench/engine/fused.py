@@ -11,8 +11,9 @@ the batched kernels (tests/test_fused.py checks weights and accuracies against `
 What can be fused (`fusable` says why not otherwise): jobs of one kind (baseline or student), one
 dataset, architecture, recipe and method with equal hyperparameters; a method with no modules or
 initialisation stage of its own and no feature taps or sample indices (none, kd, dkd, dist…); models
-without batch-norm buffers or active dropout (their per-model random state and running statistics
-cannot be reproduced under vmap); no stop epoch or snapshots. Jobs differ in seed and teacher.
+without active dropout (per-model random masks cannot be reproduced under vmap); no stop epoch or
+snapshots. Jobs differ in seed and teacher. Batch norm is fine: the running statistics are stacked
+like the weights and updated per model inside the vmapped forward.
 
 A fused group writes every job's usual artifacts and final metrics but no per-epoch checkpoint: it
 is meant for students whose epochs take seconds, and an interrupted group is trained again from its
@@ -67,8 +68,6 @@ def fusable(jobs: list[Job]) -> str | None:
 
 
 def _model_reason(run: Training) -> str | None:
-    if any(True for _ in run.model.buffers()):
-        return f"{type(run.model).__name__} has buffers (batch norm): running statistics cannot be vmapped"
     if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
         return f"{type(run.model).__name__} uses dropout: per-model random masks cannot be reproduced"
     if any(True for _ in run.method.parameters()) or run.method.init_epochs:
@@ -82,8 +81,9 @@ class FusedGroup:
     def __init__(self, runs: list[Training], recipe: dict) -> None:
         self.runs = runs
         self.base = copy.deepcopy(runs[0].model).to("meta")  # the architecture; weights come from `params`
-        params, _ = stack_module_state([r.model for r in runs])
+        params, buffers = stack_module_state([r.model for r in runs])
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        self.buffers = buffers  # batch-norm running statistics, (N, …) each, updated in place per model
         self.optimizer = build_optimizer(list(self.params.values()), recipe["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, recipe)
         self.method = runs[0].method
@@ -91,21 +91,25 @@ class FusedGroup:
     def losses(self, x, y, idx, t_logits, combine, state):
         """Per-model loss terms, (N,) each, and logits, (N, B, K)."""
 
-        def one(params, x, y, idx, t_logits):
-            out = functional_call(self.base, params, (x,))
+        def one(params, buffers, x, y, idx, t_logits):
+            out = functional_call(self.base, (params, buffers), (x,))
             teacher = None if t_logits is None else TeacherOutput(t_logits, combine or "arithmetic")
             terms = self.method(Batch(x, y, idx), out, teacher, state)
             return terms, out.logits
 
-        in_dims = (0, 0, 0, 0, None if t_logits is None else 0)
-        return torch.vmap(one, in_dims=in_dims, randomness="error")(self.params, x, y, idx, t_logits)
+        self.base.train()
+        in_dims = (0, 0, 0, 0, 0, None if t_logits is None else 0)
+        return torch.vmap(one, in_dims=in_dims, randomness="error")(self.params, self.buffers, x, y, idx, t_logits)
 
     @torch.no_grad()
     def unstack(self) -> None:
-        """Copy each model's slice of the stacked parameters into its own module (for eval and saving)."""
+        """Copy each model's slice of the stacked parameters and buffers into its own module (for eval
+        and saving)."""
         for i, run in enumerate(self.runs):
             for name, p in run.model.named_parameters():
                 p.copy_(self.params[name][i])
+            for name, b in run.model.named_buffers():
+                b.copy_(self.buffers[name][i])
 
 
 def train_fused(jobs: list[Job], store: Store, *, device: str | torch.device = "cpu") -> list[dict]:
