@@ -234,4 +234,4 @@ def test_the_study_suites_validate(tmp_path, monkeypatch):
         plan = expand(load_suite(str(ROOT / "benchmarks" / "suites" / f"{name}.yaml")))
         sizes[name] = plan.counts()
     assert sizes["eskd_cifar100"]["teacher"] == 1  # six teacher epochs, one training run
-    assert sizes["takd_cifar100"]["student"] == 5 * (1 + 4 * 2 + 2)  # direct, four 1-TA chains, a 2-TA chain's new links
+    assert sizes["takd_cifar100"]["student"] == 5 * (1 + 4 * 2 + 2)  # direct, 4 one-TA chains, 2 new links
