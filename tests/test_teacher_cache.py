@@ -330,3 +330,25 @@ def test_auto_caches_what_saves_enough_teacher_work_within_max_gib(tmp_path, mon
     size = 2 * cache_bytes(192, 3, 5, None, "fp32")  # two seeds' exact views: 27,648 bytes
     assert len(of_kind(suite(tmp_path, "a1", cache=f"{{max_gib: {size * 1.1 / 2**30:.3e}}}"), "teacher_outputs")) == 2
     assert not of_kind(suite(tmp_path, "a2", cache=f"{{max_gib: {size * 0.9 / 2**30:.3e}}}"), "teacher_outputs")
+
+
+def test_the_cache_on_an_s3_store_gives_the_student_it_gives_on_disk(tmp_path, s3_server):
+    """Written and read through pyarrow.fs (moto's S3 on loopback) instead of memory-mapped files."""
+    import uuid
+
+    from kdbench.teachers.cache import outputs_intact
+
+    plan = suite(tmp_path, methods="[kd]")
+    s3, disk = Store(f"s3://{s3_server.bucket}/stores/{uuid.uuid4().hex[:8]}"), Store(tmp_path / "disk")
+    student = next(e.job for e in of_kind(plan, "student") if e.job.seed == 0)
+    finals = []
+    for store in (s3, disk):
+        _run(plan, store, ("teacher",))
+        for job_id in student.outputs:
+            run_job(plan.jobs[job_id], store)
+        finals.append(run_job(student, store))
+    assert finals[0]["teacher_forward_samples"] == 0
+    key = ("test_acc", "final_train_loss", "teacher_agreement")
+    assert [finals[0][k] for k in key] == [finals[1][k] for k in key]
+
+    assert outputs_intact(s3, student.outputs[0], 3) and not outputs_intact(s3, student.outputs[0], 4)
