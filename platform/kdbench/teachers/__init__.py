@@ -1,1 +1,2 @@
-"""Teachers: loading trained teachers and combining ensembles."""
+"""Teachers: loading them (trained jobs, weights files), the inference engine (PyTorch or DeepSpeed), ensembles,
+and the teacher-output cache."""
