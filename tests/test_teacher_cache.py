@@ -352,3 +352,46 @@ def test_the_cache_on_an_s3_store_gives_the_student_it_gives_on_disk(tmp_path, s
     assert [finals[0][k] for k in key] == [finals[1][k] for k in key]
 
     assert outputs_intact(s3, student.outputs[0], 3) and not outputs_intact(s3, student.outputs[0], 4)
+
+
+ENSEMBLE = """\
+name: ens
+dataset: {name: synthetic, n_train: 256, n_val: 128, n_test: 256, dim: 8, num_classes: 4}
+recipe: {epochs: 2, batch_size: 64, optimizer: {name: sgd, lr: 0.1}}
+teachers:
+  - {name: big, arch: mlp, widths: [64]}
+  - {name: mid, arch: mlp, widths: [16]}
+students:
+  - {name: small, arch: mlp, widths: [4]}
+methods: [kd]
+chains:
+  - [big, mid, small]
+ensembles:
+  - {name: both, members: [big, mid], combine: geometric}
+seeds: [0]
+teacher_cache: {enabled: true, views: VIEWS}
+"""
+
+
+def test_an_ensemble_student_reads_one_cache_per_member_and_equals_its_live_twin(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, ENSEMBLE.replace("VIEWS", "all")))))
+    ens = next(e for e in of_kind(plan, "student") if e.teacher == "both")
+    by_teacher = {e.job.teachers[0].ref: e.job_id for e in of_kind(plan, "teacher_outputs")}
+    assert ens.job.outputs == tuple(by_teacher[t.ref] for t in ens.job.teachers)
+    cached, live = Store(tmp_path / "cached"), Store(tmp_path / "live")
+    finals = {e.job_id: run_job(e.job, cached) for e in plan.entries}  # the whole plan, chain included
+    _run(plan, live, ("teacher",))
+    a, b = finals[ens.job_id], run_job(dataclasses.replace(ens.job, outputs=()), live)
+    assert a["teacher_forward_samples"] == 0 and b["teacher_forward_samples"] == 2 * (2 * 256 + 256)
+    key = ("test_acc", "final_train_loss", "teacher_test_acc", "teacher_agreement", "teacher_params")
+    assert [a[k] for k in key] == [b[k] for k in key]
+
+
+def test_a_chain_link_learns_from_its_assistant_under_the_id_replay_gave_it(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, ENSEMBLE.replace("VIEWS", "2")))))
+    ids = {e.job_id for e in plan.entries}
+    ta = next(e for e in plan.entries if e.chain == ("big", "mid"))
+    last = next(e for e in plan.entries if e.chain == ("big", "mid", "small"))
+    assert ta.job.replay == {"views": 1, "topk": None, "dtype": "fp32"}  # synthetic data: one view
+    assert last.job.teachers[0].job_id == ta.job_id
+    assert all(i in ids for e in plan.entries for i in e.job.depends_on)
