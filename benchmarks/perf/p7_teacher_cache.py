@@ -9,7 +9,10 @@ into both stores (its training is the same work either way and is not timed). Ca
 teacher_outputs job, then the S students reading it; cache off: the S students running the teacher live.
 Both grids go through kdbench.engine.run_job job by job (no Ray: the orchestration is the same for both).
 Teacher forward passes are counted by the TeacherEngine (samples × members, from each job's final.json).
-Run: .venv/bin/python benchmarks/perf/p7_teacher_cache.py [--students 8] [--epochs 3] [--n 4096]
+Scenario `images` (--scenario images): random 3×32×32 images labelled by a fixed random map, with the CIFAR
+crop+flip augmentation (exact cache: the students' own augmented views), teacher cnn{channels:[64,128]}
+(~76k parameters), students cnn{channels:[8..22, 16..44]} (2.5k–13k parameters, 6–30× smaller).
+Run: .venv/bin/python benchmarks/perf/p7_teacher_cache.py [--students 8] [--epochs 3] [--n 4096] [--scenario mlp|images]
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import torch
 from kdbench.engine import run_job
 from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.zoo.datasets import DATASETS
+from kdbench.zoo.models import count_parameters, create_model
 
 SUITE = """\
 name: p7-{cache}
@@ -38,14 +43,54 @@ methods: [kd]
 seeds: [0]
 teacher_cache: {{enabled: {enabled}}}
 """
+IMAGES = {"dataset": "{{name: p7_images, n_train: {n}}}", "teacher": "cnn, channels: [64, 128]",
+          "student": lambda i: f"cnn, channels: [{8 + 2 * i}, {16 + 4 * i}]"}
+MLP = {"dataset": "{{name: synthetic, n_train: {n}, n_val: 500, n_test: 1000, dim: 256, num_classes: 10, hidden: 64}}",
+       "teacher": "mlp, widths: [1024, 1024, 1024]", "student": lambda i: f"mlp, widths: [{16 + 8 * i}]"}
 
 
-def _plan(tmp: Path, cache: bool, students: int, epochs: int, n: int):
-    lines = "\n".join(f"  - {{name: s{w}, arch: mlp, widths: [{w}]}}" for w in range(16, 16 + 8 * students, 8))
+def _register_images() -> None:
+    """Random images with the CIFAR augmentation: the exact cache then holds each epoch's own views."""
+    from pydantic import Field
+
+    from kdbench.zoo.datasets import DATASETS, DataSplits, Split
+    from kdbench.zoo.datasets.augment import crop_flip
+    from kdbench.zoo.datasets.base import DatasetParams, register_dataset
+
+    if "p7_images" in DATASETS:
+        return
+
+    class Params(DatasetParams):
+        n_train: int = Field(default=2048, gt=0)
+        augment: bool = True
+
+        def describe(self):
+            return (3, 32, 32), 10, self.n_train
+
+    @register_dataset("p7_images", Params)
+    def _load(p: Params) -> DataSplits:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(p.n_train + 1500, 3, 32, 32, generator=g)
+        y = (x.mean(1).flatten(1) @ torch.randn(32 * 32, 10, generator=g)).argmax(1)
+        n = p.n_train
+        return DataSplits(Split(x[:n], y[:n]), Split(x[n:n + 500], y[n:n + 500]), Split(x[n + 500:], y[n + 500:]),
+                          10, crop_flip(4))
+
+
+def _plan(tmp: Path, cache: bool, students: int, epochs: int, n: int, scenario: dict):
+    lines = "\n".join(f"  - {{name: s{i}, arch: {scenario['student'](i)}}}" for i in range(students))
+    text = SUITE.format(cache="on" if cache else "off", enabled=str(cache).lower(), students=lines, epochs=epochs,
+                        n=n).replace("arch: mlp, widths: [1024, 1024, 1024]", f"arch: {scenario['teacher']}")
+    text = "\n".join(f"dataset: {scenario['dataset'].format(n=n)}" if line.startswith("dataset:") else line
+                      for line in text.splitlines())
     path = tmp / f"p7-{cache}.yaml"
-    path.write_text(SUITE.format(cache="on" if cache else "off", enabled=str(cache).lower(), students=lines,
-                                 epochs=epochs, n=n))
+    path.write_text(text + "\n")
     return expand(load_suite(str(path)))
+
+
+def _shape(plan) -> tuple[tuple[int, ...], int]:
+    shape, classes, _ = DATASETS.get(plan.suite.dataset.name).params(**plan.suite.dataset.params).describe()
+    return shape, classes
 
 
 def _grid(plan, store: Store) -> tuple[float, int, int, list[float]]:
@@ -64,13 +109,20 @@ def _grid(plan, store: Store) -> tuple[float, int, int, list[float]]:
     return time.perf_counter() - t0, samples, batches, per_job
 
 
-def run(students: int = 8, epochs: int = 3, n: int = 4096) -> list:
+def run(students: int = 8, epochs: int = 3, n: int = 4096, scenario: str = "mlp") -> list:
     from _common import Row
 
     torch.set_num_threads(2)
+    if scenario == "images":
+        _register_images()
+    spec = IMAGES if scenario == "images" else MLP
     tmp = Path(tempfile.mkdtemp(prefix="p7-"))
     try:
-        on, off = _plan(tmp, True, students, epochs, n), _plan(tmp, False, students, epochs, n)
+        on, off = _plan(tmp, True, students, epochs, n, spec), _plan(tmp, False, students, epochs, n, spec)
+        sizes = [count_parameters(create_model(e.job.model.name, e.job.model.params, *_shape(on))) for e in on.entries
+                 if e.job.kind in ("teacher", "student")]
+        print(f"p7 {scenario}: teacher {sizes[0]:,} parameters, students {min(sizes[1:]):,}–{max(sizes[1:]):,} "
+              f"({sizes[0] / max(sizes[1:]):.0f}–{sizes[0] / min(sizes[1:]):.0f}× smaller)", flush=True)
         teacher = on.entries[0]
         assert teacher.job.kind == "teacher" and teacher.job_id == off.entries[0].job_id
         assert sum(e.job.kind == "teacher_outputs" for e in on.entries) == 1
@@ -91,9 +143,9 @@ def run(students: int = 8, epochs: int = 3, n: int = 4096) -> list:
     print(f"p7 ratios (on/off): forward passes {f_on / f_off:.4f} (goal <= 1/S = {1 / students:.4f}), "
           f"wall {t_on / t_off:.3f} (speed-up {t_off / t_on:.2f}x)", flush=True)
     return [
-        Row(f"P7 teacher forward samples, 1 teacher × {students} students (cache on vs off)", f"{f_on:,}",
+        Row(f"P7 {scenario}: teacher forward samples, 1 teacher × {students} students", f"{f_on:,}",
             f"{f_off:,}", f_on / f_off, f"<= 1/S ({1 / students:.3f})", f_on / f_off <= 1 / students + 1e-12),
-        Row(f"P7 grid wall time, {students} KD students (s, cache on vs off)", f"{t_on:.1f}", f"{t_off:.1f}",
+        Row(f"P7 {scenario}: grid wall time, {students} KD students (s)", f"{t_on:.1f}", f"{t_off:.1f}",
             t_on / t_off, "clearly < 1 (<= 0.7)", t_on / t_off <= 0.7),
     ]
 
@@ -103,11 +155,12 @@ def main() -> None:
     ap.add_argument("--students", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--n", type=int, default=4096, help="training samples")
+    ap.add_argument("--scenario", choices=["mlp", "images"], default="mlp")
     a = ap.parse_args()
     from _common import machine, table, versions
 
     print(f"{machine()}; {versions()}", flush=True)
-    rows = run(a.students, a.epochs, a.n)
+    rows = run(a.students, a.epochs, a.n, a.scenario)
     print(table([r.cells() for r in rows], ["benchmark", "cache on", "cache off", "ratio", "goal", "met?"]))
 
 
