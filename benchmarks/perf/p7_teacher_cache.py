@@ -11,7 +11,7 @@ Both grids go through kdbench.engine.run_job job by job (no Ray: the orchestrati
 Teacher forward passes are counted by the TeacherEngine (samples × members, from each job's final.json).
 Scenario `images` (--scenario images): random 3×32×32 images labelled by a fixed random map, with the CIFAR
 crop+flip augmentation (exact cache: the students' own augmented views), teacher cnn{channels:[64,128]}
-(~76k parameters), students cnn{channels:[8..22, 16..44]} (2.5k–13k parameters, 6–30× smaller).
+(114k parameters), students cnn{channels:[8..15, 16..30]} (2.2k–6.9k parameters, 17–52× smaller).
 Run: .venv/bin/python benchmarks/perf/p7_teacher_cache.py [--students 8] [--epochs 3] [--n 4096] [--scenario mlp|images]
 """
 
@@ -44,7 +44,7 @@ seeds: [0]
 teacher_cache: {{enabled: {enabled}}}
 """
 IMAGES = {"dataset": "{{name: p7_images, n_train: {n}}}", "teacher": "cnn, channels: [64, 128]",
-          "student": lambda i: f"cnn, channels: [{8 + 2 * i}, {16 + 4 * i}]"}
+          "student": lambda i: f"cnn, channels: [{8 + i}, {16 + 2 * i}]"}
 MLP = {"dataset": "{{name: synthetic, n_train: {n}, n_val: 500, n_test: 1000, dim: 256, num_classes: 10, hidden: 64}}",
        "teacher": "mlp, widths: [1024, 1024, 1024]", "student": lambda i: f"mlp, widths: [{16 + 8 * i}]"}
 
