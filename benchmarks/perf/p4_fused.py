@@ -4,10 +4,10 @@ Claim (goal on a GPU): N small students fused into one process train >= 4x faste
 another. On a GPU the gain comes from filling the device with N models' work per kernel; this script
 runs on whatever device it is given (`--device cuda` on a GPU session) and reports the ratio there.
 On CPU the same measurement mostly shows the cost of Python and per-op dispatch that fusion saves.
-Conditions: N baselines (method none) and N KD students of one teacher, `mlp` students on synthetic
-data (N_train samples, batch 128), E epochs; each side trains the same N jobs from scratch in its
-own fresh store; interleaved rounds, median.
-Run: .venv/bin/python benchmarks/perf/p4_fused.py [--n 8] [--epochs 2] [--device cpu]
+Conditions: N baselines (method none) and N KD students of one teacher: `mlp` students on synthetic
+data (N_train samples) or `--arch resnet8` students of resnet32x4 on digits; batch 128, E epochs;
+each side trains the same N jobs from scratch in its own fresh store; interleaved rounds, median.
+Run: .venv/bin/python benchmarks/perf/p4_fused.py [--n 8] [--epochs 2] [--device cpu] [--arch mlp|resnet8]
 """
 
 from __future__ import annotations
@@ -32,19 +32,28 @@ from kdbench.store import Store  # noqa: E402
 
 SUITE = """\
 name: p4
-dataset: {{name: synthetic, n_train: {n_train}, n_val: 512, n_test: 512, dim: 64, num_classes: 10}}
+dataset: {dataset}
 recipe: {{epochs: {epochs}, batch_size: 128, optimizer: {{name: sgd, lr: 0.05}}}}
-teachers: [{{name: t, arch: mlp, widths: [512, 512]}}]
-students: [{{name: s, arch: mlp, widths: [{width}, {width}]}}]
+teachers: [{teacher}]
+students: [{student}]
 methods: [none, kd]
 seeds: [{seeds}]
 """
 
 
-def jobs_of(n: int, epochs: int, n_train: int, width: int, workdir: str):
+ARCHS = {  # students and their teacher (>= 10x the student's parameters), and the data they need
+    "mlp": ("{{name: synthetic, n_train: {n_train}, n_val: 512, n_test: 512, dim: 64, num_classes: 10}}",
+            "{{name: t, arch: mlp, widths: [512, 512]}}", "{{name: s, arch: mlp, widths: [{width}, {width}]}}"),
+    "resnet8": ("{{name: digits}}", "{{name: t, arch: resnet32x4}}", "{{name: s, arch: resnet8}}"),
+}
+
+
+def jobs_of(n: int, epochs: int, n_train: int, width: int, workdir: str, arch: str = "mlp"):
     path = os.path.join(workdir, "p4.yaml")
+    dataset, teacher, student = (part.format(n_train=n_train, width=width).replace("{{", "{").replace("}}", "}")
+                                 for part in ARCHS[arch])
     with open(path, "w") as f:
-        f.write(textwrap.dedent(SUITE.format(n_train=n_train, epochs=epochs, width=width,
+        f.write(textwrap.dedent(SUITE.format(dataset=dataset, teacher=teacher, student=student, epochs=epochs,
                                              seeds=", ".join(map(str, range(n))))))
     plan = expand(load_suite(path))
     teacher = next(e.job for e in plan.entries if e.job.kind == "teacher")
@@ -54,11 +63,11 @@ def jobs_of(n: int, epochs: int, n_train: int, width: int, workdir: str):
 
 
 def run(n: int = 8, epochs: int = 2, n_train: int = 4096, width: int = 64, rounds: int = 3,
-        device: str = "cpu") -> list:
+        device: str = "cpu", arch: str = "mlp") -> list:
     from _common import Row
 
     work = tempfile.mkdtemp(prefix="kdbench-p4-")
-    teacher, groups = jobs_of(n, epochs, n_train, width, work)
+    teacher, groups = jobs_of(n, epochs, n_train, width, work, arch)
     base = Store(os.path.join(work, "teacher"))
     run_job(teacher, base, device=device)
 
@@ -86,10 +95,10 @@ def run(n: int = 8, epochs: int = 2, n_train: int = 4096, width: int = 64, round
                     torch.cuda.synchronize()
                 (seq if side == "seq" else fused).append(time.perf_counter() - t0)
         s, f = statistics.median(seq[1:]), statistics.median(fused[1:])
-        print(f"p4 {method}: {n} jobs x {epochs} epochs on {device}: sequential {s:.2f} s {seq[1:]}, "
+        print(f"p4 {arch} {method}: {n} jobs x {epochs} epochs on {device}: sequential {s:.2f} s {seq[1:]}, "
               f"fused {f:.2f} s {fused[1:]}, speed-up {s / f:.2f}x", flush=True)
         goal = device.startswith("cuda")
-        rows.append(Row(f"P4 {n} mlp students fused vs sequential, {method}, {device} (s)", f"{f:.2f}",
+        rows.append(Row(f"P4 {n} {arch} students fused vs sequential, {method}, {device} (s)", f"{f:.2f}",
                         f"{s:.2f}", s / f, ">= 4x (GPU)" if goal else "(info on CPU)", (s / f >= 4) if goal else True))
     shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -103,10 +112,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--arch", default="mlp", choices=sorted(ARCHS), help="resnet8: on digits, teacher resnet32x4")
     a = ap.parse_args()
     from _common import table
 
-    rows = run(a.n, a.epochs, a.n_train, a.width, a.rounds, a.device)
+    rows = run(a.n, a.epochs, a.n_train, a.width, a.rounds, a.device, a.arch)
     print(table([r.cells() for r in rows], ["benchmark", "kdbench", "baseline", "ratio", "goal", "met?"]))
 
 
