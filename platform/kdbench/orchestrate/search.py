@@ -11,9 +11,9 @@ A trial is an ordinary content-addressed job (the cell's student job with the sa
 seeded with the search's seed, teachers run live): its checkpoints go to artifacts/<job_id>/ like any job's,
 so an interrupted trial resumes and a trial whose config is later selected is not trained twice.
 
-The selected configuration (best last-reported `val_acc`; never test) then enters the plan as ordinary
-student jobs over the suite's seeds (spec.plan.expand's `selections`), so the leaderboard reports its test
-accuracy over seeds. What is stored, under `searches/`:
+The selected configuration (best final `val_acc` among the trials ASHA let finish; never test) then
+enters the plan as ordinary student jobs over the suite's seeds (spec.plan.expand's `selections`), so
+the leaderboard reports its test accuracy over seeds. What is stored, under `searches/`:
 
     searches/<key>/trials.parquet   one row per trial (SEARCH_TRIALS_SCHEMA): queryable with DuckDB
     searches/<key>/selected.json    the choice and how it was made; its presence means "finished"
@@ -182,7 +182,9 @@ def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
                      "best_epoch_val_acc": max(vals) if vals else None, "epochs": epochs_run,
                      "stopped_early": bool(vals) and epochs_run < epochs and result.error is None,
                      "selected": False, "error": None if result.error is None else str(result.error)[-2000:]})
-    scored = [r for r in rows if r["val_acc"] is not None]
+    # Trials that ran to the end compete on their final val_acc; one ASHA stopped is measured on fewer epochs.
+    scored = [r for r in rows if r["val_acc"] is not None and not r["stopped_early"]]
+    scored = scored or [r for r in rows if r["val_acc"] is not None]
     if not scored:
         raise RuntimeError(f"search {cell.key} ({cell.teacher} → {cell.student}): no trial reported val_acc")
     best = max(scored, key=lambda r: (r["val_acc"], -r["trial"]))
