@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIDES = ("kdbench-track", "kdbench-notrack", "bare")
+SIDES = ("kdbench-track", "kdbench-notrack", "kdbench-pack8", "bare")
+# kdbench-pack8: tracked, with `resources.jobs_per_trial: 8` — the 16 jobs run as 2 trials of 8 jobs fused into
+# one vmapped model each (kdbench/orchestrate/groups.py); its slot accounting sees 8 overlapping jobs per slot.
 SLOTS = 2  # jobs that run at once: 2 CPUs / `cpus: 1` on the kdbench side, 2 processes on the bare side
 
 SUITE = """\
@@ -174,8 +176,13 @@ def child(side: str, suite: str, out: str) -> None:
     from kdbench import expand, load_suite
 
     job_ids = [e.job_id for e in expand(load_suite(suite)).entries]
+    if side == "kdbench-pack8":
+        packed = suite.replace(".yaml", "-pack8.yaml")
+        Path(packed).write_text(Path(suite).read_text().replace("resources: {cpus: 1}",
+                                                                "resources: {cpus: 1, jobs_per_trial: 8}"))
+        suite = packed
     with tempfile.TemporaryDirectory(prefix=f"p1-{side}-") as store_dir:
-        res = run_bare(suite, store_dir) if side == "bare" else run_kdbench(suite, store_dir, side == "kdbench-track")
+        res = run_bare(suite, store_dir) if side == "bare" else run_kdbench(suite, store_dir, side != "kdbench-notrack")
         intervals = job_intervals(store_dir, job_ids)
     res.update(side=side, wall=res["t_end"] - res["t_start"], jobs=len(intervals),
                job_mean=statistics.mean(e - s for s, e in intervals),
