@@ -128,11 +128,6 @@ def load_suite(path: str) -> Suite:
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
-    for group, models in (("teachers", teachers), ("students", students)):
-        for i, m in enumerate(models):  # a cache of teacher outputs is computed on the dataset's own views
-            if not m.recipe.get("augment", True) and raw.teacher_cache.enabled is not False:
-                raise check.fail((group, i, "recipe", "augment"), "training without the dataset's augmentation "
-                                 "needs `teacher_cache: {enabled: false}`")
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  tuple(raw.plugins), reference, raw.teacher_inference.model_dump(mode="json"),

@@ -45,7 +45,7 @@ class Recipe(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False  # NHWC memory format for image models and batches (tensor-core convolutions)
     # false: this model's jobs train without the dataset's augmentation (e.g. Hinton et al.'s MNIST teacher is
-    # trained with 2-pixel jitter, the students without). Needs `teacher_cache: {enabled: false}`.
+    # trained with 2-pixel jitter, the students without); a teacher-output cache then holds plain views.
     augment: bool = True
 
     @model_serializer(mode="wrap")
