@@ -206,3 +206,18 @@ def test_hinton_view_counts_test_errors(tmp_path):
     assert alone["paper_errors"] == 146 and alone["paper_source"] == "Hinton"
     kd = json.dumps(json.loads(KD), sort_keys=True, separators=(",", ":"))
     assert rows[("distilled", "big", kd)]["errors"] == pytest.approx(((1 - np.array(CELLS["big"][-1])) * 360).mean())
+
+
+def test_cli_shows_a_view_and_writes_its_page(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from kdbench.cli import app
+
+    page = tmp_path / "takd.html"
+    args = ["leaderboard", SUITE, "--store", store.uri, "--view", "takd", "--html", str(page)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Teacher assistants" in result.output and f"{100 * _accs('chain').mean():.2f}" in result.output
+    assert page.read_text().startswith("<!DOCTYPE html>") and "data:image/png;base64," in page.read_text()
+    bad = CliRunner().invoke(app, ["leaderboard", SUITE, "--store", store.uri, "--view", "tkd"])
+    assert bad.exit_code == 2 and "unknown --view 'tkd'" in bad.output
