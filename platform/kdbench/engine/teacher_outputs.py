@@ -77,19 +77,10 @@ def _autocast(device: torch.device, precision: str):
 def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> dict:
     start = time.perf_counter()
     data = dataset_on(job.dataset, device)
-    p = job.method.params
-    dataset_augments = p["augmented"] or not job.recipe.get("augment", True)  # what the plan saw in the dataset
-    if (data.augment is not None) != dataset_augments:
-        raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if dataset_augments else 'plain'} "
-                        "training views but the loaded dataset differs; declare the dataset's `augment` parameter")
-    augment = data.augment if p["augmented"] else None
-    up = job.teachers[0]
+    augment = _views_augment(job, data)
+    up, p, views = job.teachers[0], job.method.params, job.recipe["epochs"]
     member = load_member(up, store, data.input_shape, data.num_classes)
     engine = TeacherEngine([member], None, InferenceSpec.of(job.teacher_inference), device)
-    views = job.recipe["epochs"]
-    # Under a mixed-precision recipe a live teacher's logits come out in that dtype: they are stored exactly
-    # in fp32 and given back to the student in it.
-    logits_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(job.recipe.get("precision", "fp32"), "float32")
     for v in range(views):
         rel = Store.artifact(job.job_id, view_file(v))
         if store.exists(rel):  # written before an interruption
@@ -99,10 +90,8 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
         write_table(store, rel, outputs_table(index, logits, p["topk"], p["dtype"]))
         if report is not None:
             report({"epoch": v + 1, "view_seconds": time.perf_counter() - t0})
-    test = [(engine(x).member_logits[0]) for x, _ in ordered_batches(data.test, TEST_BATCH)]
-    test_logits = torch.cat(test)  # (N_test, C), batched as the engine's `predict` batches the test split
-    write_table(store, Store.artifact(job.job_id, TEST), outputs_table(torch.arange(len(data.test)), test_logits,
-                                                                       None, "fp32"))
+    test_logits = _write_test(engine, job, store, data.test)
+    write_meta(store, job.job_id, _meta(job, data, engine.parameter_count()))
     final = {
         "teacher_params": engine.parameter_count(),
         "teacher_test_acc": float(accuracy(test_logits.argmax(1), data.test)),
@@ -113,10 +102,33 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
         "restarts": [], "device": str(device), "host": socket.gethostname(), "kdbench_version": __version__,
         "torch_version": torch.__version__, "python_version": platform.python_version(),
     }
-    write_meta(store, job.job_id, {
-        "teacher": up.ref, "classes": data.num_classes, "n_train": len(data.train), "n_test": len(data.test),
-        "views_mode": "all" if p["views"] == "all" else "replay", "views": views, "seed": job.seed,
-        "batch_size": job.recipe["batch_size"], "topk": p["topk"], "dtype": p["dtype"], "logits_dtype": logits_dtype,
-        "teacher_params": engine.parameter_count()})
     store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
     return final
+
+
+def _views_augment(job: Job, data):
+    """The augmentation of the views to compute (None: plain views); fails if the dataset is not as planned."""
+    p = job.method.params
+    planned = p["augmented"] or not job.recipe.get("augment", True)  # what the plan saw in the dataset
+    if (data.augment is not None) != planned:
+        raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if planned else 'plain'} "
+                        "training views but the loaded dataset differs; declare the dataset's `augment` parameter")
+    return data.augment if p["augmented"] else None
+
+
+def _write_test(engine: TeacherEngine, job: Job, store: Store, test: Split) -> torch.Tensor:
+    """(N_test, C) logits, batched as the engine's `predict` batches the test split (fp32, as evaluation)."""
+    logits = torch.cat([engine(x).member_logits[0] for x, _ in ordered_batches(test, TEST_BATCH)])
+    write_table(store, Store.artifact(job.job_id, TEST), outputs_table(torch.arange(len(test)), logits, None, "fp32"))
+    return logits
+
+
+def _meta(job: Job, data, teacher_params: int) -> dict:
+    p = job.method.params
+    # Under a mixed-precision recipe a live teacher's logits come out in that dtype: they are stored exactly
+    # in fp32 and given back to the student in it.
+    logits_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(job.recipe.get("precision", "fp32"), "float32")
+    return {"teacher": job.teachers[0].ref, "classes": data.num_classes, "n_train": len(data.train),
+            "n_test": len(data.test), "views_mode": "all" if p["views"] == "all" else "replay",
+            "views": job.recipe["epochs"], "seed": job.seed, "batch_size": job.recipe["batch_size"],
+            "topk": p["topk"], "dtype": p["dtype"], "logits_dtype": logits_dtype, "teacher_params": teacher_params}
