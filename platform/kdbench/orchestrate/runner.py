@@ -3,6 +3,7 @@ experiment, record every job, then write and log the leaderboard."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -80,8 +81,32 @@ def _tune(run: SuiteRun, ray) -> None:
             failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
-    tuner.fit()
+    with _pending_trials(_slots(ray, res.cpus, res.gpus)):
+        tuner.fit()
     run.close()
+
+
+def _slots(ray, cpus: float, gpus: float) -> int:
+    """How many jobs the cluster can run at once (at least one)."""
+    have = ray.cluster_resources()
+    fits = [have.get("CPU", 0) / cpus if cpus > 0 else None, have.get("GPU", 0) / gpus if gpus > 0 else None]
+    return max(1, int(min((f for f in fits if f is not None), default=1)))
+
+
+@contextlib.contextmanager
+def _pending_trials(n: int):
+    """Let Tune start `n` trials' actors at once. With a custom searcher Tune keeps ONE trial pending:
+    on a cluster a job then waits for its actor's start-up (seconds: runtime env, imports) while
+    the last finished actor takes it instead, so short jobs all run on one node, one at a time."""
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if key in os.environ:  # the user's choice
+        yield
+        return
+    os.environ[key] = str(n)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
