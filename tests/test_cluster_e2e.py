@@ -62,7 +62,9 @@ runner = CliRunner()
 
 
 def test_submit_checks_the_suite_and_store_before_contacting_anything(tmp_path):
-    bad = write_suite(tmp_path, SUITE.format(name="x").replace("widths: [8]", "widths: [-8]"))
+    text = SUITE.format(name="x")
+    bad = write_suite(tmp_path, text.replace("epochs: 8", "epochs: -1"))
+    assert bad.read_text() != text
     result = runner.invoke(app, ["submit", str(bad), "--address", "http://127.0.0.1:9", "--store", "/abs/s"])
     assert result.exit_code == 2 and str(bad) in result.output and "Traceback" not in result.output
     good = write_suite(tmp_path, SUITE.format(name="x"), "good.yaml")
