@@ -153,7 +153,7 @@ class LocalCluster:
         for proc in self.procs:  # all at once: each `ray start --block` ends its node's processes
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -180,8 +180,8 @@ class LocalCluster:
 @pytest.fixture(scope="module")
 def cluster(s3_server):
     token = uuid.uuid4().hex + uuid.uuid4().hex
-    drop = set(s3_server.env()) | {"RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    # Nothing of this process's own Ray (conftest's ray_local sets RAY_* variables) leaks into the cluster.
+    env = {k: v for k, v in os.environ.items() if k not in set(s3_server.env()) and not k.startswith("RAY_")}
     # The raylets do not get the S3 variables: the submission must carry them to the workers.
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
                RAY_USAGE_STATS_ENABLED="0")
