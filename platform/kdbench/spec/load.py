@@ -5,6 +5,7 @@ Every problem becomes one SpecError naming the file, line and field, before anyt
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class ModelDef:
     seed: int = 0  # teachers only: students take the suite's seeds
     stop_epoch: int | None = None  # teachers only
     snapshots: tuple[int, ...] = ()  # teachers only: `stop_epochs`, sources named `<name>@<epoch>`
+    weights: str | None = None  # teachers only: a weights file taken as is (absolute path)
+    weights_sha256: str | None = None  # its content, which the teacher's job id covers (not its path)
 
 
 @dataclass(frozen=True)
@@ -162,8 +165,25 @@ def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: dict, teacher: 
     if entry.recipe:
         recipe = check.params(Recipe, _merge(recipe, entry.recipe), loc + ("recipe",))
     if teacher:
-        return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch, tuple(entry.stop_epochs))
+        return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch, tuple(entry.stop_epochs),
+                        *_weights(check, entry, loc))
     return ModelDef(entry.name, model, recipe)
+
+
+def _weights(check: _Checker, entry: TeacherEntry, loc: Loc) -> tuple[str | None, str | None]:
+    """A teacher's `weights:` file, relative to the suite: its absolute path and SHA-256."""
+    if entry.weights is None:
+        return None, None
+    if entry.stop_epoch is not None or entry.stop_epochs:
+        raise check.fail(loc + ("weights",), "a teacher from a weights file is not trained: no stop_epoch(s)")
+    path = os.path.join(os.path.dirname(os.path.abspath(check.path)), entry.weights)
+    if not os.path.isfile(path):
+        raise check.fail(loc + ("weights",), f"file not found: {path}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return path, digest.hexdigest()
 
 
 def _snapshots(check: _Checker, t: ModelDef, loc: Loc) -> None:
