@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# An MLflow tracking server for kdbench: PostgreSQL backend (psycopg2), S3 artifacts (boto3), and MLflow's
+# An MLflow tracking server for kdbench: PostgreSQL backend (psycopg 3: what a plain postgresql:// URI means
+# with SQLAlchemy 2.1), S3 artifacts (boto3), and MLflow's
 # basic-auth app. Build from the repository root:
 #   docker build -f docker/mlflow.Dockerfile -t kdbench-mlflow:3.17.2 .
 # It listens on 0.0.0.0:5000 *inside* its container network only: docker/compose.yaml publishes it on the
@@ -8,7 +9,7 @@
 FROM python:3.11-slim
 
 ARG MLFLOW_VERSION=3.17.2
-RUN pip install --no-cache-dir "mlflow[auth]==${MLFLOW_VERSION}" psycopg2-binary boto3 \
+RUN pip install --no-cache-dir "mlflow[auth]==${MLFLOW_VERSION}" "psycopg[binary]" boto3 \
  && useradd --create-home --uid 1000 mlflow \
  && mkdir -p /mlflow /etc/mlflow && chown mlflow /mlflow
 
