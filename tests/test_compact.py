@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing as mp
 import shutil
+import time
 
 import pytest
 
@@ -117,6 +118,7 @@ def _writer(uri: str, template: dict, start: int, n: int) -> None:
     store = Store(uri)
     for i in range(start, start + n):
         write_result(store, row(template, i))
+        time.sleep(0.01)  # jobs finish over time: compactions must interleave with these writes
 
 
 def test_compacting_while_writers_and_readers_run_never_hides_or_doubles_a_row(tmp_path, template):
