@@ -237,3 +237,19 @@ def test_backfill_creates_missing_runs_once(uri, store, client):
 
     assert backfill(store, suite, uri) == 0
     assert len(runs_of(client, exp)) == 3 + 2  # three jobs, the crashed driver's parent, one sync parent
+
+
+def test_interleaved_epochs_of_many_jobs_become_one_metrics_batch_per_job():
+    from kdbench.track.tracker import coalesce
+
+    events = [("start_job", "a", {}, 0), ("start_job", "b", {}, 0)]
+    for epoch in (1, 2, 3):
+        events += [("log_metrics", "a", [("loss", 1.0, 0, epoch)]), ("log_metrics", "b", [("loss", 2.0, 0, epoch)])]
+    events += [("end_job", "a", {}), ("log_metrics", "b", [("loss", 2.0, 0, 4)]), ("end_job", "b", {})]
+    out = coalesce(events)
+    assert [e[:2] for e in out] == [("start_job", "a"), ("start_job", "b"), ("log_metrics", "a"),
+                                    ("log_metrics", "b"), ("end_job", "a"), ("end_job", "b")]
+    assert [p[3] for p in out[2][2]] == [1, 2, 3] and [p[3] for p in out[3][2]] == [1, 2, 3, 4]
+    # A job's metrics never move before its start or after its end.
+    assert coalesce([("log_metrics", "a", [1]), ("end_job", "a", {}), ("log_metrics", "a", [2])]) == \
+        [("log_metrics", "a", [1]), ("end_job", "a", {}), ("log_metrics", "a", [2])]

@@ -13,6 +13,7 @@ import logging
 import numbers
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from .writer import MetricPoint, Writer, now_ms
 log = logging.getLogger("kdbench.track")
 
 _STOP = ("stop",)
+FLUSH_WINDOW_S = 1.0  # events are gathered this long before a write: per-epoch metrics of many jobs batch up
 _LOUD_FAILURES = 3  # warnings per streak of failed calls; the rest go to debug (a down server fails them all)
 
 
@@ -32,12 +34,22 @@ def points(metrics: dict[str, Any], step: int, timestamp: int | None = None) -> 
 
 
 def coalesce(events: list[tuple]) -> list[tuple]:
-    """Merge runs of log_metrics events for one job into one event: one log_batch, not one per epoch."""
+    """Merge each job's log_metrics events into one (one log_batch per job per flush, not one per epoch),
+    even when jobs' epochs interleave. A job's other events (start, end, sync) stay in order around its
+    metrics: a metrics event after one of them starts a new batch."""
     out: list[tuple] = []
+    pending: dict[str, int] = {}  # job id -> index in `out` of its open log_metrics event
     for e in events:
-        if e[0] == "log_metrics" and out and out[-1][0] == "log_metrics" and out[-1][1] == e[1]:
-            out[-1] = ("log_metrics", e[1], out[-1][2] + e[2])
+        if e[0] == "log_metrics":
+            i = pending.get(e[1])
+            if i is None:
+                pending[e[1]] = len(out)
+                out.append(e)
+            else:
+                out[i] = ("log_metrics", e[1], out[i][2] + e[2])
         else:
+            if len(e) > 1 and isinstance(e[1], str):
+                pending.pop(e[1], None)
             out.append(e)
     return out
 
@@ -117,12 +129,15 @@ class Tracker:
         self._queue.put(event)
 
     def _drain(self) -> list[tuple]:
+        """The next batch: the first event, and what arrives in the flush window after it (not after a stop)."""
         events = [self._queue.get()]
-        while True:
+        deadline = time.monotonic() + FLUSH_WINDOW_S
+        while events[-1] is not _STOP:
             try:
-                events.append(self._queue.get_nowait())
+                events.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 return events
+        return events
 
     def _work(self) -> None:
         while True:
