@@ -67,6 +67,10 @@ def test_mlflow_holds_a_parent_with_the_leaderboard_and_a_child_per_job(finished
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "leaderboard")}
     assert {"leaderboard/leaderboard.html", "leaderboard/methods.png", "leaderboard/methods.csv"} <= artifacts
+    # The study views with rows (this suite has a chain and an ensemble) reach the parent run too, as in the store.
+    for view in ("takd", "ensembles", "methods"):
+        assert {f"leaderboard/view-{view}.html", f"leaderboard/view-{view}.png"} <= artifacts, view
+        assert store.exists(f"leaderboards/tiny/views/view-{view}.html")
     some = children[0]
     assert len(client.get_metric_history(some.info.run_id, "train_loss")) == 3  # one per epoch
     assert some.data.tags["kdbench.status"] == "ok" and some.info.status == "FINISHED"
