@@ -15,8 +15,8 @@ that many processes can make at once without coordination. Reading 10,000 such f
 3. clean up: the claimed files and merged segments are deleted.
 
 A crash at any step loses nothing: claimed files and old segments are still under results/, and
-readers keep one row per job (kdbench/results/store.py, `latest_per_job`). Running compaction twice
-at once is safe for the same reason, though pointless.
+readers keep one row per job (kdbench/results/store.py, `latest_per_job`). Two compactions at once
+lose nothing either (one may fail when the other has taken its claimed files; run it again).
 """
 
 from __future__ import annotations
