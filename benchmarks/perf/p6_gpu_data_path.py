@@ -97,7 +97,7 @@ def run(n: int = 50_000, epochs: int = 3, device: str = "cuda") -> list:
         method = create_method("kd", KD, ctx).to(dev)
         sides[side] = (student, teacher, method, _sgd([*student.parameters(), *method.parameters()]))
     augment = crop_flip(pad=4)
-    engine = Teacher([sides["kdbench"][1]], None)
+    engine = Teacher([sides["kdbench"][1]], None, device=dev)  # the engine moves its members to `device`
 
     def kdbench(epoch: int) -> float:
         student, _, method, opt = sides["kdbench"]
