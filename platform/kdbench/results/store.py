@@ -59,9 +59,11 @@ def read_results(store: Store, job_ids: Iterable[str] | None = None,
                  columns: list[str] | None = None) -> pa.Table:
     """All result rows (or those of `job_ids`) as one Arrow table with RESULT_SCHEMA, one row per job."""
     wanted = None if job_ids is None else set(job_ids)
+    # Only the columns asked for, and the two that decide which of a job's rows is its row.
+    read = None if columns is None else list(dict.fromkeys([*columns, "job_id", "finished_at"]))
     for attempt in range(_READ_ATTEMPTS):
         try:
-            table = _read_once(store, wanted)
+            table = _read_once(store, wanted, read)
             break
         except OSError as e:  # a file compacted away after listing: list again
             if attempt == _READ_ATTEMPTS - 1 or not _vanished(e):
@@ -70,18 +72,18 @@ def read_results(store: Store, job_ids: Iterable[str] | None = None,
     return table.select(columns) if columns is not None else table
 
 
-def _read_once(store: Store, wanted: set[str] | None) -> pa.Table:
+def _read_once(store: Store, wanted: set[str] | None, columns: list[str] | None) -> pa.Table:
     files = store.list_files("results", ".parquet")
     if wanted is not None:
         # Loose files are found by name; segments and claimed files are read with a job-id filter.
         files = [f for f in files if not is_loose(f) or f.rsplit("/", 1)[-1][:-8] in wanted]
     if not files:
-        return RESULT_SCHEMA.empty_table()
+        return RESULT_SCHEMA.empty_table().select(columns or RESULT_SCHEMA.names)
     ds = pads.dataset([store.path(f) for f in files], schema=RESULT_SCHEMA, format="parquet",
                       filesystem=store.fs)
     if wanted is None:
-        return ds.to_table()
-    return ds.to_table(filter=pc.field("job_id").isin(pa.array(sorted(wanted), pa.string())))
+        return ds.to_table(columns=columns)
+    return ds.to_table(columns=columns, filter=pc.field("job_id").isin(pa.array(list(wanted), pa.string())))
 
 
 def _vanished(e: OSError) -> bool:
