@@ -86,7 +86,7 @@ def _cuda_rng() -> list[torch.Tensor]:
 def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", report: Report | None = None) -> dict:
     """Train `job` (or finish it, if a checkpoint exists) and return its final metrics."""
     start = time.perf_counter()
-    done = _final(store, job.job_id)
+    done = read_final(store, job.job_id)
     if done is not None:  # finished earlier, e.g. before an interrupted driver recorded it
         return done
     device = torch.device(device)
@@ -125,7 +125,8 @@ def _snapshot(job: Job, store: Store, run: Training) -> None:
         checkpoint.save(store, Store.artifact(job.job_id, snapshot_file(epoch)), {"model": run.model.state_dict()})
 
 
-def _final(store: Store, job_id: str) -> dict | None:
+def read_final(store: Store, job_id: str) -> dict | None:
+    """A finished job's final metrics (its `final.json`), None if it has not finished."""
     data = store.read_bytes(Store.artifact(job_id, FINAL))
     try:
         return None if data is None else json.loads(data)

@@ -16,6 +16,7 @@ from ray import tune
 
 from kdbench.engine import JobFailed, run_job
 from kdbench.engine.fused import fusable, train_fused
+from kdbench.engine.run import read_final
 from kdbench.spec.job import Job
 from kdbench.store import Store
 
@@ -26,8 +27,7 @@ log = logging.getLogger("kdbench.orchestrate")
 
 def run_pack(jobs: list[Job], store: Store, device: str) -> dict[str, dict]:
     """{job id: {"final": metrics} or {"error": reason}} for every job of the pack."""
-    if len(jobs) > 1 and fusable(jobs) is None and not any(store.exists(Store.artifact(j.job_id, "final.json"))
-                                                            for j in jobs):
+    if len(jobs) > 1 and fusable(jobs) is None and all(read_final(store, j.job_id) is None for j in jobs):
         try:
             finals = train_fused(jobs, store, device=device)
             return {j.job_id: {"final": f} for j, f in zip(jobs, finals, strict=True)}

@@ -73,11 +73,9 @@ class SuiteRun:
         """Per-epoch metrics of a job that ran in a pack (it reports only at its end) to the tracker."""
         if self.tracker is None:
             return
-        import json
+        from kdbench.track.backfill import epoch_points
 
-        data = self.store.read_bytes(Store.artifact(job_id, "history.json"))
-        for i, entry in enumerate(json.loads(data) if data else [], start=1):
-            self.tracker.log_epoch(job_id, entry, int(entry.get("epoch", i)))
+        self.tracker.log_history(job_id, epoch_points(self.store, job_id))
 
     def started(self, job_id: str) -> None:
         self.running += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
+from kdbench.engine.run import read_final
 from kdbench.store import Store
 
 from .state import SuiteRun
@@ -80,16 +81,11 @@ class RecordingCallback(_DriverOnly, Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         for job_id in _job_ids(trial):
-            final = self._final(job_id) if "job_ids" in trial.config else None  # a pack's finished jobs
+            final = read_final(self.run.store, job_id) if "job_ids" in trial.config else None  # a pack's finished jobs
             if final is not None:
                 self.run.replay_history(job_id)
             self.run.finished(job_id, final, None if final is not None else self._reason(job_id, trial))
 
-    def _final(self, job_id: str) -> dict | None:
-        import json
-
-        data = self.run.store.read_bytes(Store.artifact(job_id, "final.json"))
-        return json.loads(data) if data else None
 
     def _reason(self, job_id: str, trial) -> str:
         """The worker's own excerpt (in the store), else Tune's error text (e.g. the worker died)."""

@@ -77,6 +77,10 @@ class Tracker:
     def log_epoch(self, job_id: str, metrics: dict[str, float], step: int) -> None:
         self._put("log_metrics", job_id, points(metrics, step))
 
+    def log_history(self, job_id: str, history: list[MetricPoint]) -> None:
+        """Per-epoch metrics logged after the fact (e.g. `backfill.epoch_points`), one batch."""
+        self._put("log_metrics", job_id, list(history))
+
     def end_job(self, job_id: str, row: dict[str, Any]) -> None:
         self._put("end_job", job_id, dict(row))
 
