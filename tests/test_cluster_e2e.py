@@ -116,7 +116,7 @@ class LocalCluster:
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
 
-    def _start(self, name: str, args: list[str], resources: dict) -> None:
+    def _start(self, name: str, args: list[str], resources: dict) -> subprocess.Popen:
         # A temp dir per node, as on separate machines: nodes sharing one would unpack a job's
         # working_dir into the same folder, under each other's running processes.
         ports = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
@@ -127,8 +127,10 @@ class LocalCluster:
         for flag in ports:
             cmd += [flag, str(free_port())]
         log = open(self.temp / f"{name}.log", "wb")
-        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True, cwd=self.temp))
+        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=self.temp)
+        self.procs.append(proc)
+        return proc
 
     def start(self) -> None:
         self._start("head", ["--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--include-dashboard",
@@ -136,10 +138,38 @@ class LocalCluster:
                              "--ray-client-server-port", str(free_port())], {"kdbench_head": 1})
         wait_until(lambda: len(self.nodes()) >= 1, 120, "Ray head", self.procs[0], self.temp / "head.log")
         # One at a time: on a busy 2-CPU machine two raylets registering at once can miss Ray's 30 s limit.
-        for n, name in enumerate(("worker_a", "worker_b"), start=2):
-            self._start(name, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "1"], {name: 1})
-            wait_until(lambda n=n: len(self.nodes()) >= n, 120, f"Ray node {name}", self.procs[-1],
-                       self.temp / f"{name}.log")
+        for name in ("worker_a", "worker_b"):
+            self._start_worker(name)
+
+    def _start_worker(self, name: str, attempts: int = 3) -> None:
+        """`ray start --address` gives a raylet 30 s (not configurable) to register with the GCS; on a
+        loaded CI machine a first attempt can miss it (seen once: one GCS call hung for the whole 30 s).
+        Starting the node is not what this test checks, so a node that did not come up is ended and
+        started again, fresh ports and temp dir; the last failure carries every attempt's logs."""
+        failures = []
+        for attempt in range(attempts):
+            label = name if attempt == 0 else f"{name}.{attempt}"
+            proc = self._start(label, ["--address", f"127.0.0.1:{self.gcs_port}", "--num-cpus", "1"], {name: 1})
+            try:
+                wait_until(lambda: any(name in n["resources_total"] for n in self.nodes()), 120,
+                           f"Ray node {label}", proc, self.temp / f"{label}.log")
+                return
+            except RuntimeError as e:
+                failures.append(f"{e}\n{self._logs(label)}")
+                self._end(proc, self.temp / label)
+        raise RuntimeError("\n\n".join(failures))
+
+    def _logs(self, label: str, tail: int = 1500) -> str:
+        """The tails of a node's raylet and GCS-client logs, which say why it did not register."""
+        found = sorted((self.temp / label).glob("session_*/logs/raylet.*"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}" for p in found)
+
+    def _end(self, proc: subprocess.Popen, temp: Path) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        self._sweep(temp)
 
     def nodes(self) -> list[dict]:
         """The alive nodes, from the dashboard's state API (token-authenticated)."""
@@ -161,14 +191,14 @@ class LocalCluster:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
-        self._sweep()
+        self._sweep(self.temp)
         shutil.rmtree(self.temp, ignore_errors=True)
 
-    def _sweep(self) -> None:
-        """Ray's workers may outlive their raylet's process group: end those that name our temp dir."""
+    def _sweep(self, temp: Path) -> None:
+        """Ray's workers may outlive their raylet's process group: end those that name `temp`."""
         import psutil
 
-        mine = str(self.temp)
+        mine = str(temp)
         for p in psutil.process_iter(["pid", "cmdline"]):
             try:
                 if p.pid != os.getpid() and any(mine in part for part in p.info["cmdline"] or []):
