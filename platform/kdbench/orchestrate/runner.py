@@ -16,6 +16,7 @@ from kdbench.spec.compat import prune_incompatible
 from kdbench.store import Store
 
 from .integrity import corrupt_upstreams
+from .progress import DEFAULT_INTERVAL_S, report_interval
 from .ray_session import check_resources, init_ray
 from .state import Counts, SuiteRun
 
@@ -31,10 +32,11 @@ class RunOptions:
     num_cpus: int | None = None  # local Ray only
 
 
-def trial_config(entry: PlanEntry, store: Store, plan: Plan) -> dict:
+def trial_config(entry: PlanEntry, store: Store, plan: Plan, report_every: float = DEFAULT_INTERVAL_S) -> dict:
+    """A job's Tune config; `report_every`: seconds between its progress results (progress.py)."""
     res = plan.suite.resources
     return {"job_id": entry.job_id, "job": entry.job.to_dict(), "store": store.uri,
-            "cpus": res.cpus, "gpus": res.gpus, "plugins": list(plan.suite.plugins)}
+            "cpus": res.cpus, "gpus": res.gpus, "plugins": list(plan.suite.plugins), "report_interval": report_every}
 
 
 def _tracker(plan: Plan, store: Store, opts: RunOptions):
@@ -113,6 +115,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
     """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
     the cluster's resources) fails before anything is written."""
     suite, selections = load_suite(path), None
+    report_every = report_interval()  # a bad KDBENCH_REPORT_INTERVAL_S fails here, before any work
     if suite.search is not None:  # the per-cell searches first: their choices join the plan as ordinary jobs
         from .search import run_searches
 
@@ -136,7 +139,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
         with open(plan.suite.reference, "rb") as f:
             store.write_bytes(reference_path(plan.suite.name), f.read())
     tracker = _tracker(plan, store, opts)
-    run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan),
+    run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan, report_every),
                    on_change or (lambda r: None))
     run.counts.pruned = [p.describe() for p in pruned]
     try:

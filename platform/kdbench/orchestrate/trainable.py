@@ -21,6 +21,8 @@ from kdbench.spec.job import Job
 from kdbench.spec.load import import_plugins
 from kdbench.store import Store
 
+from .progress import ThrottledProgress
+
 STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
 PACK = "kdbench_pack"  # STATUS of a pack's trial, and its report's {job id: {"final": …} | {"error": …}}
 ERROR_FILE = "error.txt"  # the last exception of a job's worker, read by the driver if Tune gives up
@@ -43,8 +45,10 @@ def train_job(config: dict) -> None:
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
     store = Store(config["store"])
     record_placement(store, job.job_id)
+    progress = ThrottledProgress(tune.report, config["report_interval"])
     try:
-        final = run_job(job, store, device=device, report=tune.report)
+        final = run_job(job, store, device=device, report=progress)
+        progress.flush()  # the epochs since the last progress result, before the final one
     except JobFailed as e:
         tune.report({STATUS: "failed", ERROR: error_excerpt(e)})
         return

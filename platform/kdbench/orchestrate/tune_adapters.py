@@ -13,6 +13,7 @@ from ray.tune.search import Searcher
 from kdbench.engine.run import read_final
 from kdbench.store import Store
 
+from .progress import EPOCHS
 from .state import SuiteRun
 from .trainable import ERROR, ERROR_FILE, FINAL, PACK, STATUS
 
@@ -59,11 +60,11 @@ class RecordingCallback(_DriverOnly, Callback):
             self.run.started(job_id)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if STATUS in result or "epoch" not in result or "job_ids" in trial.config:
-            return
-        metrics = {k: v for k, v in result.items()
-                   if k not in _BOOKKEEPING and isinstance(v, int | float) and not isinstance(v, bool)}
-        self.run.epoch(trial.config["job_id"], metrics, int(result["epoch"]))
+        # A job's progress result carries every epoch since its previous one (progress.ThrottledProgress).
+        for epoch in result.get(EPOCHS, ()):
+            metrics = {k: v for k, v in epoch.items()
+                       if k not in _BOOKKEEPING and isinstance(v, int | float) and not isinstance(v, bool)}
+            self.run.epoch(trial.config["job_id"], metrics, int(epoch["epoch"]))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         result = trial.last_result or {}

@@ -1,0 +1,69 @@
+"""Throttled per-epoch progress: at most one Tune result per interval, every epoch still logged once, in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdbench.orchestrate.progress import EPOCHS, INTERVAL_ENV, ThrottledProgress, report_interval
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_epochs_between_results_ride_in_the_next_one_in_order():
+    sent, clock = [], Clock()
+    progress = ThrottledProgress(sent.append, interval=5.0, clock=clock)
+    for epoch in range(12):  # one epoch per second
+        progress({"epoch": epoch, "train_loss": 1.0 / (epoch + 1)})
+        clock.now += 1.0
+    progress.flush()
+    progress.flush()  # nothing left: no empty result
+    # The first epoch at once, then a result once 5 s have passed since the previous one, then the rest.
+    assert [[e["epoch"] for e in r[EPOCHS]] for r in sent] == [[0], [1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11]]
+    assert [r["epoch"] for r in sent] == [0, 5, 10, 11]  # a result's own metrics are its last epoch's
+    assert sent[1]["train_loss"] == pytest.approx(1 / 6)
+
+
+def test_zero_interval_reports_every_epoch_and_the_engine_dict_is_not_kept_by_reference():
+    sent = []
+    progress = ThrottledProgress(sent.append, interval=0.0)
+    metrics = {"epoch": 0}
+    progress(metrics)
+    metrics["epoch"] = 1  # the engine may reuse its dict
+    progress(metrics)
+    assert [r[EPOCHS] for r in sent] == [[{"epoch": 0}], [{"epoch": 1}]]
+
+
+def test_the_interval_comes_from_the_environment_and_bad_values_are_named(monkeypatch):
+    monkeypatch.delenv(INTERVAL_ENV, raising=False)
+    assert report_interval() == 5.0
+    monkeypatch.setenv(INTERVAL_ENV, "0.5")
+    assert report_interval() == 0.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=INTERVAL_ENV):
+            report_interval()
+
+
+def test_the_recording_callback_logs_every_epoch_of_a_batched_result():
+    from kdbench.orchestrate.tune_adapters import RecordingCallback
+
+    logged = []
+
+    class Run:
+        def epoch(self, job_id, metrics, step):
+            logged.append((job_id, step, metrics))
+
+    class Trial:
+        config = {"job_id": "j1"}
+
+    callback = RecordingCallback(Run())
+    epochs = [{"epoch": 0, "train_loss": 2.0, "lr": 0.1}, {"epoch": 1, "train_loss": 1.5, "lr": 0.05}]
+    callback.on_trial_result(0, [], Trial(), {**epochs[-1], EPOCHS: epochs, "training_iteration": 1, "done": False})
+    callback.on_trial_result(0, [], Trial(), {"kdbench_status": "ok", "kdbench_final": {}})  # no progress in it
+    assert logged == [("j1", 0, {"train_loss": 2.0, "lr": 0.1}), ("j1", 1, {"train_loss": 1.5, "lr": 0.05})]
