@@ -216,8 +216,9 @@ def test_write_report_writes_every_file(tmp_path):
     paths = write_report(store, SUITE)
     main = {"leaderboard.html", "methods.csv", "teacher_size.csv", "methods.parquet", "teacher_size.parquet",
             "methods.png", "teacher_size.png"}
-    # the study views with rows: the plan has a TA chain; its rows name no upstream jobs (teacher-size needs them)
-    views = {f"view-{v}.{ext}" for v in ("methods", "takd") for ext in ("html", "png", "csv", "parquet")}
+    # the study views with rows: the plan has a TA chain; its rows name no upstream jobs (teacher-size needs them);
+    # every suite with results has an efficiency view
+    views = {f"view-{v}.{ext}" for v in ("methods", "takd", "efficiency") for ext in ("html", "png", "csv", "parquet")}
     assert set(paths) == main | views
     assert all(p.startswith(f"leaderboards/{SUITE}/") and store.exists(p) for p in paths.values())
     page = store.read_bytes(paths["leaderboard.html"]).decode()

@@ -68,7 +68,7 @@ def test_mlflow_holds_a_parent_with_the_leaderboard_and_a_child_per_job(finished
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "leaderboard")}
     assert {"leaderboard/leaderboard.html", "leaderboard/methods.png", "leaderboard/methods.csv"} <= artifacts
     # The study views with rows (this suite has a chain and an ensemble) reach the parent run too, as in the store.
-    for view in ("takd", "ensembles", "methods"):
+    for view in ("takd", "ensembles", "methods", "efficiency"):
         assert {f"leaderboard/view-{view}.html", f"leaderboard/view-{view}.png"} <= artifacts, view
         assert store.exists(f"leaderboards/tiny/views/view-{view}.html")
     # Every epoch once, at its step, though the trials sent progress at most every 5 s (batched epochs).

@@ -12,7 +12,6 @@ not a promise; pass your own. Input pipelines, evaluation and the methods' own h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 from kdbench.zoo.datasets import DATASETS
 
@@ -28,23 +27,10 @@ class Estimate:
     tflops: float
 
 
-@cache
-def _forward_flops(arch: str, params_json: str, input_shape: tuple[int, ...], num_classes: int) -> float:
-    import json
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from kdbench.zoo.models import create_model
-
-    model = create_model(arch, json.loads(params_json), input_shape, num_classes).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
-    return float(counter.get_total_flops())
-
-
 def _flops(model: Component, shape: tuple[int, ...], classes: int) -> float:
-    return _forward_flops(model.name, canonical_json(model.params), shape, classes)
+    from kdbench.zoo.models.cost import forward_flops
+
+    return forward_flops(model.name, canonical_json(model.params), shape, classes)
 
 
 def estimate(plan: Plan, tflops: float = 25.0) -> Estimate | None:

@@ -6,6 +6,7 @@
 - `methods`: every cell ranked, with how search-selected cells were chosen
 - `ensembles`: ensemble teachers vs their best single member
 - `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
+- `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
 alone on the same seeds with its interval and whether it includes zero (see kdbench.results.stats).
@@ -13,6 +14,7 @@ alone on the same seeds with its interval and whether it includes zero (see kdbe
 
 from __future__ import annotations
 
+from .efficiency import efficiency
 from .ensembles import ensembles
 from .eskd import eskd
 from .hinton import hinton
@@ -21,6 +23,6 @@ from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton}
+         "hinton": hinton, "efficiency": efficiency}
 
-__all__ = ["VIEWS", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]
+__all__ = ["VIEWS", "efficiency", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]

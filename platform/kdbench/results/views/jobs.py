@@ -20,7 +20,8 @@ from ..store import read_plan, read_results
 
 _SNAPSHOT = re.compile(r"^(?P<name>.+)@(?P<epoch>\d+)$")  # spec.load.snapshot_name: `<teacher>@<epoch>`
 METRICS = ["status", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
-           "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe"]
+           "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
+           "student_arch_params"]
 
 
 @dataclass(frozen=True)

@@ -115,5 +115,43 @@ def plot_hinton(table: pa.Table) -> bytes:
     return _png(fig)
 
 
+_ROLE_STYLE = {"teacher": ("s", "C3"), "alone": ("D", "0.4"), "distilled": ("o", "C0")}
+
+
+def plot_efficiency(table: pa.Table) -> bytes:
+    """Test accuracy against parameters and against batch-1 latency (log x), one point per cell with its 95%
+    interval, shaped by role; the Pareto front joined by a step line and its points named."""
+    rows = [r for r in table.to_pylist() if r["mean"] is not None]
+    panels = [(x, front, label) for x, front, label in (
+        ("params", "pareto_params", "parameters"), ("latency_ms", "pareto_latency", "batch-1 latency (ms)"))
+        if any(r[x] for r in rows)]
+    if not panels:
+        return _no_data("size and latency")
+    ambiguous = ambiguous_methods([r for r in rows if r["method"]])
+    datasets = sorted({r["dataset"] or "" for r in rows})
+    fig, axes = _grid(len(panels) * len(datasets))
+    for ax, (dataset, (x, front, label)) in zip(axes, ((d, p) for d in datasets for p in panels), strict=False):
+        pts = [r for r in rows if (r["dataset"] or "") == dataset and r[x]]
+        for role, (marker, color) in _ROLE_STYLE.items():
+            mine = [r for r in pts if r["role"] == role]
+            if mine:
+                ax.errorbar([r[x] for r in mine], [100 * r["mean"] for r in mine], yerr=_errors(mine), fmt=marker,
+                            color=color, capsize=2, alpha=0.8, label=role)
+        best = sorted((r for r in pts if r[front]), key=lambda r: r[x])
+        if best:
+            ax.step([r[x] for r in best], [100 * r["mean"] for r in best], where="post", color="k", linewidth=1,
+                    label="Pareto front")
+            for r in best:
+                name = r["model"] if r["role"] != "distilled" else \
+                    f"{r['model']} ← {r['teacher']} ({method_label(r['method'], r['method_params'], ambiguous)})"
+                ax.annotate(name, (r[x], 100 * r["mean"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label + (f" on {pts[0]['latency_device']}" if x == "latency_ms" and pts else ""), fontsize=8)
+        ax.set_ylabel("test accuracy %")
+        ax.set_title(f"{dataset}: accuracy vs {label}", fontsize=10, loc="left")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
-         "ensembles": plot_ensembles, "hinton": plot_hinton}
+         "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency}

@@ -16,6 +16,8 @@ TITLES = {
     "methods": "Methods per (teacher, student)",
     "ensembles": "Ensemble teachers vs their best single member",
     "hinton": "Test errors (misclassified test images) of the teacher, the student alone and distilled",
+    "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
+                  "batch-1 latency)",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -32,11 +34,14 @@ _IDS = {
                   ("teacher acc %", "teacher_test_acc")],
     "hinton": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
                ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
+    "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
+                   ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
            "ensembles": [("vs best single pp", "vs_best_single")]}
-_EXTRA = {"methods": [("chosen by", "chosen_by")]}
+_EXTRA = {"methods": [("chosen by", "chosen_by")],
+          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")]}
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -85,7 +90,7 @@ def short_labels(rows: list[dict]) -> dict[tuple[str, str], str]:
 def _value(r: dict, col: str, ambiguous) -> str:
     v = r.get(col)
     if col == "method":
-        return ambiguous.get((v, r.get("method_params")), v)
+        return "" if v is None else ambiguous.get((v, r.get("method_params")), v)
     if col in ("teacher_test_acc",):
         return pct(v)
     if col == "errors":
@@ -93,8 +98,14 @@ def _value(r: dict, col: str, ambiguous) -> str:
         return "" if v is None else f"{v:.1f}{half}"
     if col == "paper_errors":
         return "" if v is None else f"{v:g}"
-    if col in ("ta_params", "teacher_params"):
+    if col in ("ta_params", "teacher_params", "params"):
         return _count(v)
+    if col == "mflops":
+        return "" if v is None else f"{v:.3g}"
+    if col == "latency_ms":
+        return "" if v is None else f"{v:.3f}"
+    if col in ("pareto_params", "pareto_latency"):
+        return "★" if v else ""
     if col == "teacher" and v is None:
         return "(alone)"
     return "" if v is None else str(v)
@@ -141,7 +152,7 @@ def rich_table(view: str, suite: str, table: pa.Table) -> Table:
     t = Table(title=caption(view, suite), title_justify="left")
     for h in heads:
         left = h in ("teacher", "student", "method", "via", "chain", "taken as", "role", "model", "combine",
-                     "chosen by")
+                     "chosen by", "distilled along")
         t.add_column(h, justify="left" if left else "right", overflow="fold")
     for r in rows:
         t.add_row(*map(Text, r))  # Text: names and JSON must not be read as rich markup
