@@ -30,3 +30,15 @@ class OutOfMemory(Method):
 
     def forward(self, batch, student, teacher, state):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@register_method
+class NanAfterTwoEpochs(Method):
+    """Cross-entropy for two epochs, then a NaN loss (a diverging method): a deterministic failure."""
+
+    name = "test_nan_after_two_epochs"
+    needs = Needs(teacher=True)
+
+    def forward(self, batch, student, teacher, state):
+        loss = torch.nn.functional.cross_entropy(student.logits, batch.y)
+        return {"ce": loss * float("nan") if state.epoch >= 2 else loss}

@@ -67,3 +67,47 @@ def test_the_recording_callback_logs_every_epoch_of_a_batched_result():
     callback.on_trial_result(0, [], Trial(), {**epochs[-1], EPOCHS: epochs, "training_iteration": 1, "done": False})
     callback.on_trial_result(0, [], Trial(), {"kdbench_status": "ok", "kdbench_final": {}})  # no progress in it
     assert logged == [("j1", 0, {"train_loss": 2.0, "lr": 0.1}), ("j1", 1, {"train_loss": 1.5, "lr": 0.05})]
+
+
+NAN_SUITE = """\
+name: nan
+plugins: [tests.faulty_plugin]
+dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
+recipe: {epochs: 4, batch_size: 64}
+teachers: [{name: big, arch: mlp, widths: [16]}]
+students: [{name: small, arch: mlp, widths: [4]}]
+methods: [test_nan_after_two_epochs]
+seeds: [0]
+"""
+
+
+def test_a_job_that_fails_reports_the_epochs_it_finished_before_its_failure(tmp_path, monkeypatch):
+    """A diverging job's history matters most: the epochs held back by the throttle are sent before the failure."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from kdbench.engine import run_job
+    from kdbench.orchestrate import trainable
+    from kdbench.spec import expand, load_suite
+    from kdbench.spec.load import import_plugins
+    from kdbench.store import Store
+
+    from .conftest import write_suite
+
+    import_plugins(["tests.faulty_plugin"])
+    plan = expand(load_suite(str(write_suite(tmp_path, NAN_SUITE))))
+    store = Store(str(tmp_path / "store"))
+    run_job(next(e.job for e in plan.entries if e.job.kind == "teacher"), store)
+    student = next(e.job for e in plan.entries if e.job.method.name == "test_nan_after_two_epochs")
+    sent: list[dict] = []
+    monkeypatch.setattr(trainable, "tune", SimpleNamespace(report=sent.append))
+    monkeypatch.setattr(trainable, "record_placement", lambda store, job_id: None)  # no Ray here
+    threads = torch.get_num_threads()
+    try:
+        trainable.train_job({"job": student.to_dict(), "store": store.uri, "cpus": 1, "gpus": 0,
+                             "plugins": ["tests.faulty_plugin"], "report_interval": 3600.0})
+    finally:
+        torch.set_num_threads(threads)
+    assert [[e["epoch"] for e in r[EPOCHS]] for r in sent[:-1]] == [[1], [2]]  # at once, then before the failure
+    assert sent[-1]["kdbench_status"] == "failed" and "non-finite" in sent[-1]["kdbench_error"]

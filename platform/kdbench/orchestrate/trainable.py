@@ -7,6 +7,7 @@ result, since retrying would fail again. Any other exception propagates, so Tune
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -48,13 +49,16 @@ def train_job(config: dict) -> None:
     progress = ThrottledProgress(tune.report, config["report_interval"])
     try:
         final = run_job(job, store, device=device, report=progress)
-        progress.flush()  # the epochs since the last progress result, before the final one
     except JobFailed as e:
+        progress.flush()  # the epochs before the failure (a diverging loss is worth seeing in MLflow)
         tune.report({STATUS: "failed", ERROR: error_excerpt(e)})
         return
     except Exception as e:
         store.write_bytes(Store.artifact(job.job_id, ERROR_FILE), error_excerpt(e).encode())
+        with contextlib.suppress(Exception):  # its finished epochs are checkpointed: a retry will not redo them
+            progress.flush()
         raise  # Tune retries the job (FailureConfig); the engine resumes from its last checkpoint
+    progress.flush()  # the epochs since the last progress result, before the final one
     tune.report({STATUS: "ok", FINAL: final})
 
 
