@@ -34,7 +34,7 @@ def forward_flops(arch: str, params_json: str, input_shape: tuple[int, ...], num
 
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 1, threads: int | None = 1,
                device: str = "cpu", warmup: int = 3, min_runs: int = 5, max_runs: int = 200,
-               budget_s: float = 0.3) -> float:
+               budget_s: float = 0.1) -> float:
     """Median milliseconds of one forward of `batch` samples: `warmup` untimed runs, then timed runs until
     `budget_s` is spent (at least `min_runs`, at most `max_runs`). `threads`: torch's intra-op threads while
     measuring (restored after); None leaves them as they are. CUDA is synchronised around every run."""
