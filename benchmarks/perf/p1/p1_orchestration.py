@@ -19,6 +19,7 @@ the jobs are packed greedily onto the 2 worker slots to find the idle gaps betwe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -31,7 +32,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIDES = ("kdbench-track", "kdbench-notrack", "kdbench-pack8", "bare")
+SIDES = ("kdbench-track", "kdbench-notrack", "kdbench-pack8", "kdbench-warm", "bare")
+# kdbench-warm: tracked, `kdbench run --address` to a local Ray head started before each of its rounds (not timed), as
+# a laptop user keeping `ray start --head` running or any cluster: each run still starts its own trial workers.
+WARM_ADDRESS = "P1_RAY_ADDRESS"
 # kdbench-pack8: tracked, with `resources.jobs_per_trial: 8` — the 16 jobs run as 2 trials of 8 jobs fused into
 # one vmapped model each (kdbench/orchestrate/groups.py); its slot accounting sees 8 overlapping jobs per slot.
 SLOTS = 2  # jobs that run at once: 2 CPUs / `cpus: 1` on the kdbench side, 2 processes on the bare side
@@ -105,7 +109,7 @@ def _timed(marks: dict, name: str, fn):
     return wrapper
 
 
-def run_kdbench(suite: str, store_dir: str, track: bool) -> dict:
+def run_kdbench(suite: str, store_dir: str, track: bool, address: str | None = None) -> dict:
     """`run_suite` with its phases timed by wrapping the runner's module-level steps (nothing edited)."""
     from kdbench import RunOptions, run_suite
     from kdbench.orchestrate import runner
@@ -135,7 +139,8 @@ def run_kdbench(suite: str, store_dir: str, track: bool) -> dict:
 
     runner._tune = timed_tune
     t0 = time.time()
-    counts = run_suite(suite, RunOptions(store=store_dir, track=track, num_cpus=SLOTS))
+    counts = run_suite(suite, RunOptions(store=store_dir, track=track, num_cpus=None if address else SLOTS,
+                                         address=address))
     t1 = time.time()
     assert counts.run == counts.total and counts.failed == 0, counts.summary()
     return {"t_start": t0, "t_end": t1, "work": marks["fit"], "marks": marks,
@@ -182,7 +187,11 @@ def child(side: str, suite: str, out: str) -> None:
                                                                 "resources: {cpus: 1, jobs_per_trial: 8}"))
         suite = packed
     with tempfile.TemporaryDirectory(prefix=f"p1-{side}-") as store_dir:
-        res = run_bare(suite, store_dir) if side == "bare" else run_kdbench(suite, store_dir, side != "kdbench-notrack")
+        if side == "bare":
+            res = run_bare(suite, store_dir)
+        else:
+            res = run_kdbench(suite, store_dir, side != "kdbench-notrack",
+                              os.environ[WARM_ADDRESS] if side == "kdbench-warm" else None)
         intervals = job_intervals(store_dir, job_ids)
     res.update(side=side, wall=res["t_end"] - res["t_start"], jobs=len(intervals),
                job_mean=statistics.mean(e - s for s, e in intervals),
@@ -198,11 +207,48 @@ def child(side: str, suite: str, out: str) -> None:
 # -- the driver: interleaved repeats, the table, RESULTS.md ---------------------------------------
 
 
-def run_side(side: str, suite: str, tmp: str, rep: int) -> dict:
+class WarmRay:
+    """A local Ray head (`ray start --head`, 2 CPUs, its own temp dir, token auth off) for a kdbench-warm round,
+    ended by killing exactly the processes that name its temp dir (never `ray stop`, which would stop every Ray
+    on the machine)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.temp = tempfile.mkdtemp(prefix="p1r-", dir="/tmp")  # short: Ray's socket paths
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def __enter__(self) -> WarmRay:
+        ray_bin = str(Path(sys.executable).parent / "ray")
+        subprocess.run([ray_bin, "start", "--head", "--port", str(self.port), "--num-cpus", str(SLOTS),
+                        "--temp-dir", self.temp, "--include-dashboard", "false", "--disable-usage-stats"],
+                       env=self.env, check=True, capture_output=True, timeout=120)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+        import signal
+
+        import psutil
+
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if proc.pid != os.getpid() and any(self.temp in part for part in proc.info["cmdline"] or []):
+                    proc.send_signal(signal.SIGKILL)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def run_side(side: str, suite: str, tmp: str, rep: int, env: dict | None = None) -> dict:
     out, log = os.path.join(tmp, f"{side}-{rep}.json"), os.path.join(tmp, f"{side}-{rep}.log")
     with open(log, "w") as f:
         proc = subprocess.run([sys.executable, __file__, "--child", side, "--suite", suite, "--out", out],
-                              stdout=f, stderr=subprocess.STDOUT, check=False)
+                              stdout=f, stderr=subprocess.STDOUT, check=False, env=env)
     if proc.returncode != 0:
         sys.exit(f"{side} failed (exit {proc.returncode}):\n{Path(log).read_text()[-3000:]}")
     return json.loads(Path(out).read_text())
@@ -306,7 +352,11 @@ def main() -> None:
         results, loads = [], [os.getloadavg()]
         for rep in range(args.repeats):
             for side in sides[rep % len(sides):] + sides[:rep % len(sides)]:  # rotate the order each round
-                r = run_side(side, suite, tmp, rep)
+                # The warm side's Ray runs only around its own rounds, so its idle daemons never slow the others.
+                with WarmRay() if side == "kdbench-warm" else contextlib.nullcontext() as warm:
+                    env = {**warm.env, WARM_ADDRESS: warm.address} if warm is not None else None
+                    time.sleep(3 if warm is not None else 0)  # let the fresh head's daemons settle (not timed)
+                    r = run_side(side, suite, tmp, rep, env)
                 print(f"round {rep} {side:16s} wall {r['wall']:6.1f} s  load {r['load'][0]:.2f}", flush=True)
                 results.append(r)
                 loads.append(os.getloadavg())
