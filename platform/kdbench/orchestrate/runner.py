@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,10 +62,12 @@ def _import_tune() -> None:
     from . import trainable, tune_adapters  # noqa: F401
 
 
-def _import_report(run: SuiteRun) -> None:
-    """Once the first job has started (not while the workers themselves start up and import)."""
+def _import_report(run: SuiteRun, tuned: threading.Event) -> None:
+    """Once the first job has started (not while the workers themselves start up and import); nothing if
+    Tune ends first."""
     while run.running == 0 and not run.graph.finished:
-        time.sleep(0.2)
+        if tuned.wait(0.2):
+            return
     import torch
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
     from torch.utils.flop_counter import FlopCounterMode
@@ -160,8 +161,13 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
         if ray is not None:
             # What the end-of-run report imports (matplotlib; torch's FLOP counter pulls in torch._dynamo,
             # ~1.5 s) loads while the jobs train, off the path between the last job and the leaderboard.
-            threading.Thread(target=_import_report, args=(run,), name="kdbench-import-report", daemon=True).start()
-            _tune(run, ray)
+            tuned = threading.Event()
+            threading.Thread(target=_import_report, args=(run, tuned), name="kdbench-import-report",
+                             daemon=True).start()
+            try:
+                _tune(run, ray)
+            finally:
+                tuned.set()
         _compact(run.store)
         _report(run)
     finally:
