@@ -52,11 +52,11 @@ def pareto_front(points: list[tuple[float | None, float | None]]) -> list[bool |
 
 def efficiency_rows(jobs: SuiteJobs, store: Store | None = None) -> list[dict]:
     alone = baselines(jobs.rows)
+    # Not keyed by dataset: a planned job without a result yet has none, and belongs to its cell all the same.
     cells = group((r for r in jobs.rows if r["kind"] in ROLES),
-                  lambda r: (r["dataset"], ROLES[r["kind"]], r["student"], tuple(r["chain"]), r["method"],
-                             r["method_params"]))
+                  lambda r: (ROLES[r["kind"]], r["student"], tuple(r["chain"]), r["method"], r["method_params"]))
     out = []
-    for (_, role, model, chain, method, params), rows in cells.items():
+    for (role, model, chain, method, params), rows in cells.items():
         arch = next((r for r in rows if r["student_arch"]), None)
         out.append({"dataset": dataset_of(rows), "role": role, "model": model,
                     "arch": arch["student_arch"] if arch else None,
