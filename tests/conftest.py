@@ -35,6 +35,34 @@ seeds: [0, 1]
 """
 
 
+# Suites whose methods fail inside the loss (tests/faulty_plugin.py).
+FAULTY_SUITE = """\
+name: faulty
+plugins: [tests.faulty_plugin]
+dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
+recipe: {epochs: 2, batch_size: 64}
+teachers: [{name: big, arch: mlp, widths: [32]}]
+students: [{name: small, arch: mlp, widths: [4]}]
+methods: [kd, test_raise_in_loss, test_out_of_memory]
+seeds: [0]
+retries: 1
+"""
+
+
+def write_plan_rows(store, suite: str, rows: list[dict]) -> None:
+    """A hand-made plan of `suite` (PLAN_SCHEMA rows, `suite` filled in), as `kdbench run` would record it."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kdbench.results.schema import PLAN_SCHEMA
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{**r, "suite": suite} for r in rows], schema=PLAN_SCHEMA), buf)
+    store.write_bytes(f"plans/{suite}/20260101T000000000000-abc.parquet", buf.getvalue())
+
+
 def write_suite(tmp_path: Path, text: str, name: str = "suite.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))

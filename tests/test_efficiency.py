@@ -7,22 +7,21 @@ brute-force reading of the definition, and the costs are measured once per archi
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import random
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from kdbench.results import costs as costs_module
-from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
+from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.results.views import VIEWS
 from kdbench.results.views.efficiency import pareto_front
 from kdbench.results.views.report import write_views
 from kdbench.store import Store
 from kdbench.zoo.models.cost import forward_flops, latency_ms
+
+from .conftest import write_plan_rows
 
 SUITE = "eff"
 DIGITS = (64, 10)  # flattened 1×8×8 inputs, 10 classes
@@ -67,9 +66,7 @@ def _make(store: Store) -> None:
                          "upstream": row["upstream"], "seed": seed})
     # A planned job with no result yet (seed 3 of s8 distilled): it belongs to its cell, not to a cell of its own.
     plan.append({**next(p for p in plan if p["job_id"] == "student-s8-0"), "job_id": "pending", "seed": 3})
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(plan, schema=PLAN_SCHEMA), buf)
-    store.write_bytes(f"plans/{SUITE}/20260101T000000000000-abc.parquet", buf.getvalue())
+    write_plan_rows(store, SUITE, plan)
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.store import Store
 
+from .conftest import write_plan_rows
+
 T2, T1 = 4.302652729911275, 12.706204736174707  # t_{0.975, 2}, t_{0.975, 1}
 PNG = b"\x89PNG\r\n\x1a\n"
 SUITE = "toy"
@@ -199,9 +201,7 @@ def _store_with_suite(tmp_path) -> Store:
     results = _results()
     for row in results:
         write_result(store, row)
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(_plan(results), schema=PLAN_SCHEMA), buf)
-    store.write_bytes(f"plans/{SUITE}/20260101T000000000000-abc.parquet", buf.getvalue())
+    write_plan_rows(store, SUITE, _plan(results))
     return store
 
 

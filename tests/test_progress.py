@@ -6,6 +6,8 @@ import pytest
 
 from kdbench.orchestrate.progress import EPOCHS, INTERVAL_ENV, ThrottledProgress, report_interval
 
+from .conftest import FAULTY_SUITE, write_suite
+
 
 class Clock:
     def __init__(self) -> None:
@@ -69,16 +71,9 @@ def test_the_recording_callback_logs_every_epoch_of_a_batched_result():
     assert logged == [("j1", 0, {"train_loss": 2.0, "lr": 0.1}), ("j1", 1, {"train_loss": 1.5, "lr": 0.05})]
 
 
-NAN_SUITE = """\
-name: nan
-plugins: [tests.faulty_plugin]
-dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
-recipe: {epochs: 4, batch_size: 64}
-teachers: [{name: big, arch: mlp, widths: [16]}]
-students: [{name: small, arch: mlp, widths: [4]}]
-methods: [test_nan_after_two_epochs]
-seeds: [0]
-"""
+# A method whose loss turns NaN in epoch 3 of 4.
+NAN_SUITE = FAULTY_SUITE.replace("epochs: 2", "epochs: 4").replace(
+    "[kd, test_raise_in_loss, test_out_of_memory]", "[test_nan_after_two_epochs]")
 
 
 def test_a_job_that_fails_reports_the_epochs_it_finished_before_its_failure(tmp_path, monkeypatch):
@@ -92,8 +87,6 @@ def test_a_job_that_fails_reports_the_epochs_it_finished_before_its_failure(tmp_
     from kdbench.spec import expand, load_suite
     from kdbench.spec.load import import_plugins
     from kdbench.store import Store
-
-    from .conftest import write_suite
 
     import_plugins(["tests.faulty_plugin"])
     plan = expand(load_suite(str(write_suite(tmp_path, NAN_SUITE))))

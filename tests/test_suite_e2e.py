@@ -16,7 +16,7 @@ from kdbench.spec import expand, load_suite
 from kdbench.store import Store
 from kdbench.track import embedded_tracking_uri
 
-from .conftest import TINY_SUITE, write_suite
+from .conftest import FAULTY_SUITE, TINY_SUITE, write_suite
 
 pytestmark = pytest.mark.slow
 
@@ -157,21 +157,10 @@ def test_kdbench_ui_serves_the_suite_on_loopback(finished):
         proc.wait(timeout=30)
 
 
-FAULTY = """\
-name: faulty
-plugins: [tests.faulty_plugin]
-dataset: {name: synthetic, n_train: 128, n_val: 64, n_test: 64, dim: 8, num_classes: 3}
-recipe: {epochs: 2, batch_size: 64}
-teachers: [{name: big, arch: mlp, widths: [32]}]
-students: [{name: small, arch: mlp, widths: [4]}]
-methods: [kd, test_raise_in_loss, test_out_of_memory]
-seeds: [0]
-retries: 1
-"""
 
 
 def test_exceptions_in_a_method_are_retried_then_recorded_and_the_suite_goes_on(tmp_path, ray_local):
-    path = write_suite(tmp_path, FAULTY)
+    path = write_suite(tmp_path, FAULTY_SUITE)
     store = Store(tmp_path / "s")
     counts = run_suite(str(path), RunOptions(store=store.uri, track=False))
     assert (counts.total, counts.run, counts.failed) == (5, 3, 2)  # teacher, baseline, kd ok
@@ -190,7 +179,7 @@ def test_exceptions_in_a_method_are_retried_then_recorded_and_the_suite_goes_on(
 
 
 def test_a_corrupt_teacher_is_retrained_before_its_students(tmp_path, ray_local):
-    path = write_suite(tmp_path, FAULTY.replace("[kd, test_raise_in_loss, test_out_of_memory]", "[kd]"))
+    path = write_suite(tmp_path, FAULTY_SUITE.replace("[kd, test_raise_in_loss, test_out_of_memory]", "[kd]"))
     store = Store(tmp_path / "s")
     assert run_suite(str(path), RunOptions(store=store.uri, track=False)).run == 3
     plan = expand(load_suite(str(path)))

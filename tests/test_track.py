@@ -7,22 +7,21 @@ each test uses its own experiment.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import time
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
+from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.store import Store
 from kdbench.track import Tracker, backfill, embedded_tracking_uri, resolve, run_fields, run_name
 from kdbench.track.fields import final_metrics
 from kdbench.track.uri import embedded_artifact_root
 from kdbench.track.writer import Writer
+
+from .conftest import write_plan_rows
 
 FINISHED_AT = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -203,10 +202,7 @@ def test_a_failed_setup_is_retried_and_the_parent_still_created(uri, client, mon
 # -- backfill -----------------------------------------------------------------------------------------
 
 def write_plan(store: Store, suite: str, job_ids: list[str]) -> None:
-    rows = [{"suite": suite, "job_id": j, "kind": "student"} for j in job_ids]
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=PLAN_SCHEMA), buf)
-    store.write_bytes(f"plans/{suite}/20260101T000000000000-abc.parquet", buf.getvalue())
+    write_plan_rows(store, suite, [{"job_id": j, "kind": "student"} for j in job_ids])
 
 
 def test_backfill_creates_missing_runs_once(uri, store, client):

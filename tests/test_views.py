@@ -8,22 +8,21 @@ ensemble of big and small. One planned job has no result yet.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 from scipy import stats as sps
 
 from kdbench.results import views
-from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
+from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.results.views.render import NS, rich_table
 from kdbench.results.views.report import write_views
 from kdbench.store import Store
+
+from .conftest import write_plan_rows
 
 SUITE = "study"
 KD = json.dumps({"alpha": 0.9, "temperature": 4.0})
@@ -72,9 +71,7 @@ def _make(store: Store) -> None:
     plan.append({"job_id": "pending", "kind": "student", "teacher": "big", "student": "s", "method": "kd",
                  "method_params": json.dumps({"temperature": 8.0}), "chain": ["big", "s"], "upstream": ["T-big"],
                  "seed": 0})
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist([{"suite": SUITE, **p} for p in plan], schema=PLAN_SCHEMA), buf)
-    store.write_bytes(f"plans/{SUITE}/20260101T000000000000-abc.parquet", buf.getvalue())
+    write_plan_rows(store, SUITE, plan)
 
 
 @pytest.fixture
