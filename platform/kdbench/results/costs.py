@@ -47,6 +47,8 @@ def cost_path(key: ModelKey, shape: tuple[int, ...], classes: int, device: str) 
 def model_costs(store: Store, keys: Iterable[ModelKey], device: str = "cpu") -> dict[ModelKey, dict]:
     """{key: {params, flops, latency_ms, device, …}} for every distinct key whose dataset can describe its
     input; measured (on `device`, one thread) only when the store does not have it yet."""
+    import torch
+
     from kdbench.zoo.models.cost import device_tag, model_cost
 
     tag = device_tag(device)
@@ -67,8 +69,6 @@ def model_costs(store: Store, keys: Iterable[ModelKey], device: str = "cpu") -> 
         except Exception as e:  # an architecture that no longer builds (e.g. a plugin not imported): no cost
             log.warning("cannot measure %s %s: %s", arch, params, e)
             continue
-        import torch
-
         cost.update(arch=arch, arch_params=params, input_shape=list(shape), num_classes=classes, device=tag,
                     torch_version=torch.__version__, measured_at=dt.datetime.now(dt.UTC).isoformat())
         try:
