@@ -13,6 +13,7 @@ import math
 import statistics
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
@@ -185,6 +186,15 @@ def test_terminal_tables_render(tables):
     half = 100 * T2 * statistics.stdev([0.85, 0.86, 0.84]) / math.sqrt(3)
     assert f"85.00 ± {half:.2f}" in text
     assert "+4.00" in text and "10.0k" in text
+
+
+def test_terminal_tables_leave_out_an_empty_teacher_size_table(tables):
+    results, _ = tables
+    alone = results.filter(pc.equal(results["kind"], "baseline"))
+    view = suite_view(alone, None)
+    shown = terminal_tables(methods_leaderboard(view), teacher_size_table(view))
+    assert [t.title.split(" on ")[0] for t in shown] == ["Methods"]
+    assert shown[0].row_count > 0
 
 
 def test_plots_are_pngs_even_when_empty(tables):

@@ -102,7 +102,9 @@ def _teacher_size_table(teacher_size: pa.Table) -> Table:
 
 
 def terminal_tables(methods: pa.Table, teacher_size: pa.Table) -> list[Table]:
-    return [_methods_table(methods), _teacher_size_table(teacher_size)]
+    """The methods table always; teacher size vs accuracy only when the suite distilled from a teacher
+    (a suite of students alone has no row for it)."""
+    return [_methods_table(methods)] + ([_teacher_size_table(teacher_size)] if teacher_size.num_rows else [])
 
 
 _CSS = """
