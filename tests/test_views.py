@@ -179,6 +179,22 @@ def test_views_render_and_are_written_under_the_store(store):
         assert store.read_bytes(paths[f"view-{view}.png"]).startswith(b"\x89PNG")
 
 
+def test_written_views_read_the_results_once_and_equal_each_view_alone(store, monkeypatch):
+    import pyarrow.parquet as pq
+
+    import kdbench.results.views.jobs as jobs_module
+
+    reads = []
+    real = jobs_module.read_results
+    monkeypatch.setattr(jobs_module, "read_results", lambda *a, **k: reads.append(a) or real(*a, **k))
+    paths = write_views(store, SUITE)
+    assert len(reads) == 1
+    for view, fn in views.VIEWS.items():
+        if f"view-{view}.parquet" in paths:
+            written = pq.read_table(store.path(paths[f"view-{view}.parquet"]))
+            assert written.equals(fn(store, SUITE)), view
+
+
 def test_hinton_view_counts_test_errors(tmp_path):
     """Errors = (1 − accuracy) × the test split's size (digits: 360 images), with the paper's count beside."""
     st = Store(str(tmp_path / "store"))

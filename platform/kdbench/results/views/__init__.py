@@ -1,4 +1,5 @@
-"""The study views: each a function (store, suite) -> pyarrow.Table computed from the results store.
+"""The study views: each a function (store, suite[, jobs]) -> pyarrow.Table computed from the results store
+(`jobs`: the suite's rows from `jobs.load_jobs`, when the caller computes several views from one read).
 
 - `takd`: teacher-assistant chains vs direct distillation (Mirzadeh et al. 2020)
 - `teacher_size`: student accuracy against teacher size and accuracy (Cho & Hariharan 2019)

@@ -82,5 +82,5 @@ def efficiency_rows(jobs: SuiteJobs, store: Store | None = None) -> list[dict]:
     return out
 
 
-def efficiency(store: Store, suite: str) -> pa.Table:
-    return table(efficiency_rows(load_jobs(store, suite), store), FIELDS)
+def efficiency(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
+    return table(efficiency_rows(jobs or load_jobs(store, suite), store), FIELDS)

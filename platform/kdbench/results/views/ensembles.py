@@ -43,5 +43,5 @@ def ensembles_rows(jobs: SuiteJobs) -> list[dict]:
     return out
 
 
-def ensembles(store: Store, suite: str) -> pa.Table:
-    return table(ensembles_rows(load_jobs(store, suite)), FIELDS)
+def ensembles(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
+    return table(ensembles_rows(jobs or load_jobs(store, suite)), FIELDS)

@@ -57,6 +57,6 @@ def _recipe_epochs(teacher_row: dict) -> int | None:
     return json.loads(recipe)["epochs"] if recipe else None
 
 
-def eskd(store: Store, suite: str) -> pa.Table:
-    return table(eskd_rows(load_jobs(store, suite)), FIELDS)
+def eskd(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
+    return table(eskd_rows(jobs or load_jobs(store, suite)), FIELDS)
 

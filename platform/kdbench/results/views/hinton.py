@@ -65,6 +65,6 @@ def hinton_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
     return sorted(out, key=lambda r: (order[r["role"]], r["model"], r["teacher"] or "", r["method_params"]))
 
 
-def hinton(store: Store, suite: str) -> pa.Table:
+def hinton(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
     ref = [r for r in reference_rows(store, suite) if "paper_errors" in r]
-    return table(hinton_rows(load_jobs(store, suite), ref), FIELDS)
+    return table(hinton_rows(jobs or load_jobs(store, suite), ref), FIELDS)

@@ -44,9 +44,9 @@ def _rank(rows: list[dict]) -> None:
             r["rank"] = None if r["mean"] is None else 1 + sum(m > r["mean"] for m in means)
 
 
-def methods(store: Store, suite: str) -> pa.Table:
+def methods(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
     from .search_info import chosen_cells
 
-    jobs = load_jobs(store, suite)
+    jobs = jobs or load_jobs(store, suite)
     ref = reference_rows(store, suite)
     return table(methods_rows(jobs, chosen_cells(store, suite), [r for r in ref if "paper_acc" in r]), FIELDS)

@@ -35,15 +35,18 @@ def view_files(store: Store, suite: str, view: str, table: pa.Table | None = Non
 
 
 def write_views(store: Store, suite: str) -> dict[str, str]:
-    """Every non-empty view of the suite; returns {file name: path in the store}."""
+    """Every non-empty view of the suite; returns {file name: path in the store}. The plan and the
+    results are read once for all the views."""
+    from .jobs import load_jobs
     from .reference import reference_rows
 
     paths = {}
     errors_study = any("paper_errors" in r for r in reference_rows(store, suite))
+    jobs = load_jobs(store, suite)
     for view, fn in VIEWS.items():
         if view == "hinton" and not errors_study:  # test-error counts: for suites whose papers report them
             continue
-        table = fn(store, suite)
+        table = fn(store, suite, jobs)
         if table.num_rows == 0:
             continue
         for name, data in view_files(store, suite, view, table).items():

@@ -55,6 +55,6 @@ def takd_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
     return out
 
 
-def takd(store: Store, suite: str) -> pa.Table:
+def takd(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
     ref = [r for r in reference_rows(store, suite) if "ta" in r]
-    return table(takd_rows(load_jobs(store, suite), ref), FIELDS)
+    return table(takd_rows(jobs or load_jobs(store, suite), ref), FIELDS)

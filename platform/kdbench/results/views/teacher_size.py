@@ -45,5 +45,5 @@ def teacher_size_rows(jobs: SuiteJobs) -> list[dict]:
     return out
 
 
-def teacher_size(store: Store, suite: str) -> pa.Table:
-    return table(teacher_size_rows(load_jobs(store, suite)), FIELDS)
+def teacher_size(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
+    return table(teacher_size_rows(jobs or load_jobs(store, suite)), FIELDS)
