@@ -130,6 +130,33 @@ def test_tracker_logs_parent_child_runs_epochs_and_finals(uri, store, client):
     assert len(two.data.tags["kdbench.error"]) == 5000
 
 
+def test_a_job_end_is_one_batch_of_what_changed(uri, client, monkeypatch):
+    """A job's start sends its params; its end one log_batch: the tag that changed (status), the final
+    metrics and the error; no tag is sent again with the value the run already has."""
+    w = Writer(uri, "kdbench/one-batch", None)
+    w.start_parent("p", {}, {}, lazy=False)
+    batches = []
+    real = w.client.log_batch
+    monkeypatch.setattr(w.client, "log_batch", lambda run_id, **kw: batches.append(kw) or real(run_id, **kw))
+    w.start_job("j", make_row("j", status="running", test_acc=None, val_acc=None), 0)
+    (start,) = batches
+    assert {p.key for p in start["params"]} >= {"method", "recipe.optimizer.lr"} and not start["tags"]
+    batches.clear()
+    w.end_job("j", make_row("j", status="failed", error="boom"))
+    (end,) = batches
+    assert {t.key: t.value for t in end["tags"]} == {"kdbench.status": "failed", "kdbench.error": "boom"}
+    assert not end["params"]
+    run = client.get_run(w.runs["j"].run_id)
+    assert run.info.status == "FAILED" and run.data.tags["kdbench.suite"] == "s"
+    assert run.data.tags["mlflow.parentRunId"] == w.parent_run_id
+    batches.clear()
+    w.runs["j"].status = "RUNNING"  # the same job run again and succeeding: the old error tag goes
+    w.end_job("j", make_row("j"))
+    assert {t.key: t.value for t in batches[0]["tags"]} == {"kdbench.status": "ok"}
+    assert {m.key for m in batches[0]["metrics"]} >= {"test_acc", "val_acc"}
+    assert "kdbench.error" not in client.get_run(w.runs["j"].run_id).data.tags
+
+
 def test_restarted_driver_reuses_runs(uri, client):
     exp = "kdbench/restart"
     first = Tracker(uri, exp)

@@ -32,12 +32,12 @@ class KnownRun:
     run_id: str
     status: str
     params: set[str] = field(default_factory=set)
-    tags: set[str] = field(default_factory=set)
+    tags: dict[str, str] = field(default_factory=dict)  # their values, to send only those that change
     metrics: dict[str, float] = field(default_factory=dict)  # latest values, to skip re-logging them
 
     @classmethod
     def of(cls, run) -> KnownRun:
-        return cls(run.info.run_id, run.info.status, set(run.data.params), set(run.data.tags),
+        return cls(run.info.run_id, run.info.status, set(run.data.params), dict(run.data.tags),
                    dict(run.data.metrics))
 
 
@@ -148,8 +148,10 @@ class Writer:
 
     # -- job runs ---------------------------------------------------------------------------------
 
-    def _ensure(self, job_id: str, row: dict[str, Any], start_time: int | None) -> KnownRun:
-        """The job's run, created or reused; tags set again (re-parenting it), missing params logged."""
+    def _ensure(self, job_id: str, row: dict[str, Any], start_time: int | None) -> tuple[KnownRun, dict, dict]:
+        """The job's run, created or reused, and what it still lacks: the params not logged yet (params
+        are immutable) and the tags whose value differs from the run's (a reused run is re-parented).
+        The caller logs them with its own batch: a job's end is then one log_batch, not two."""
         experiment_id = self._ready()
         params, tags = run_fields(row)
         tags = {**tags, ROLE_TAG: "job", RUN_NAME_TAG: run_name(row)}
@@ -159,17 +161,22 @@ class Writer:
         if known is None:
             run = self.client.create_run(experiment_id, start_time=start_time, tags=tags,
                                          run_name=run_name(row))
-            known = self.runs[job_id] = KnownRun(run.info.run_id, run.info.status, tags=set(tags))
+            known = self.runs[job_id] = KnownRun(run.info.run_id, run.info.status, tags=dict(tags))
             self.created += 1
-            tags = {}
-        new_params = {k: v for k, v in params.items() if k not in known.params}  # params are immutable
-        self._log_batch(known.run_id, params=new_params, tags=tags)
-        known.params |= set(new_params)
-        known.tags |= set(tags)
-        return known
+        return (known, {k: v for k, v in params.items() if k not in known.params},
+                {k: v for k, v in tags.items() if known.tags.get(k) != v})
+
+    def _log_fields(self, known: KnownRun, metrics: list[MetricPoint] = (), params: dict | None = None,
+                    tags: dict | None = None) -> None:
+        """One log_batch (split only at MLflow's limits); the run's known fields follow once it succeeded."""
+        self._log_batch(known.run_id, metrics, params, tags)
+        known.params |= set(params or {})
+        known.tags.update(tags or {})
+        known.metrics.update((k, v) for k, v, _, _ in metrics)
 
     def start_job(self, job_id: str, row: dict[str, Any], start_time: int) -> None:
-        known = self._ensure(job_id, row, start_time)
+        known, params, tags = self._ensure(job_id, row, start_time)
+        self._log_fields(known, params=params, tags=tags)
         if known.status != "RUNNING":
             self.client.update_run(known.run_id, status="RUNNING")
             known.status = "RUNNING"
@@ -180,12 +187,11 @@ class Writer:
         if known is None:  # its start_job failed; end_job will still create the run
             log.debug("no MLflow run for job %s: dropped %d metric values", job_id, len(points))
             return
-        self._log_batch(known.run_id, points)
-        known.metrics.update((k, v) for k, v, _, _ in points)
+        self._log_fields(known, points)
 
     def end_job(self, job_id: str, row: dict[str, Any]) -> None:
         end = _end_ms(row)
-        self._finish(self._ensure(job_id, row, _start_ms(row, end)), row, end)
+        self._finish(*self._ensure(job_id, row, _start_ms(row, end)), row, end)
 
     def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]]) -> None:
         """Backfill: leave an ended run alone; otherwise create (with its history) or reuse, then end it."""
@@ -194,21 +200,23 @@ class Writer:
         if known is not None and known.status in TERMINAL:
             return
         end = _end_ms(row)
-        known = self._ensure(job_id, row, _start_ms(row, end))
+        known, params, tags = self._ensure(job_id, row, _start_ms(row, end))
         if not known.metrics:  # a new run; a reused one has the epochs it logged before its driver died
             self.log_metrics(job_id, history())
-        self._finish(known, row, end)
+        self._finish(known, params, tags, row, end)
 
-    def _finish(self, known: KnownRun, row: dict[str, Any], end: int) -> None:
-        """Final metrics (those not already logged with the same value), error tag, terminal status."""
+    def _finish(self, known: KnownRun, params: dict, tags: dict, row: dict[str, Any], end: int) -> None:
+        """Missing params, changed tags, final metrics (those not already logged with the same value) and the
+        error tag in one batch, then the terminal status."""
         finals = {k: v for k, v in final_metrics(row).items() if known.metrics.get(k) != v}
-        tags = {ERROR_TAG: text(row["error"], MAX_ERROR)} if row.get("error") else {}
-        if not tags and ERROR_TAG in known.tags:  # a rerun succeeded: the old error no longer applies
+        if row.get("error"):
+            error = text(row["error"], MAX_ERROR)
+            if known.tags.get(ERROR_TAG) != error:
+                tags = {**tags, ERROR_TAG: error}
+        elif ERROR_TAG in known.tags:  # a rerun succeeded: the old error no longer applies
             self.client.delete_tag(known.run_id, ERROR_TAG)
-            known.tags.discard(ERROR_TAG)
-        self._log_batch(known.run_id, [(k, v, end, 0) for k, v in finals.items()], tags=tags)
-        known.metrics.update(finals)
-        known.tags |= set(tags)
+            known.tags.pop(ERROR_TAG)
+        self._log_fields(known, [(k, v, end, 0) for k, v in finals.items()], params, tags)
         status = "FINISHED" if row["status"] == "ok" else "FAILED"
         self.client.set_terminated(known.run_id, status, end_time=end)
         known.status = status
