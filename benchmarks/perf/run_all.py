@@ -20,7 +20,7 @@ import _common  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma-separated: plan, p2, p4, p5, p6, p7")
+    ap.add_argument("--skip", default="", help="comma-separated: plan, p2, p4, p5, p6, p7, driver")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {_common.machine()}; {_common.versions()}", flush=True)
@@ -50,6 +50,10 @@ def main() -> None:
         import p2_trainer_throughput
 
         rows += p2_trainer_throughput.run(*((1024, 128, 2) if a.quick else (4096, 128, 3)))
+    if "driver" not in skip:
+        import driver_scale
+
+        rows += driver_scale.run(driver_scale.QUICK_SIZES if a.quick else driver_scale.SIZES)
     if "p7" not in skip:
         import p7_teacher_cache
 
