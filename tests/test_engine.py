@@ -99,6 +99,16 @@ def test_importing_the_engine_loads_neither_ray_nor_mlflow():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_trial_worker_imports_only_what_a_job_needs():
+    """A Ray trial's worker imports the trainable (every worker start pays for it): not the driver's side
+    (runner, results store, leaderboards' SciPy ~0.8 s, MLflow, DuckDB, matplotlib, Optuna)."""
+    code = ("import sys, kdbench.orchestrate.trainable, kdbench.orchestrate.pack_trial; print(sorted(m for m in "
+            "('scipy', 'mlflow', 'duckdb', 'matplotlib', 'optuna', 'kdbench.results', 'kdbench.orchestrate.runner')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_the_engine_runs_a_job_without_ray_mlflow_duckdb_optuna_or_deepspeed(tmp_path):
     # As on a GPU machine that has only PyTorch and the basics: those packages cannot be imported at all.
     suite = write_suite(tmp_path, TINY_SUITE)

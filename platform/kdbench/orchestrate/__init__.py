@@ -1,6 +1,21 @@
-"""Ray Tune orchestration of a suite. Ray is imported only when a suite actually runs."""
+"""Ray Tune orchestration of a suite. Ray is imported only when a suite actually runs.
 
-from .runner import RunOptions, run_suite
-from .state import Counts, SuiteRun
+The names below load on first use: a trial's worker imports `kdbench.orchestrate.trainable`, which
+must not pull in the driver's side (the runner, the results store, the leaderboards' SciPy).
+"""
 
-__all__ = ["Counts", "RunOptions", "SuiteRun", "run_suite"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"RunOptions": "runner", "run_suite": "runner", "Counts": "state", "SuiteRun": "state"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

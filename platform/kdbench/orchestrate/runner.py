@@ -63,14 +63,16 @@ def _import_tune() -> None:
 
 
 def _import_report(run: SuiteRun, tuned: threading.Event) -> None:
-    """Once the first job has started (not while the workers themselves start up and import); nothing if
-    Tune ends first."""
+    """What the end-of-run report imports, once the first job has started (not while the workers themselves
+    start up and import); nothing if Tune ends first."""
     while run.running == 0 and not run.graph.finished:
         if tuned.wait(0.2):
             return
     import torch
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
     from torch.utils.flop_counter import FlopCounterMode
+
+    from kdbench.results import stats, views  # noqa: F401  (SciPy's statistics)
 
     with FlopCounterMode(display=False):  # its first use imports torch._dynamo
         torch.zeros(1) + 1
