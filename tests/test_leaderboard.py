@@ -215,6 +215,32 @@ def _store_with_suite(tmp_path) -> Store:
     return store
 
 
+def test_an_unchanged_report_is_not_rendered_again(tmp_path, monkeypatch):
+    """Same plan, rows, reference and code: the files already written are the report. A new row for a job,
+    a changed reference or a missing file each make it render again."""
+    import kdbench.results.report as report
+
+    store = _store_with_suite(tmp_path)
+    renders = []
+    real = report._write_files
+    monkeypatch.setattr(report, "_write_files", lambda *a: renders.append(a) or real(*a))
+    first = write_report(store, SUITE)
+    assert write_report(store, SUITE) == first and len(renders) == 1
+    row = _results()[3]  # a job of the plan finishing again, later, with another accuracy
+    write_result(store, {**row, "test_acc": 0.5, "finished_at": dt.datetime(2026, 2, 1, tzinfo=dt.UTC)})
+    assert write_report(store, SUITE) == first and len(renders) == 2
+    assert write_report(store, SUITE) == first and len(renders) == 2
+    store.write_bytes(f"references/{SUITE}.csv", b"teacher,student,method,paper_acc,source\nbig,mlp,kd,0.9,x\n")
+    write_report(store, SUITE)
+    assert len(renders) == 3
+    (tmp_path / first["methods.png"]).unlink()
+    write_report(store, SUITE)
+    assert len(renders) == 4 and store.read_bytes(first["methods.png"]).startswith(PNG)
+    write_result(store, {**_results()[0], "job_id": "not-planned"})  # a row of no planned job changes nothing
+    write_report(store, SUITE)
+    assert len(renders) == 4
+
+
 def test_build_leaderboard_reads_only_the_plans_jobs(tmp_path):
     lb = build_leaderboard(_store_with_suite(tmp_path), SUITE)
     assert "other-0" not in lb.view["job_id"].to_pylist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -77,7 +78,21 @@ def _csv(table: pa.Table) -> bytes:
 
 
 def write_report(store: Store, suite: str) -> dict[str, str]:
-    """Write the suite's leaderboard (HTML, CSV, Parquet, PNG); returns {file name: path in the store}."""
+    """Write the suite's leaderboard (HTML, CSV, Parquet, PNG) and study views; returns {file name: path in
+    the store}. When nothing they are computed from changed since the last report (fingerprint.py), the
+    files already there are the answer: a rerun of a finished suite renders no plot again."""
+    from .fingerprint import MANIFEST, fingerprint, reusable
+
+    print_ = fingerprint(store, suite)
+    if print_ is not None and (paths := reusable(store, suite, print_)) is not None:
+        return paths
+    paths = _write_files(store, suite)
+    if print_ is not None:  # last: a report cut off half-way is rebuilt next time
+        store.write_bytes(MANIFEST.format(suite=suite), json.dumps({"fingerprint": print_, "paths": paths}).encode())
+    return paths
+
+
+def _write_files(store: Store, suite: str) -> dict[str, str]:
     lb = build_leaderboard(store, suite)
     images = {"methods.png": plot_methods(lb.methods), "teacher_size.png": plot_teacher_size(lb.teacher_size)}
     tables = {"methods": lb.methods, "teacher_size": lb.teacher_size, "failures": lb.failures}
