@@ -12,8 +12,7 @@ machine without Ray, MLflow or DuckDB can drive the engine directly).
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy import lazy_exports
 from .version import __version__ as __version__
 
 _EXPORTS = {
@@ -24,14 +23,7 @@ _EXPORTS = {
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kdbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -6,16 +6,9 @@ must not pull in the driver's side (the runner, the results store, the leaderboa
 
 from __future__ import annotations
 
-import importlib
+from kdbench.lazy import lazy_exports
 
 _EXPORTS = {"RunOptions": "runner", "run_suite": "runner", "Counts": "state", "SuiteRun": "state"}
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
