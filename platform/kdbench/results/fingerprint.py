@@ -53,7 +53,7 @@ def fingerprint(store: Store, suite: str) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def reusable(store: Store, suite: str, print_: str) -> dict[str, str] | None:
+def reusable(store: Store, suite: str, digest: str) -> dict[str, str] | None:
     """The last report's paths if it was written for this fingerprint and every file is still there."""
     data = store.read_bytes(MANIFEST.format(suite=suite))
     if data is None:
@@ -62,7 +62,7 @@ def reusable(store: Store, suite: str, print_: str) -> dict[str, str] | None:
         manifest = json.loads(data)
     except ValueError:
         return None
-    paths = manifest.get("paths") if manifest.get("fingerprint") == print_ else None
+    paths = manifest.get("paths") if manifest.get("fingerprint") == digest else None
     if not isinstance(paths, dict) or not all(store.exists(p) for p in paths.values()):
         return None
     return paths

@@ -83,12 +83,12 @@ def write_report(store: Store, suite: str) -> dict[str, str]:
     files already there are the answer: a rerun of a finished suite renders no plot again."""
     from .fingerprint import MANIFEST, fingerprint, reusable
 
-    print_ = fingerprint(store, suite)
-    if print_ is not None and (paths := reusable(store, suite, print_)) is not None:
+    digest = fingerprint(store, suite)
+    if digest is not None and (paths := reusable(store, suite, digest)) is not None:
         return paths
     paths = _write_files(store, suite)
-    if print_ is not None:  # last: a report cut off half-way is rebuilt next time
-        store.write_bytes(MANIFEST.format(suite=suite), json.dumps({"fingerprint": print_, "paths": paths}).encode())
+    if digest is not None:  # last: a report cut off half-way is rebuilt next time
+        store.write_bytes(MANIFEST.format(suite=suite), json.dumps({"fingerprint": digest, "paths": paths}).encode())
     return paths
 
 
