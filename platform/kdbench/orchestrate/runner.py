@@ -82,7 +82,7 @@ def _tune(run: SuiteRun, ray) -> None:
     from ray import tune
 
     from .trainable import with_resources
-    from .tune_adapters import DagSearcher, RecordingCallback
+    from .tune_adapters import DagSearcher, QueueScheduler, RecordingCallback
 
     res = run.plan.suite.resources
     # Tune's experiment state lives in the store, so every node of a cluster sees the same place
@@ -91,7 +91,8 @@ def _tune(run: SuiteRun, ray) -> None:
     storage, storage_fs = run.store.path("ray"), (None if run.store.local else run.store.fs)
     tuner = tune.Tuner(
         with_resources(res.cpus, res.gpus),
-        tune_config=tune.TuneConfig(search_alg=DagSearcher(run), num_samples=-1, reuse_actors=True,
+        tune_config=tune.TuneConfig(search_alg=DagSearcher(run), scheduler=QueueScheduler(), num_samples=-1,
+                                    reuse_actors=True,
                                     trial_name_creator=_job_name, trial_dirname_creator=_job_name),
         run_config=tune.RunConfig(
             name=run.suite, storage_path=storage, storage_filesystem=storage_fs, verbose=0,

@@ -1,4 +1,5 @@
-"""Ray Tune adapters: a Searcher that hands out jobs in DAG order, a Callback that records them.
+"""Ray Tune adapters: a Searcher that hands out jobs in DAG order, a Callback that records them, and a
+FIFO trial scheduler that does not scan every trial on every step.
 
 The searcher returns a job only when its upstream jobs have succeeded, None while it must wait,
 and FINISHED when every job is resolved — one Tune experiment runs the whole suite with no stage
@@ -7,7 +8,11 @@ barrier (Tune's `num_samples=-1`).
 
 from __future__ import annotations
 
+from collections import deque
+
 from ray.tune import Callback
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
 
 from kdbench.engine.run import read_final
@@ -49,6 +54,28 @@ class DagSearcher(_DriverOnly, Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         pass
+
+
+class QueueScheduler(_DriverOnly, FIFOScheduler):
+    """First come, first served, in O(1) amortised per controller step. Tune's FIFOScheduler looks for a
+    pending trial by scanning every trial of the experiment, finished ones included, on every step of its
+    loop: O(jobs) per step, quadratic over a suite (measured: 18 s of a 4,000-job driver's 172 s). Here
+    trials queue when Tune adds them (a retried trial is added again) and leave the queue's head once they
+    are no longer pending. kdbench never pauses a trial, so there is no paused one to resume."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque = deque()
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._queue.append(trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        while self._queue:
+            if self._queue[0].status == Trial.PENDING:
+                return self._queue[0]
+            self._queue.popleft()
+        return None
 
 
 class RecordingCallback(_DriverOnly, Callback):
