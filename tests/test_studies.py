@@ -23,7 +23,7 @@ from kdbench.zoo.models.base import ModelOutput
 from .conftest import TINY_SUITE, write_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "fixtures" / "job_ids_head.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "job_ids.json"
 
 SNAP_SUITE = """\
 name: snap
@@ -38,17 +38,28 @@ seeds: [0]
 """
 
 
+def _fake_data_root(root: Path) -> None:
+    """The official file names of CIFAR-10/100 and MNIST (validation checks they exist; nothing reads them)."""
+    names = {"cifar-100-python": ("train", "test", "meta"),
+             "cifar-10-batches-py": (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+             ".": tuple(f"{p}-{k}" for p in ("train", "t10k") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))}
+    for folder, files in names.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (root / folder / name).write_bytes(b"")
+
+
 def test_existing_job_ids_are_unchanged(tmp_path, monkeypatch):
-    """Ids computed before issue 4 (tests/fixtures/job_ids_head.json) come out equal after it."""
-    folder = tmp_path / "cifar-100-python"  # validation checks CIFAR-100's file names exist; nothing reads them
-    folder.mkdir()
-    for name in ("train", "test", "meta"):
-        (folder / name).write_bytes(b"")
+    """Every benchmark suite's ids, recorded before the job-model redesign (tests/fixtures/job_ids.json), come
+    out equal: a store written before it is reused whole."""
+    _fake_data_root(tmp_path)
     monkeypatch.setenv("KDBENCH_DATA_ROOT", str(tmp_path))
     expected = json.loads(FIXTURE.read_text())
-    for path in ("benchmarks/suites/quickstart.yaml", "benchmarks/suites/crd_digits.yaml",
-                 "benchmarks/suites/crd_cifar100.yaml"):
-        assert sorted(e.job_id for e in expand(load_suite(str(ROOT / path))).entries) == expected[path], path
+    suites = sorted((ROOT / "benchmarks" / "suites").glob("*.yaml"))
+    assert {f"benchmarks/suites/{p.name}" for p in suites} <= set(expected), "a new suite: add its ids to the fixture"
+    for path in suites:
+        key = f"benchmarks/suites/{path.name}"
+        assert sorted(e.job_id for e in expand(load_suite(str(path))).entries) == expected[key], key
     mid = "{name: mid, arch: mlp, widths: [16]}"
     text = TINY_SUITE.replace(mid, mid[:-1] + ", stop_epoch: 2}")
     got = sorted(e.job_id for e in expand(load_suite(str(write_suite(tmp_path, text)))).entries)
