@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from kdbench.engine import checkpoint
+from kdbench import checkpoint
 from kdbench.store import Store
 
 

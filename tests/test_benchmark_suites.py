@@ -13,9 +13,9 @@ from kdbench.methods import METHODS
 from kdbench.orchestrate import RunOptions, run_suite
 from kdbench.results import open_results
 from kdbench.results.report import build_leaderboard
-from kdbench.spec import expand, load_suite
-from kdbench.spec.compat import prune_incompatible
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
+from kdbench.suite.compat import prune_incompatible
 
 SUITES = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"
 

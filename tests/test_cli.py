@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from kdbench.cli import app
 from kdbench.results import result_row, write_plan, write_result
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 

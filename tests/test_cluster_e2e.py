@@ -28,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdbench.cli import app
-from kdbench.spec import expand, load_suite
+from kdbench.suite import expand, load_suite
 
 from .conftest import write_suite
 from .services import free_port, wait_until

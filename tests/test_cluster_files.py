@@ -251,7 +251,7 @@ def test_kuberay_manifests_use_v1_fields_gpu_workers_the_image_and_token_auth(pa
 
 
 def test_the_rayjob_entrypoint_is_a_kdbench_run_the_cli_accepts_on_a_suite_in_the_image():
-    from kdbench.spec import load_suite
+    from kdbench.suite import load_suite
 
     argv = shlex.split(load(RAYJOB)["spec"]["entrypoint"])
     params = kdbench_command(argv)

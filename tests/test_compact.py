@@ -13,8 +13,8 @@ from kdbench.results import compact as compaction
 from kdbench.results import read_results, result_row, statuses, write_result
 from kdbench.results.compact import compact, loose_files, maybe_compact
 from kdbench.results.store import CLAIMED, SEGMENTS
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 

@@ -10,8 +10,8 @@ import time
 import pyarrow.parquet as pq
 
 from kdbench.results import read_results, result_row, write_result
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 

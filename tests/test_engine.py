@@ -8,10 +8,11 @@ import sys
 import pytest
 import torch
 
-from kdbench.engine import NonFiniteLoss, checkpoint, run_job
-from kdbench.engine.errors import CorruptArtifact, MissingUpstream
-from kdbench.spec import expand, load_suite
+from kdbench import checkpoint
+from kdbench.engine import NonFiniteLoss, run_job
+from kdbench.errors import CorruptArtifact, MissingUpstream
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 
@@ -114,7 +115,7 @@ def test_the_engine_runs_a_job_without_ray_mlflow_duckdb_optuna_or_deepspeed(tmp
     suite = write_suite(tmp_path, TINY_SUITE)
     code = ("import sys\n"
             "for m in ('ray', 'mlflow', 'duckdb', 'optuna', 'deepspeed', 'matplotlib'): sys.modules[m] = None\n"
-            "import kdbench\nfrom kdbench.engine import run_job\nfrom kdbench.spec import expand, load_suite\n"
+            "import kdbench\nfrom kdbench.engine import run_job\nfrom kdbench.suite import expand, load_suite\n"
             "from kdbench.store import Store\n"
             f"job = expand(load_suite({str(suite)!r})).entries[0].job\n"
             f"print(run_job(job, Store({str(tmp_path / 's')!r}))['test_acc'] > 0, kdbench.__version__)\n")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kdbench.results import open_results
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import write_suite
 from .faults import epochs_done, finish, kdbench, ray_workers, result_count, wait_for
@@ -114,7 +114,7 @@ NODE_LOST_SCRIPT = """
 import json, sys, threading, time
 from ray.cluster_utils import Cluster
 from kdbench.orchestrate import RunOptions, run_suite
-from kdbench.spec import expand, load_suite
+from kdbench.suite import expand, load_suite
 from kdbench.store import Store
 from tests.faults import epochs_done, wait_for
 

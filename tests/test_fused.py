@@ -8,11 +8,12 @@ import shutil
 import pytest
 import torch
 
-from kdbench.engine import checkpoint, run_job
+from kdbench import checkpoint
+from kdbench.engine import run_job
 from kdbench.engine.fused import fusable, train_fused
-from kdbench.spec import expand, load_suite
-from kdbench.spec.job import Component
+from kdbench.jobs import Component
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import write_suite
 

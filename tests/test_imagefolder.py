@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kdbench.spec import SpecError, load_suite
+from kdbench.suite import SpecError, load_suite
 from kdbench.zoo.datasets import imagefolder as IF
 from kdbench.zoo.datasets import load_dataset
 
@@ -155,9 +155,9 @@ def test_a_wrong_folder_fails_when_the_suite_loads(tmp_path):
 
 def test_a_job_trains_resnet18_on_the_folder(root, tmp_path):
     from kdbench.engine import run_job
-    from kdbench.spec.job import Component, Job
-    from kdbench.spec.schema import Recipe
+    from kdbench.jobs import Component, Job
     from kdbench.store import Store
+    from kdbench.suite.schema import Recipe
 
     params = IF.ImageFolderParams(root=str(root), image_size=32, val_size=6).model_dump(mode="json")
     job = Job("baseline", Component("imagefolder", params), Component("resnet18", {}),

@@ -8,7 +8,7 @@ import torch
 
 from kdbench.methods import METHODS, Batch, MethodContext, TeacherOutput, TrainState, create_method
 from kdbench.methods.kd import kd_loss
-from kdbench.teachers.ensemble import ensemble_log_probs
+from kdbench.outputs import ensemble_log_probs
 from kdbench.zoo.models import ModelOutput
 
 S = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])  # student logits (B=2, K=3)

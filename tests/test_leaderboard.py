@@ -270,7 +270,7 @@ def test_write_report_writes_every_file(tmp_path):
 def test_published_numbers_join_the_methods_table_as_the_paper_column(tmp_path):
     from kdbench.results import result_row, write_plan, write_result
     from kdbench.results.report import build_leaderboard, reference_path
-    from kdbench.spec import expand, load_suite
+    from kdbench.suite import expand, load_suite
 
     from .conftest import TINY_SUITE, write_suite
 

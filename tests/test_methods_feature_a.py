@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from kdbench.engine import run_job
+from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS, Batch, MethodContext, TeacherOutput, TrainState, create_method
-from kdbench.spec.job import Component, Job, Upstream
-from kdbench.spec.schema import Recipe
 from kdbench.store import Store
+from kdbench.suite.schema import Recipe
 from kdbench.zoo.models import ModelOutput
 
 B, K = 6, 5  # batch, classes

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 import kdbench.engine.run as engine_run
-from kdbench.engine import checkpoint, run_job
+from kdbench import checkpoint
+from kdbench.engine import run_job
+from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS, Batch, MethodContext, TeacherOutput, TrainState, create_method
-from kdbench.spec.job import Component, Job, Upstream
-from kdbench.spec.schema import Recipe
 from kdbench.store import Store
+from kdbench.suite.schema import Recipe
 from kdbench.zoo.models import ModelOutput
 
 B, K = 3, 4  # batch, classes

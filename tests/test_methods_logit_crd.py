@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from kdbench.engine import run_job
+from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS, Batch, MethodContext, TeacherOutput, TrainState, create_method
 from kdbench.methods.crd import sample_negatives
 from kdbench.methods.kd import kd_loss
-from kdbench.spec.job import Component, Job, Upstream
-from kdbench.spec.schema import Recipe
 from kdbench.store import Store
+from kdbench.suite.schema import Recipe
 from kdbench.zoo.models import ModelOutput
 
 RNG = np.random.default_rng(0)

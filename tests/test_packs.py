@@ -11,8 +11,8 @@ from kdbench.orchestrate import RunOptions, run_suite
 from kdbench.orchestrate.dag import JobGraph
 from kdbench.orchestrate.groups import ReadyPacker, pack_key
 from kdbench.results import open_results
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 from .test_suite_e2e import child_runs

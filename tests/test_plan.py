@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from kdbench.spec import expand, load_suite
+from kdbench.suite import expand, load_suite
 from kdbench.version import JOB_SEMANTICS
 
 from .conftest import TINY_SUITE, write_suite
@@ -69,7 +69,7 @@ def test_teacher_id_is_the_hash_of_its_canonical_identity(tmp_path):
 def test_ids_are_stable_across_processes(tmp_path):
     path = write_suite(tmp_path, TINY_SUITE)
     here = [e.job_id for e in expand(load_suite(str(path))).entries]
-    code = ("import sys; from kdbench.spec import expand, load_suite; "
+    code = ("import sys; from kdbench.suite import expand, load_suite; "
             f"print(' '.join(e.job_id for e in expand(load_suite({str(path)!r})).entries))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -131,7 +131,7 @@ def test_a_model_can_change_the_recipe_for_its_own_jobs(tmp_path):
 
 
 def test_where_the_data_lives_is_not_part_of_a_job_id():
-    from kdbench.spec.job import Component, Job
+    from kdbench.jobs import Component, Job
 
     recipe = {"epochs": 1}
     a = Job("teacher", Component("cifar100", {"root": "/data/a", "val_size": 5000}), Component("resnet8"), recipe,

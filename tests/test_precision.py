@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from kdbench.engine import JobFailed, run_job
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 from .conftest import write_suite
 

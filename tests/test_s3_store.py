@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from kdbench.cli import app
 from kdbench.results import read_plan, read_results, result_row, write_plan, write_result
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store, StoreError, s3_filesystem
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 from .services import wait_until

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kdbench.orchestrate.search import SEARCH_TRIALS_SCHEMA, search_cells, trial_job
-from kdbench.spec import SpecError, expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import SpecError, expand, load_suite
 
 from .conftest import write_suite
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdbench.spec import SpecError, load_suite
+from kdbench.suite import SpecError, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kdbench.results import RESULT_SCHEMA, read_results, result_row, statuses, write_result
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store, StoreError
+from kdbench.suite import expand, load_suite
 
 from .conftest import TINY_SUITE, write_suite
 

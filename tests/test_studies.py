@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdbench.engine import checkpoint, run_job
+from kdbench import checkpoint
+from kdbench.engine import run_job
 from kdbench.engine.loop import accuracy, predict
 from kdbench.engine.run import HISTORY
 from kdbench.methods.base import Batch, TeacherOutput, TrainState, create_method
 from kdbench.methods.kd import KDParams
-from kdbench.spec import SpecError, expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import SpecError, expand, load_suite
 from kdbench.teachers.load import MODEL_FILE, snapshot_file
 from kdbench.zoo.models import create_model
 from kdbench.zoo.models.base import ModelOutput

@@ -12,8 +12,8 @@ import pytest
 from kdbench.orchestrate import RunOptions, run_suite
 from kdbench.results import RESULT_SCHEMA, open_results
 from kdbench.results.report import build_leaderboard
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 from kdbench.track import embedded_tracking_uri
 
 from .conftest import FAULTY_SUITE, TINY_SUITE, write_suite

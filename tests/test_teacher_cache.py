@@ -11,11 +11,12 @@ import pytest
 import torch
 from pydantic import Field
 
-from kdbench.engine import checkpoint, run_job
+from kdbench import checkpoint
+from kdbench.engine import run_job
 from kdbench.engine.data import shuffled_batches
-from kdbench.spec import expand, load_suite
-from kdbench.spec.outputs import cache_bytes
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
+from kdbench.suite.outputs import cache_bytes
 from kdbench.teachers.cache import CachedTeacher, read_table, view_file, view_logits
 from kdbench.teachers.load import load_teacher
 from kdbench.zoo.datasets import DATASETS, DataSplits, Split
@@ -228,7 +229,7 @@ def test_an_interrupted_outputs_job_resumes_at_the_first_missing_view(tmp_path):
 
 
 def test_a_missing_cache_is_a_clear_failure(tmp_path):
-    from kdbench.engine.errors import MissingUpstream
+    from kdbench.errors import MissingUpstream
 
     plan = suite(tmp_path)
     store = Store(tmp_path / "store")
@@ -282,7 +283,7 @@ def test_a_finished_cache_missing_a_view_runs_again_for_its_pending_students(tmp
 
 
 def test_under_a_mixed_precision_recipe_a_student_from_the_cache_still_equals_a_live_one(tmp_path):
-    from kdbench.spec.schema import Recipe
+    from kdbench.suite.schema import Recipe
 
     if "precision" not in Recipe.model_fields:
         pytest.skip("recipes have no mixed precision in this tree")
@@ -301,7 +302,7 @@ def test_under_a_mixed_precision_recipe_a_student_from_the_cache_still_equals_a_
 
 
 def test_a_student_trained_without_the_datasets_augmentation_reads_plain_views(tmp_path):
-    from kdbench.spec.schema import Recipe
+    from kdbench.suite.schema import Recipe
 
     if "augment" not in Recipe.model_fields:
         pytest.skip("recipes cannot turn augmentation off in this tree")
@@ -323,7 +324,7 @@ def test_a_student_trained_without_the_datasets_augmentation_reads_plain_views(t
 
 
 def test_auto_caches_what_saves_enough_teacher_work_within_max_gib(tmp_path, monkeypatch):
-    from kdbench.spec import outputs
+    from kdbench.suite import outputs
 
     assert not of_kind(suite(tmp_path, "a0", cache="{}"), "teacher_outputs")  # a tiny teacher: not worth a job
     monkeypatch.setattr(outputs, "AUTO_MIN_SAVED_FLOPS", 1.0)

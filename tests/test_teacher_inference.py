@@ -9,10 +9,11 @@ import sys
 import pytest
 import torch
 
-from kdbench.engine import checkpoint, run_job
-from kdbench.engine.errors import JobFailed, MissingUpstream
-from kdbench.spec import Component, Job, Upstream, expand, load_suite
+from kdbench import checkpoint
+from kdbench.engine import run_job
+from kdbench.errors import JobFailed, MissingUpstream
 from kdbench.store import Store
+from kdbench.suite import Component, Job, Upstream, expand, load_suite
 from kdbench.teachers.inference import InferenceSpec, TeacherEngine
 from kdbench.teachers.load import load_teacher
 from kdbench.teachers.sources import TeacherMismatch, TeacherNotFound, checkpoint_file, load_weights
@@ -178,7 +179,7 @@ def test_a_teacher_from_a_weights_file_is_used_as_is_and_identified_by_its_conte
 
 
 def test_a_weights_file_that_does_not_fit_or_is_missing_is_a_clear_error(tmp_path):
-    from kdbench.spec import SpecError
+    from kdbench.suite import SpecError
 
     with pytest.raises(SpecError, match=r"suite.yaml:5: teachers\[0\]\.weights: file not found: .*weights/big.pt"):
         load_suite(str(write_suite(tmp_path, PRETRAINED)))

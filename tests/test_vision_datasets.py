@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdbench.spec import SpecError, load_suite
+from kdbench.suite import SpecError, load_suite
 from kdbench.zoo.datasets import files as F
 from kdbench.zoo.datasets import load_dataset
 from kdbench.zoo.datasets import vision as V
@@ -312,9 +312,9 @@ def test_a_suite_naming_a_missing_folder_fails_at_load_with_line_and_field(tmp_p
 def test_a_job_trains_on_cifar100_files_with_augmentation(tmp_path):
     from kdbench.engine import run_job
     from kdbench.engine.data import dataset_on
-    from kdbench.spec.job import Component, Job
-    from kdbench.spec.schema import Recipe
+    from kdbench.jobs import Component, Job
     from kdbench.store import Store
+    from kdbench.suite.schema import Recipe
 
     write_cifar100_py(tmp_path / "data")
     params = V.Cifar100Params(root=str(tmp_path / "data"), val_size=5).model_dump(mode="json")

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kdbench.engine import run_job  # noqa: E402
 from kdbench.engine.fused import train_fused  # noqa: E402
-from kdbench.spec import expand, load_suite  # noqa: E402
 from kdbench.store import Store  # noqa: E402
+from kdbench.suite import expand, load_suite  # noqa: E402
 
 SUITE = """\
 name: p4

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from kdbench.engine import run_job
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import count_parameters, create_model
 

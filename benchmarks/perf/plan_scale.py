@@ -17,8 +17,8 @@ import tempfile
 import yaml
 
 from kdbench.orchestrate.dag import JobGraph
-from kdbench.spec import expand, load_suite
-from kdbench.spec.compat import prune_incompatible
+from kdbench.suite import expand, load_suite
+from kdbench.suite.compat import prune_incompatible
 
 SIZES = {2_500: 16, 5_000: 33, 10_000: 66}  # target jobs -> seeds (152 jobs per seed)
 

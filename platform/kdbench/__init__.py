@@ -18,7 +18,7 @@ from .version import __version__ as __version__
 _EXPORTS = {
     "Counts": "orchestrate", "RunOptions": "orchestrate", "run_suite": "orchestrate",
     "RESULT_SCHEMA": "results", "ResultsTable": "results", "open_results": "results",
-    "Job": "spec", "Plan": "spec", "SpecError": "spec", "Suite": "spec", "expand": "spec", "load_suite": "spec",
+    "Job": "jobs", "Plan": "suite", "SpecError": "suite", "Suite": "suite", "expand": "suite", "load_suite": "suite",
     "Store": "store",
 }
 

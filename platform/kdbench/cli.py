@@ -41,8 +41,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def _known_errors():
     from kdbench.orchestrate.ray_session import ClusterError
     from kdbench.results import QueryError
-    from kdbench.spec import SpecError
     from kdbench.store import StoreError
+    from kdbench.suite import SpecError
     from kdbench.track.backfill import TrackingError
 
     return SpecError, StoreError, ClusterError, QueryError, TrackingError
@@ -62,9 +62,9 @@ def validate(suite: SuiteArg,
              data_root: DataRootOpt = None) -> None:
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
     _set_data_root(data_root)
-    from kdbench.spec import expand, load_suite
-    from kdbench.spec.compat import prune_incompatible
-    from kdbench.spec.estimate import cache_size, estimate
+    from kdbench.suite import expand, load_suite
+    from kdbench.suite.compat import prune_incompatible
+    from kdbench.suite.estimate import cache_size, estimate
 
     plan, pruned = _guard(lambda: prune_incompatible(expand(load_suite(str(suite)))))
     _print_pruned([p.describe() for p in pruned])
@@ -97,7 +97,7 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
     _set_data_root(data_root)
     from kdbench.orchestrate import RunOptions, run_suite
-    from kdbench.spec import load_suite
+    from kdbench.suite import load_suite
 
     from .display import SuiteProgress
 
@@ -272,7 +272,7 @@ def submit(suite: SuiteArg, address: JobsAddressOpt = "http://127.0.0.1:8265",
     """Submit a suite to a Ray cluster through the Ray Jobs API; by default follow its logs to the end."""
     _set_data_root(data_root)
     from kdbench.orchestrate import submit as jobs
-    from kdbench.spec import load_suite
+    from kdbench.suite import load_suite
 
     spec = _guard(load_suite, str(suite))  # bad input fails here, before anything is sent
     _guard(jobs.check_store, store, tracking_uri, not no_track)

@@ -17,10 +17,11 @@ import traceback
 
 import torch
 
-from kdbench.engine import checkpoint, run_job
+from kdbench import checkpoint
+from kdbench.engine import run_job
 from kdbench.engine.fused import train_fused
-from kdbench.spec import expand, load_suite
 from kdbench.store import Store
+from kdbench.suite import expand, load_suite
 
 WORK = tempfile.mkdtemp(prefix="kdbench-gpu-")
 SUITE = """\
@@ -96,7 +97,7 @@ def fused_vs_separate() -> str:
 
 def _one(args) -> float:
     job_dict, root = args
-    from kdbench.spec.job import Job
+    from kdbench.jobs import Job
 
     t0 = time.perf_counter()
     run_job(Job.from_dict(job_dict), Store(root), device="cuda")

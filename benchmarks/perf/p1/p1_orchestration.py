@@ -151,7 +151,7 @@ def _bare_worker(chunk: list[dict], store_dir: str) -> None:
     import torch
 
     from kdbench.engine import run_job
-    from kdbench.spec.job import Job
+    from kdbench.jobs import Job
     from kdbench.store import Store
 
     torch.set_num_threads(1)  # as the Ray trainable does for `cpus: 1`

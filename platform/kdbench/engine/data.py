@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from kdbench.spec.job import Component, canonical_json
+from kdbench.jobs import Component, canonical_json
 from kdbench.zoo.datasets import DataSplits, Split, load_dataset
 
 

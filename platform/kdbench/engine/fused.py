@@ -30,14 +30,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from kdbench.errors import NonFiniteLoss
+from kdbench.jobs import Job
 from kdbench.methods import METHODS
-from kdbench.methods.base import Batch, TeacherOutput
-from kdbench.spec.job import Job
+from kdbench.methods.base import Batch
+from kdbench.outputs import TeacherOutput
 from kdbench.store import Store
 from kdbench.zoo.datasets import DataSplits
 
 from .data import dataset_on, shuffled_batches
-from .errors import NonFiniteLoss
 from .loop import accuracy, predict
 from .optim import build_optimizer, build_scheduler
 from .run import FINAL, HISTORY, Training, _augment, _finish, _setup, _stage

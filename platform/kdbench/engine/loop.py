@@ -7,12 +7,12 @@ import contextlib
 import torch
 from torch import nn
 
+from kdbench.errors import NonFiniteLoss
 from kdbench.methods.base import Batch, Method, TrainState
 from kdbench.zoo.datasets import Split
 from kdbench.zoo.datasets.base import Augment
 
 from .data import ordered_batches, shuffled_batches
-from .errors import NonFiniteLoss
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

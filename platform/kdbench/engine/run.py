@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdbench import checkpoint
+from kdbench.errors import CorruptArtifact, JobFailed
+from kdbench.jobs import Job
 from kdbench.methods import MethodContext, TrainState, create_method
-from kdbench.spec.job import Job
 from kdbench.store import Store
 from kdbench.teachers.cache import CachedTeacher
 from kdbench.teachers.load import MODEL_FILE, load_teacher, snapshot_file
@@ -32,9 +34,7 @@ from kdbench.zoo.datasets import DataSplits
 from kdbench.zoo.models import count_parameters, create_model
 from kdbench.zoo.models.features import feature_shapes
 
-from . import checkpoint
 from .data import dataset_on
-from .errors import CorruptArtifact, JobFailed
 from .loop import accuracy, predict, train_epoch
 from .optim import build_optimizer, build_scheduler
 
@@ -95,7 +95,7 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
 
         return run_teacher_outputs(job, store, device, report)
     if job.kind == "pretrained":  # a teacher from a weights file: checked, evaluated, kept as model.pt
-        from kdbench.teachers.sources import run_pretrained
+        from .pretrained import run_pretrained
 
         return run_pretrained(job, store, device)
     torch.manual_seed(job.seed)

@@ -1,6 +1,6 @@
 """Running a `teacher_outputs` job: one teacher, forward only, over the views its students will see.
 
-The job's fields say what to compute (see kdbench/teachers/cache.py and kdbench/spec/outputs.py):
+The job's fields say what to compute (see kdbench/teachers/cache.py and kdbench/suite/outputs.py):
 `teachers` the one teacher (its result or a snapshot), `teacher_inference` its engine, `method.params`
 the cache format (`views`, `topk`, `dtype`, `augmented`), `recipe` {epochs: V views, batch_size} and `seed`.
 Views `all`: view v is epoch v of that seed, batch by batch exactly as the student's loop draws them.
@@ -20,7 +20,8 @@ from collections.abc import Iterator
 
 import torch
 
-from kdbench.spec.job import Job
+from kdbench.errors import JobFailed
+from kdbench.jobs import Job
 from kdbench.store import Store
 from kdbench.teachers.cache import (
     TEST,
@@ -37,7 +38,6 @@ from kdbench.version import __version__
 from kdbench.zoo.datasets import Split
 
 from .data import dataset_on, ordered_batches, shuffled_batches
-from .errors import JobFailed
 from .loop import accuracy
 
 FINAL = "final.json"

@@ -15,8 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from kdbench.outputs import TeacherOutput
 from kdbench.registry import Registry
-from kdbench.teachers.ensemble import Combine, ensemble_log_probs
 from kdbench.zoo.models.base import ModelOutput
 
 
@@ -58,19 +58,6 @@ class TrainState:
     epoch: int  # 0-based epoch being trained, counted within its stage
     epochs: int  # epochs of that stage
     stage: Literal["init", "main"] = "main"  # "init": the method's initialisation stage (init_epochs)
-
-
-@dataclass(frozen=True)
-class TeacherOutput:
-    """A single teacher (M = 1) or an ensemble's members, with how to combine them."""
-
-    member_logits: torch.Tensor  # (M, B, K)
-    combine: Combine = "arithmetic"
-    features: dict[str, torch.Tensor] = field(default_factory=dict)  # single teachers only
-
-    def log_probs(self, temperature: float = 1.0) -> torch.Tensor:
-        """(B, K) log-probabilities of the (combined) teacher at `temperature`."""
-        return ensemble_log_probs(self.member_logits, temperature, self.combine)
 
 
 class Method(nn.Module):

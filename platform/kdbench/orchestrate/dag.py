@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from kdbench.spec.job import Job
+from kdbench.jobs import Job
 
 
 class JobGraph:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import asdict
 
-from kdbench.spec.job import Job, canonical_json
+from kdbench.jobs import Job, canonical_json
 
 from .dag import JobGraph
 

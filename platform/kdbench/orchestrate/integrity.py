@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from kdbench.engine.checkpoint import is_intact
+from kdbench.checkpoint import is_intact
 from kdbench.engine.run import FINAL
-from kdbench.spec.plan import Plan
 from kdbench.store import Store
+from kdbench.suite.plan import Plan
 from kdbench.teachers.cache import outputs_intact
 from kdbench.teachers.load import weights_file
 

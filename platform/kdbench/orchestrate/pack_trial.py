@@ -17,7 +17,7 @@ from ray import tune
 from kdbench.engine import JobFailed, run_job
 from kdbench.engine.fused import fusable, train_fused
 from kdbench.engine.run import read_final
-from kdbench.spec.job import Job
+from kdbench.jobs import Job
 from kdbench.store import Store
 
 from .trainable import ERROR_FILE, PACK, STATUS, error_excerpt, record_placement

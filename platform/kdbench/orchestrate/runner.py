@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kdbench.results import STATUS_OK, read_results, write_plan
-from kdbench.spec import Plan, PlanEntry, expand, load_suite
-from kdbench.spec.compat import prune_incompatible
 from kdbench.store import Store
+from kdbench.suite import Plan, PlanEntry, expand, load_suite
+from kdbench.suite.compat import prune_incompatible
 
 from .integrity import corrupt_upstreams
 from .progress import DEFAULT_INTERVAL_S, report_interval

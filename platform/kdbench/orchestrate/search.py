@@ -37,11 +37,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS
-from kdbench.spec.job import Component, Job, canonical_json
-from kdbench.spec.load import Suite
-from kdbench.spec.plan import expand
 from kdbench.store import Store
+from kdbench.suite.load import Suite
+from kdbench.suite.plan import expand
 
 log = logging.getLogger("kdbench.search")
 
@@ -115,7 +115,7 @@ def search_trial(config: dict, template: dict, store: str, plugins: list[str], c
     from ray import tune
 
     from kdbench.engine import run_job
-    from kdbench.spec.load import import_plugins
+    from kdbench.suite.load import import_plugins
 
     import_plugins(plugins)
     torch.set_num_threads(max(1, int(cpus)))
@@ -246,7 +246,7 @@ def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str],
 def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> None:
     """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked."""
     from kdbench.results import STATUS_OK, read_results
-    from kdbench.spec.plan import Plan
+    from kdbench.suite.plan import Plan
 
     from .ray_session import init_ray
     from .runner import _tune, trial_config

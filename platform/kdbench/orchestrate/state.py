@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, result_row, write_result
-from kdbench.spec.plan import Plan, PlanEntry
 from kdbench.store import Store
+from kdbench.suite.plan import Plan, PlanEntry
 
 from .dag import JobGraph
 from .groups import ReadyPacker

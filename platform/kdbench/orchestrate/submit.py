@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdbench.spec.load import Suite
 from kdbench.store import Store, store_env
+from kdbench.suite.load import Suite
 
 from .ray_session import ClusterError, check_reachable
 

@@ -18,9 +18,9 @@ import torch
 from ray import tune
 
 from kdbench.engine import JobFailed, run_job
-from kdbench.spec.job import Job
-from kdbench.spec.load import import_plugins
+from kdbench.jobs import Job
 from kdbench.store import Store
+from kdbench.suite.load import import_plugins
 
 from .progress import ThrottledProgress
 

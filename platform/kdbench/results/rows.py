@@ -6,8 +6,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from kdbench.spec.job import canonical_json
-from kdbench.spec.plan import PlanEntry
+from kdbench.jobs import canonical_json
+from kdbench.suite.plan import PlanEntry
 from kdbench.version import RESULTS_SCHEMA_VERSION, __version__
 
 from .schema import STATUS_OK

@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from kdbench.spec.job import canonical_json
-from kdbench.spec.plan import Plan
+from kdbench.jobs import canonical_json
 from kdbench.store import Store
+from kdbench.suite.plan import Plan
 
 from .rows import plan_row
 from .schema import PLAN_SCHEMA, RESULT_SCHEMA

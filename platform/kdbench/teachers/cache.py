@@ -41,16 +41,25 @@ import pyarrow.ipc as ipc
 import torch
 from torch import nn
 
-from kdbench.engine.errors import JobFailed, MissingUpstream
-from kdbench.methods.base import TeacherOutput
-from kdbench.spec.outputs import cache_bytes  # noqa: F401  (the size formula, with the plan's other facts)
+from kdbench.errors import JobFailed, MissingUpstream
+from kdbench.outputs import TeacherOutput, ensemble_log_probs
 from kdbench.store import Store
-from kdbench.teachers.ensemble import ensemble_log_probs
 from kdbench.zoo.datasets.base import Augment
 
 FORMAT = 1
 META, TEST = "meta.json", "test.arrow"
 TEST_BATCH = 1024  # the engine's evaluation batch size (engine/loop.py `predict`), so test logits match
+
+
+def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str) -> int:
+    """Bytes of one teacher-output job's training views (the layout of this module's files):
+    N × V × (C·b + 4) for full logits, N × V × (k·(b + i) + 4) for top-k; b = 4 (fp32) or 2 (fp16),
+    i = 2 (int16 class indices) or 4, and 4 bytes of sample index per row."""
+    b = 2 if dtype == "fp16" else 4
+    if topk is None:
+        return n_train * views * (classes * b + 4)
+    i = 2 if classes <= 32767 else 4
+    return n_train * views * (min(topk, classes) * (b + i) + 4)
 
 
 def view_file(view: int) -> str:

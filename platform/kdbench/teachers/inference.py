@@ -22,8 +22,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from kdbench.engine.errors import JobFailed
-from kdbench.methods.base import TeacherOutput
+from kdbench.errors import JobFailed
+from kdbench.outputs import TeacherOutput
 from kdbench.zoo.models import ModelOutput, count_parameters
 from kdbench.zoo.models.features import feature_shapes
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdbench.engine import checkpoint
-from kdbench.engine.errors import CorruptArtifact, MissingUpstream
-from kdbench.spec.job import Job, Upstream
+from kdbench import checkpoint
+from kdbench.errors import CorruptArtifact, MissingUpstream
+from kdbench.jobs import Job, Upstream
 from kdbench.store import Store
 from kdbench.zoo.models import create_model
 

@@ -11,15 +11,12 @@ as they are (same module names). `run_pretrained` runs a suite's `weights:` teac
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import socket
-import time
 
 import torch
 from torch import nn
 
-from kdbench.engine.errors import JobFailed
+from kdbench.errors import JobFailed
 
 
 class TeacherMismatch(JobFailed):
@@ -72,30 +69,3 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def run_pretrained(job, store, device: torch.device) -> dict:
-    """A `pretrained` job: check the weights file is the one planned and fits its architecture, evaluate it,
-    and keep it as the job's `model.pt`, which students, caches and integrity checks then use as any teacher's."""
-    from kdbench.engine import checkpoint
-    from kdbench.engine.data import dataset_on
-    from kdbench.engine.loop import accuracy, predict
-    from kdbench.teachers.load import MODEL_FILE
-    from kdbench.zoo.models import count_parameters, create_model
-
-    start = time.perf_counter()
-    path = job.weights
-    if not os.path.isfile(path):
-        raise TeacherNotFound(f"teacher weights {path} not found on {socket.gethostname()} (every worker reads it)")
-    if file_sha256(path) != job.method.params["sha256"]:
-        raise TeacherMismatch(f"{path} changed after the suite was planned; plan it again (its id covers the content)")
-    data = dataset_on(job.dataset, device)
-    model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes)
-    model = load_weights(model, checkpoint_file(path), path, job.model.name).to(device)
-    checkpoint.save(store, store.artifact(job.job_id, MODEL_FILE), {"model": model.state_dict()})
-    final = {"test_acc": float(accuracy(predict(model, data.test), data.test)),
-             "val_acc": float(accuracy(predict(model, data.val), data.val)), "selected_epoch": 0, "epochs_trained": 0,
-             "student_params": count_parameters(model), "restarts": [], "host": socket.gethostname(),
-             "wall_seconds": time.perf_counter() - start, "device": str(device), "torch_version": torch.__version__}
-    store.write_bytes(store.artifact(job.job_id, "final.json"), json.dumps(final).encode())
-    return final

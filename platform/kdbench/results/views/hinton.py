@@ -40,7 +40,7 @@ def _build(dataset: str, params_json: str):
     import torch
 
     from kdbench.engine.data import dataset_on
-    from kdbench.spec.job import Component
+    from kdbench.jobs import Component
 
     return dataset_on(Component(dataset, json.loads(params_json)), torch.device("cpu"))
 

@@ -63,7 +63,7 @@ def latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 1
 
 def model_cost(arch: str, params: dict, input_shape: tuple[int, ...], num_classes: int, **latency) -> dict:
     """{params, flops, latency_ms} of an untrained `arch` (weights do not change any of them)."""
-    from kdbench.spec.job import canonical_json
+    from kdbench.jobs import canonical_json
 
     torch.manual_seed(0)
     model = create_model(arch, params, tuple(input_shape), num_classes)

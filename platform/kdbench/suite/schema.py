@@ -1,7 +1,7 @@
 """Pydantic models of a suite file: its structure, types and ranges.
 
 Component parameters (a dataset's, an architecture's, a method's) are validated in a second step
-against the registered component (kdbench/spec/load.py), so this file names no component.
+against the registered component (kdbench/suite/load.py), so this file names no component.
 """
 
 from __future__ import annotations

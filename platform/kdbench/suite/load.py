@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kdbench.jobs import Component
 from kdbench.methods import METHODS
 from kdbench.registry import Registry, suggest
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 
 from .errors import Loc, SpecError
-from .job import Component
 from .messages import line_of, spec_error
 from .schema import ModelEntry, Recipe, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml

@@ -13,12 +13,12 @@ from functools import cache
 
 import torch
 
+from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS, MethodContext, create_method
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import create_model
 from kdbench.zoo.models.features import feature_shapes
 
-from .job import Component, Job, canonical_json
 from .plan import Plan, PlanEntry
 
 

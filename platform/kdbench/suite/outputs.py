@@ -23,9 +23,9 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
+from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS
-
-from .job import Component, Job, Upstream
+from kdbench.teachers.cache import cache_bytes
 
 REPLAY_SEED = 0  # the seed of the K replayed views
 INFERENCE_BATCH = 256  # batch size of the replayed views; enters those jobs' ids through their recipe
@@ -42,17 +42,6 @@ def dataset_augments(dataset: Component) -> bool:
     """Whether the training views are augmented, known before loading (the dataset's `augment` parameter;
     the teacher-output job checks that the loaded dataset agrees)."""
     return bool(dataset.params.get("augment", False))
-
-
-def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str) -> int:
-    """Bytes of one teacher-output job's training views (the formula of kdbench/teachers/cache.py):
-    N × V × (C·b + 4) for full logits, N × V × (k·(b + i) + 4) for top-k; b = 4 (fp32) or 2 (fp16),
-    i = 2 (int16 class indices) or 4, and 4 bytes of sample index per row."""
-    b = 2 if dtype == "fp16" else 4
-    if topk is None:
-        return n_train * views * (classes * b + 4)
-    i = 2 if classes <= 32767 else 4
-    return n_train * views * (min(topk, classes) * (b + i) + 4)
 
 
 def _logit_only(job: Job) -> bool:

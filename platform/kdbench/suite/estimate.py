@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdbench.jobs import Component, canonical_json
+from kdbench.teachers.cache import cache_bytes
 from kdbench.zoo.datasets import DATASETS
 
-from .job import Component, canonical_json
-from .outputs import cache_bytes
 from .plan import Plan
 
 
@@ -53,7 +53,7 @@ def estimate(plan: Plan, tflops: float = 25.0) -> Estimate | None:
 
 
 def cache_size(plan: Plan) -> tuple[int, int | None]:
-    """(teacher-output jobs, bytes of their training views), by the formula in kdbench/spec/outputs.py;
+    """(teacher-output jobs, bytes of their training views), by the formula in kdbench/suite/outputs.py;
     bytes None when the dataset cannot describe itself without loading its data."""
     jobs = [e.job for e in plan.entries if e.job.kind == "teacher_outputs"]
     described = DATASETS.get(plan.suite.dataset.name).params(**plan.suite.dataset.params).describe()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS
 
-from .job import Component, Job, Upstream
 from .load import ModelDef, Suite, snapshot_name
 from .outputs import inference_identity, with_teacher_outputs
 

@@ -1,7 +1,8 @@
 """Suites: loading and validating YAML, and expanding a suite into a plan of jobs."""
 
+from kdbench.jobs import Component, Job, Upstream
+
 from .errors import SpecError
-from .job import Component, Job, Upstream
 from .load import Suite, load_suite
 from .plan import Plan, PlanEntry, expand
 
