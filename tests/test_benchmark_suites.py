@@ -40,7 +40,7 @@ def test_the_crd_benchmark_validates_and_estimates_its_compute(fake_cifar100):
     assert {p.entry.job.method.name for p in pruned} == {"fsp"} and len(pruned) == 35
     assert f"{len(plan)} jobs" in result.output and "GPU-hours" in result.output
     mobile = [e.job for e in plan.entries if e.student == "mobilenetv2"]
-    assert {j.recipe["optimizer"]["lr"] for j in mobile} == {0.01}  # the benchmark's lr for MobileNetV2
+    assert {j.recipe.optimizer.lr for j in mobile} == {0.01}  # the benchmark's lr for MobileNetV2
 
 
 def test_data_root_option_points_validation_at_the_data(tmp_path, monkeypatch):

@@ -124,10 +124,10 @@ def test_a_model_can_change_the_recipe_for_its_own_jobs(tmp_path):
                               "{name: small, arch: mlp, widths: [4], recipe: {optimizer: {lr: 0.01}, epochs: 5}}")
     plan = plan_of(tmp_path, text)
     small = [e.job for e in plan.entries if e.student == "small"]
-    assert small and all(j.recipe["optimizer"]["lr"] == 0.01 and j.recipe["epochs"] == 5 for j in small)
-    assert all(j.recipe["optimizer"]["momentum"] == 0.9 for j in small)  # the rest of the suite's recipe stays
+    assert small and all(j.recipe.optimizer.lr == 0.01 and j.recipe.epochs == 5 for j in small)
+    assert all(j.recipe.optimizer.momentum == 0.9 for j in small)  # the rest of the suite's recipe stays
     others = [e.job for e in plan.entries if e.student != "small"]
-    assert all(j.recipe["optimizer"]["lr"] == 0.1 for j in others)
+    assert all(j.recipe.optimizer.lr == 0.1 for j in others)
 
 
 def test_where_the_data_lives_is_not_part_of_a_job_id():

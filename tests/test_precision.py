@@ -35,7 +35,7 @@ def test_the_defaults_leave_job_ids_unchanged_and_setting_them_changes_ids(tmp_p
     assert "precision" not in plain.recipe and "channels_last" not in plain.recipe
     assert _baseline(tmp_path, "  precision: fp32\n  channels_last: false\n").job_id == plain.job_id
     bf16 = _baseline(tmp_path, "  precision: bf16\n")
-    assert bf16.recipe["precision"] == "bf16" and bf16.job_id != plain.job_id
+    assert bf16.recipe.precision == "bf16" and bf16.job_id != plain.job_id
 
 
 def _record_first_conv(monkeypatch):

@@ -105,7 +105,7 @@ def test_huge_file_is_refused_without_parsing(tmp_path):
 
 def test_scientific_notation_is_a_number(tmp_path):
     path = write_suite(tmp_path, TINY_SUITE.replace("lr: 0.1", "lr: 1e-3"))
-    assert load_suite(str(path)).recipe["optimizer"]["lr"] == pytest.approx(1e-3)
+    assert load_suite(str(path)).recipe.optimizer.lr == pytest.approx(1e-3)
 
 
 def test_yaml_tags_cannot_construct_objects(tmp_path):

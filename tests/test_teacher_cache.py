@@ -95,14 +95,14 @@ def test_replayed_views_fp16_or_topk_are_one_job_per_teacher_and_other_student_i
     live = {e.job_id for e in of_kind(suite(tmp_path, "l", cache="{enabled: false}"), "student")}
     k = suite(tmp_path, "k", cache="{enabled: true, views: 2}")
     (out,) = of_kind(k, "teacher_outputs")
-    assert out.job.recipe["epochs"] == 2 and all(s.job.outputs == (out.job_id,) for s in of_kind(k, "student"))
+    assert out.job.recipe.epochs == 2 and all(s.job.outputs == (out.job_id,) for s in of_kind(k, "student"))
     assert not live & {e.job_id for e in of_kind(k, "student")}
     half = suite(tmp_path, "h", cache="{enabled: true, dtype: fp16, topk: 2}")
     assert not live & {e.job_id for e in of_kind(half, "student")}
     # Without augmentation every view is the same: K views collapse to one.
     (plain,) = of_kind(suite(tmp_path, "p", dataset=SYNTH, cache="{enabled: true, views: 4}", teacher="mlp",
                              student="mlp"), "teacher_outputs")
-    assert plain.job.recipe["epochs"] == 1
+    assert plain.job.recipe.epochs == 1
 
 
 def test_no_outputs_job_for_feature_methods_or_when_off_or_when_auto_saves_too_little(tmp_path):
@@ -290,7 +290,7 @@ def test_under_a_mixed_precision_recipe_a_student_from_the_cache_still_equals_a_
     text = SUITE.format(name="bf", dataset=IMAGES, methods="[kd]", cache="{enabled: true}", teacher="cnn",
                         student="mlp").replace("batch_size: 48,", "batch_size: 48, precision: bf16,")
     plan = expand(load_suite(str(write_suite(tmp_path, text, "bf.yaml"))))
-    assert all(e.job.recipe["precision"] == "bf16" for e in of_kind(plan, "teacher_outputs"))
+    assert all(e.job.recipe.precision == "bf16" for e in of_kind(plan, "teacher_outputs"))
     cached, live = Store(tmp_path / "cached"), Store(tmp_path / "live")
     _run(plan, cached)
     _run(plan, live, ("teacher",))
@@ -311,7 +311,7 @@ def test_a_student_trained_without_the_datasets_augmentation_reads_plain_views(t
     spec = load_suite(str(write_suite(tmp_path, text, "na.yaml")))
     s1 = dataclasses.replace(spec.students[0], recipe=spec.students[0].recipe | {"augment": False})
     plan = expand(dataclasses.replace(spec, students=(s1, *spec.students[1:])))  # s1 trains on plain views
-    plain = [e for e in of_kind(plan, "teacher_outputs") if e.job.recipe.get("augment") is False]
+    plain = [e for e in of_kind(plan, "teacher_outputs") if e.job.recipe.augment is False]
     assert len(plain) == 2 and len(of_kind(plan, "teacher_outputs")) == 4  # s1 plain, s2 augmented; 2 seeds
     cached, live = Store(tmp_path / "cached"), Store(tmp_path / "live")
     _run(plan, cached)

@@ -154,7 +154,8 @@ def _save(path, widths, seed=0):
 
 def test_a_teacher_from_a_weights_file_is_used_as_is_and_identified_by_its_content(tmp_path):
     from kdbench.engine.data import dataset_on
-    from kdbench.engine.loop import accuracy, predict
+    from kdbench.engine.loop import evaluate
+    from kdbench.tasks.classification import Classification
 
     model = _save(tmp_path / "weights" / "big.pt", [64])
     plan = expand(load_suite(str(write_suite(tmp_path, PRETRAINED))))
@@ -163,7 +164,7 @@ def test_a_teacher_from_a_weights_file_is_used_as_is_and_identified_by_its_conte
     store = Store(tmp_path / "store")
     done = run_job(teacher, store)
     data = dataset_on(teacher.dataset, torch.device("cpu"))
-    assert done["test_acc"] == float(accuracy(predict(model.eval(), data.test), data.test))
+    assert done["test_acc"] == evaluate(Classification(), model, data.test)[1]["acc"]
     student = run_job(plan.entries[-1].job, store)
     assert student["teacher_test_acc"] == done["test_acc"] and student["teacher_params"] == done["student_params"]
     moved = tmp_path / "elsewhere"

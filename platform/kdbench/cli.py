@@ -70,7 +70,7 @@ def validate(suite: SuiteArg,
     _print_pruned([p.describe() for p in pruned])
     counts = plan.counts()
     s = plan.suite
-    epochs = sum((e.job.stop_epoch or e.job.recipe["epochs"]) for e in plan.entries if e.job.kind != "teacher_outputs")
+    epochs = sum(e.job.epochs for e in plan.entries if e.job.kind != "teacher_outputs")
     out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
               f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")

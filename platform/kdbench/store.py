@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from kdbench import paths
+
 # Environment variables that configure object-store access, in the order they are looked up.
 S3_ENDPOINT_VARS = ("KDBENCH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 STORE_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -104,7 +106,7 @@ class Store:
 
     @staticmethod
     def artifact(job_id: str, name: str) -> str:
-        return f"artifacts/{job_id}/{name}"
+        return paths.artifact(job_id, name)
 
 
 def s3_endpoint() -> str | None:

@@ -12,5 +12,6 @@ except PackageNotFoundError:  # running from a source tree
 # Changelog: 1 — first release of the engine. 2 — `cnn` gains a stem conv (uniform feature taps).
 JOB_SEMANTICS = 2
 
-# Version of the results table's schema (kdbench/results/schema.py). Changelog: 1 — first.
-RESULTS_SCHEMA_VERSION = 1
+# Version of the results table's schema (kdbench/results/schema.py). Changelog: 1 — first. 2 — `task`, the
+# task's `metrics` (a map), `counters`, `python_version`; plans spell method_params as canonical JSON.
+RESULTS_SCHEMA_VERSION = 2

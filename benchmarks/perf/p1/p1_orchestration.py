@@ -64,7 +64,7 @@ resources: {{cpus: 1}}
 
 def job_intervals(store_dir: str, job_ids: list[str]) -> list[tuple[float, float]]:
     """(start, end) wall-clock times of each job's `run_job` call, from its final.json."""
-    from kdbench.engine.run import FINAL
+    from kdbench.paths import FINAL
     from kdbench.store import Store
 
     store, out = Store(store_dir), []

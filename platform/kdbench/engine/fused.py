@@ -23,6 +23,7 @@ first epoch.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 
@@ -30,8 +31,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from kdbench import paths
 from kdbench.errors import NonFiniteLoss
-from kdbench.jobs import Job
+from kdbench.jobs import Job, JobFinal, Recipe
 from kdbench.methods import METHODS
 from kdbench.methods.base import Batch
 from kdbench.outputs import TeacherOutput
@@ -39,9 +41,9 @@ from kdbench.store import Store
 from kdbench.zoo.datasets import DataSplits
 
 from .data import dataset_on, shuffled_batches
-from .loop import accuracy, predict
+from .loop import evaluate
 from .optim import build_optimizer, build_scheduler
-from .run import FINAL, HISTORY, Training, _augment, _finish, _setup, _stage
+from .run import Training, _augment, _finish, _setup, _stage
 
 
 def fusable(jobs: list[Job]) -> str | None:
@@ -61,7 +63,7 @@ def fusable(jobs: list[Job]) -> str | None:
         return f"method {first.method.name} reads feature taps or sample indices"
     if any(j.stop_epoch or getattr(j, "snapshots", ()) for j in jobs):
         return "jobs with a stop epoch or snapshots are not fused"
-    if first.recipe.get("precision", "fp32") != "fp32" or first.recipe.get("channels_last"):
+    if first.recipe.precision != "fp32" or first.recipe.channels_last:
         return "mixed precision and channels-last jobs are not fused"
     if len({len(j.teachers) for j in jobs}) > 1:
         return "jobs differ in their number of teachers"
@@ -79,13 +81,13 @@ def _model_reason(run: Training) -> str | None:
 class FusedGroup:
     """The stacked parameters of N equal architectures and one optimizer over them."""
 
-    def __init__(self, runs: list[Training], recipe: dict) -> None:
+    def __init__(self, runs: list[Training], recipe: Recipe) -> None:
         self.runs = runs
         self.base = copy.deepcopy(runs[0].model).to("meta")  # the architecture; weights come from `params`
         params, buffers = stack_module_state([r.model for r in runs])
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
         self.buffers = buffers  # batch-norm running statistics, (N, …) each, updated in place per model
-        self.optimizer = build_optimizer(list(self.params.values()), recipe["optimizer"])
+        self.optimizer = build_optimizer(list(self.params.values()), recipe.optimizer)
         self.scheduler = build_scheduler(self.optimizer, recipe)
         self.method = runs[0].method
 
@@ -113,7 +115,7 @@ class FusedGroup:
                 b.copy_(self.buffers[name][i])
 
 
-def train_fused(jobs: list[Job], store: Store, *, device: str | torch.device = "cpu") -> list[dict]:
+def train_fused(jobs: list[Job], store: Store, *, device: str | torch.device = "cpu") -> list[JobFinal]:
     """Train `jobs` as one fused group; returns each job's final metrics, as `run_job` would."""
     reason = fusable(jobs)
     if reason is not None:
@@ -129,14 +131,14 @@ def train_fused(jobs: list[Job], store: Store, *, device: str | torch.device = "
     if reason is not None:
         raise ValueError(f"cannot fuse these jobs: {reason}")
     group = FusedGroup(runs, jobs[0].recipe)
-    for epoch in range(jobs[0].recipe["epochs"]):
+    for epoch in range(jobs[0].recipe.epochs):
         _fused_epoch(jobs, group, data, epoch)
     finals = []
     for job, run in zip(jobs, runs, strict=True):
-        final = _finish(job, store, run, data) | {"wall_seconds": time.perf_counter() - start,
-                                                   "device": str(device), "fused": len(jobs)}
-        store.write_bytes(Store.artifact(job.job_id, HISTORY), json.dumps(run.history).encode())
-        store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
+        final = _finish(job, store, run, data, wall_seconds=time.perf_counter() - start, device=str(device))
+        final = dataclasses.replace(final, counters={**final.counters, "fused": len(jobs)})
+        store.write_bytes(paths.artifact(job.job_id, paths.HISTORY), json.dumps(run.history).encode())
+        store.write_bytes(paths.artifact(job.job_id, paths.FINAL), final.to_json())
         finals.append(final)
     return finals
 
@@ -148,10 +150,11 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     for r in runs:
         r.model.train()
         r.method.train()
-    augments = [_augment(r, data) if first.recipe.get("augment", True) else None for r in runs]  # one recipe
-    batches = [shuffled_batches(data.train, first.recipe["batch_size"], j.seed, epoch) for j in jobs]
+    augments = [_augment(r, data) if first.recipe.augment else None for r in runs]  # one recipe
+    batches = [shuffled_batches(data.train, first.recipe.batch_size, j.seed, epoch) for j in jobs]
     sums: dict[str, torch.Tensor] = {}
-    correct = torch.zeros(len(jobs), device=data.train.y.device)
+    stats: dict[str, torch.Tensor] = {}  # the task's per-model batch sums, (N,) each
+    task = runs[0].task
     for step in zip(*batches, strict=True):
         xs, ys, idxs, t_logits = [], [], [], []
         for (x, y, idx), job, run, aug in zip(step, jobs, runs, augments, strict=True):
@@ -171,21 +174,21 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
         n = y.shape[1]
         for k, v in (*terms.items(), ("loss", loss)):
             sums[k] = sums.get(k, 0) + v.detach() * n
-        correct += (logits.argmax(2) == y).sum(1)
+        for k, v in torch.vmap(task.batch_sums)(logits.detach(), y).items():
+            stats[k] = stats.get(k, 0) + v
     total = len(data.train)
-    per_job = {f"train_{k}": (v / total).tolist() for k, v in sums.items()}  # the epoch's one sync
-    per_job["train_acc"] = (correct / total).tolist()
+    per_job = {f"train_{k}": v / total for k, v in sums.items()} | task.train_metrics(stats, total)
+    per_job = {k: v.tolist() for k, v in per_job.items()}  # the epoch's one sync
     if not all(torch.isfinite(torch.tensor(v)).all() for v in per_job.values()):
         raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1} of a fused group")
     lr = group.optimizer.param_groups[0]["lr"]
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        val_acc = float(accuracy(predict(run.model, data.val), data.val))
-        if val_acc > run.best["val_acc"]:
-            run.best = {"val_acc": val_acc, "epoch": state.epoch + 1, "model": copy.deepcopy(run.model.state_dict())}
+        _, val = evaluate(task, run.model, data.val)
+        run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}
-        metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, val_acc=val_acc,
-                       epoch_seconds=time.perf_counter() - t0)
+        metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
+                       **{f"val_{k}": v for k, v in val.items()})
         run.history.append(metrics)
         run.epoch = epoch + 1

@@ -9,10 +9,11 @@ from torch import nn
 
 from kdbench.errors import NonFiniteLoss
 from kdbench.methods.base import Batch, Method, TrainState
+from kdbench.tasks import Task
 from kdbench.zoo.datasets import Split
 from kdbench.zoo.datasets.base import Augment
 
-from .data import ordered_batches, shuffled_batches
+from .data import shuffled_batches
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -24,7 +25,7 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=_AUTOCAST[precision])
 
 
-def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, split: Split,
+def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, task: Task, split: Split,
                 optimizer: torch.optim.Optimizer, batch_size: int, seed: int, state: TrainState,
                 augment: Augment | None = None, epoch: int | None = None, *, precision: str = "fp32",
                 channels_last: bool = False, scaler: torch.amp.GradScaler | None = None) -> dict:
@@ -33,7 +34,7 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, spl
     model.train()
     method.train()
     sums: dict[str, torch.Tensor] = {}
-    correct = torch.zeros((), device=split.y.device)
+    stats: dict[str, torch.Tensor] = {}
     epoch = state.epoch if epoch is None else epoch
     for x, y, idx in shuffled_batches(split, batch_size, seed, epoch):
         if augment is not None:
@@ -56,10 +57,10 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, spl
         n = y.shape[0]
         for k, v in (*terms.items(), ("loss", loss)):
             sums[k] = sums.get(k, 0) + v.detach().float() * n
-        correct += (out.logits.argmax(1) == y).sum()
+        for k, v in task.batch_sums(out.logits.detach().float(), y).items():
+            stats[k] = stats.get(k, 0) + v
     n = len(split)
-    metrics = {f"train_{k}": v / n for k, v in sums.items()}
-    metrics["train_acc"] = correct / n
+    metrics = {f"train_{k}": v / n for k, v in sums.items()} | task.train_metrics(stats, n)
     metrics = {k: float(v) for k, v in metrics.items()}  # the epoch's one host-device sync
     if not all(map(torch.isfinite, map(torch.tensor, metrics.values()))):
         raise NonFiniteLoss(f"non-finite training loss in epoch {state.epoch + 1}: "
@@ -67,17 +68,7 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, spl
     return metrics
 
 
-@torch.no_grad()
-def predict(model: nn.Module, split: Split, batch_size: int = 1024) -> torch.Tensor:
-    """Top-1 predictions of `model` over `split`, (N,)."""
-    model.eval()
-    preds = []
-    for x, _ in ordered_batches(split, batch_size):
-        out = model(x)
-        logits = out.log_probs(1.0) if hasattr(out, "log_probs") else out.logits
-        preds.append(logits.argmax(1))
-    return torch.cat(preds)
-
-
-def accuracy(preds: torch.Tensor, split: Split) -> torch.Tensor:
-    return (preds == split.y).float().mean()
+def evaluate(task: Task, model: nn.Module, split: Split) -> tuple[torch.Tensor, dict[str, float]]:
+    """`model`'s predictions over `split` (N, K) and the task's metrics on them."""
+    preds = task.predict(model, split.x)
+    return preds, task.score(preds, split.y)

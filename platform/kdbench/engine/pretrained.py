@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 
 import torch
 
-from kdbench import checkpoint
-from kdbench.teachers.load import MODEL_FILE
+from kdbench import checkpoint, paths
+from kdbench.jobs import Job, JobFinal
+from kdbench.store import Store
+from kdbench.tasks import task_of
 from kdbench.teachers.sources import TeacherMismatch, TeacherNotFound, checkpoint_file, file_sha256, load_weights
 from kdbench.zoo.models import count_parameters, create_model
 
 from .data import dataset_on
-from .loop import accuracy, predict
+from .loop import evaluate
+from .run import environment
 
 
-def run_pretrained(job, store, device: torch.device) -> dict:
+def run_pretrained(job: Job, store: Store, device: torch.device, report=None) -> JobFinal:
     """A `pretrained` job: check the weights file is the one planned and fits its architecture, evaluate it,
     and keep it as the job's `model.pt`, which students, caches and integrity checks then use as any teacher's."""
     start = time.perf_counter()
@@ -30,10 +32,12 @@ def run_pretrained(job, store, device: torch.device) -> dict:
     data = dataset_on(job.dataset, device)
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes)
     model = load_weights(model, checkpoint_file(path), path, job.model.name).to(device)
-    checkpoint.save(store, store.artifact(job.job_id, MODEL_FILE), {"model": model.state_dict()})
-    final = {"test_acc": float(accuracy(predict(model, data.test), data.test)),
-             "val_acc": float(accuracy(predict(model, data.val), data.val)), "selected_epoch": 0, "epochs_trained": 0,
-             "student_params": count_parameters(model), "restarts": [], "host": socket.gethostname(),
-             "wall_seconds": time.perf_counter() - start, "device": str(device), "torch_version": torch.__version__}
-    store.write_bytes(store.artifact(job.job_id, "final.json"), json.dumps(final).encode())
+    checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": model.state_dict()})
+    task = task_of(job.dataset.name)
+    metrics = {f"{split}_{k}": v for split in ("test", "val")
+               for k, v in evaluate(task, model, getattr(data, split))[1].items()}
+    final = JobFinal(task=task.name, metrics=metrics, selected_epoch=0, epochs_trained=0,
+                     student_params=count_parameters(model), wall_seconds=time.perf_counter() - start,
+                     device_seconds=0.0, device=str(device), **environment())
+    store.write_bytes(paths.artifact(job.job_id, paths.FINAL), final.to_json())
     return final

@@ -22,25 +22,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench import checkpoint
+from kdbench import checkpoint, paths
 from kdbench.errors import CorruptArtifact, JobFailed
-from kdbench.jobs import Job
+from kdbench.jobs import Job, JobFinal
 from kdbench.methods import MethodContext, TrainState, create_method
 from kdbench.store import Store
+from kdbench.tasks import Task, task_of
 from kdbench.teachers.cache import CachedTeacher
-from kdbench.teachers.load import MODEL_FILE, load_teacher, snapshot_file
+from kdbench.teachers.load import load_teacher
 from kdbench.version import __version__
 from kdbench.zoo.datasets import DataSplits
 from kdbench.zoo.models import count_parameters, create_model
 from kdbench.zoo.models.features import feature_shapes
 
 from .data import dataset_on
-from .loop import accuracy, predict, train_epoch
+from .loop import evaluate, train_epoch
 from .optim import build_optimizer, build_scheduler
 
-LAST, FINAL, HISTORY = "last.pt", "final.json", "history.json"
 log = logging.getLogger("kdbench.engine")
 Report = Callable[[dict[str, Any]], None]
+Runner = Callable[[Job, Store, torch.device, 'Report | None'], JobFinal]
 
 
 @dataclass
@@ -50,10 +51,12 @@ class Training:
     model: nn.Module
     method: nn.Module
     teacher: nn.Module | None
+    task: Task
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     epoch: int = 0  # epochs finished
-    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "model": None})
+    # The main-stage epoch whose weights validate best on the task's primary metric (`select: best_val`).
+    best: dict = field(default_factory=lambda: {"score": None, "epoch": 0, "model": None})
     history: list[dict] = field(default_factory=list)
     restarts: list[int] = field(default_factory=list)  # epochs at which the job resumed
     scaler: torch.amp.GradScaler | None = None  # loss scaling of fp16 training
@@ -73,31 +76,48 @@ class Training:
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.epoch, self.best, self.history = state["epoch"], state["best"], json.loads(state["history"])
+        self.epoch, self.best, self.history = state["epoch"], dict(state["best"]), json.loads(state["history"])
+        if "val_acc" in self.best:  # a checkpoint from before tasks: its score was the validation accuracy
+            score = self.best.pop("val_acc")
+            self.best["score"] = None if score < 0 else score
         self.restarts = list(state["restarts"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+
+
+    def keep_if_best(self, val: dict[str, float], epoch: int) -> None:
+        """Keep this epoch's weights if they validate better than every earlier epoch's (ties: the earlier)."""
+        metric = self.task.metric()
+        if metric.better(val[metric.name], self.best["score"]):
+            self.best = {"score": val[metric.name], "epoch": epoch, "model": copy.deepcopy(self.model.state_dict())}
 
 
 def _cuda_rng() -> list[torch.Tensor]:
     return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
 
 
-def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", report: Report | None = None) -> dict:
-    """Train `job` (or finish it, if a checkpoint exists) and return its final metrics."""
-    start = time.perf_counter()
+def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", report: Report | None = None) -> JobFinal:
+    """Run `job` (or finish it, if a checkpoint exists) with the runner of its kind; its final report."""
     done = read_final(store, job.job_id)
     if done is not None:  # finished earlier, e.g. before an interrupted driver recorded it
         return done
-    device = torch.device(device)
-    if job.kind == "teacher_outputs":  # a teacher's outputs for its students: inference, not training
-        from .teacher_outputs import run_teacher_outputs
+    return runner(job.kind)(job, store, torch.device(device), report)
 
-        return run_teacher_outputs(job, store, device, report)
-    if job.kind == "pretrained":  # a teacher from a weights file: checked, evaluated, kept as model.pt
-        from .pretrained import run_pretrained
 
-        return run_pretrained(job, store, device)
+def runner(kind: str) -> Runner:
+    """The one place that maps a job's kind to the function that runs it."""
+    from .pretrained import run_pretrained
+    from .teacher_outputs import run_teacher_outputs
+
+    runners: dict[str, Runner] = {"teacher": train, "baseline": train, "student": train,
+                                  "teacher_outputs": run_teacher_outputs,  # inference for its students
+                                  "pretrained": run_pretrained}  # a weights file: checked, evaluated, kept
+    return runners[kind]
+
+
+def train(job: Job, store: Store, device: torch.device, report: Report | None = None) -> JobFinal:
+    """Train a teacher, a baseline or a student from its last checkpoint (if any) to its last epoch."""
+    start = time.perf_counter()
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
     run = _setup(job, store, data, device)
@@ -105,15 +125,15 @@ def run_job(job: Job, store: Store, *, device: str | torch.device = "cpu", repor
     if state is not None:
         run.restore(state)
         run.restarts.append(run.epoch)  # resumed after an interruption: record where
-    for epoch in range(run.epoch, run.method.init_epochs + (job.stop_epoch or job.recipe["epochs"])):
+    for epoch in range(run.epoch, run.method.init_epochs + job.epochs):
         metrics = _epoch(job, run, data, epoch)
         _snapshot(job, store, run)
-        checkpoint.save(store, Store.artifact(job.job_id, LAST), run.state())
+        checkpoint.save(store, paths.artifact(job.job_id, paths.LAST), run.state())
         if report is not None:
             report(metrics)
-    final = _finish(job, store, run, data) | {"wall_seconds": time.perf_counter() - start, "device": str(device)}
-    store.write_bytes(Store.artifact(job.job_id, HISTORY), json.dumps(run.history).encode())
-    store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
+    final = _finish(job, store, run, data, wall_seconds=time.perf_counter() - start, device=str(device))
+    store.write_bytes(paths.artifact(job.job_id, paths.HISTORY), json.dumps(run.history).encode())
+    store.write_bytes(paths.artifact(job.job_id, paths.FINAL), final.to_json())
     return final
 
 
@@ -122,43 +142,45 @@ def _snapshot(job: Job, store: Store, run: Training) -> None:
     so a resumed job never skips one)."""
     epoch = run.epoch - run.method.init_epochs
     if epoch in job.snapshots:
-        checkpoint.save(store, Store.artifact(job.job_id, snapshot_file(epoch)), {"model": run.model.state_dict()})
+        rel = paths.artifact(job.job_id, paths.snapshot_file(epoch))
+        checkpoint.save(store, rel, {"model": run.model.state_dict()})
 
 
-def read_final(store: Store, job_id: str) -> dict | None:
-    """A finished job's final metrics (its `final.json`), None if it has not finished."""
-    data = store.read_bytes(Store.artifact(job_id, FINAL))
+def read_final(store: Store, job_id: str) -> JobFinal | None:
+    """A finished job's final report (its `final.json`), None if it has not finished."""
+    data = store.read_bytes(paths.artifact(job_id, paths.FINAL))
     try:
-        return None if data is None else json.loads(data)
-    except ValueError:  # unreadable: the job's checkpoint will finish it again
-        log.warning("ignoring the unreadable %s of job %s", FINAL, job_id)
+        return None if data is None else JobFinal.from_json(data)
+    except (ValueError, TypeError):  # unreadable: the job's checkpoint will finish it again
+        log.warning("ignoring the unreadable %s of job %s", paths.FINAL, job_id)
         return None
 
 
 def _last_checkpoint(store: Store, job_id: str) -> dict | None:
     try:
-        return checkpoint.load(store, Store.artifact(job_id, LAST))
+        return checkpoint.load(store, paths.artifact(job_id, paths.LAST))
     except CorruptArtifact as e:  # never resume from garbage: start the job again
         log.warning("job %s starts from scratch: %s", job_id, e)
         return None
 
 
 def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Training:
-    precision = job.recipe.get("precision", "fp32")
+    precision = job.recipe.precision
     if precision == "fp16" and device.type != "cuda":
         raise JobFailed(f"recipe precision fp16 needs a CUDA device (this job runs on {device}); use bf16")
+    task = task_of(job.dataset.name)
     model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
-    if job.recipe.get("channels_last"):
+    if job.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher = _teacher(job, store, data, device)
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
                         student_features=feature_shapes(model, data.input_shape),
                         teacher_features=_teacher_taps(teacher, data.input_shape),
-                        train_labels=data.train.y.cpu(), epochs=job.recipe["epochs"])
+                        train_labels=data.train.y.cpu(), epochs=job.recipe.epochs, task=task)
     method = create_method(job.method.name, job.method.params, ctx).to(device)
-    optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe["optimizer"])
+    optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe.optimizer)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    return Training(model, method, teacher, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler)
+    return Training(model, method, teacher, task, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler)
 
 
 def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
@@ -175,7 +197,7 @@ def _teacher(job: Job, store: Store, data: DataSplits, device: torch.device) -> 
         for up in job.teachers:  # when it builds its teachers (dropout, a method's modules come after)
             create_model(up.model.name, up.model.params, data.input_shape, data.num_classes)
     teacher = CachedTeacher(store, job.outputs, job.combine, data.num_classes, device)
-    teacher.check(len(data.train), job.seed, job.recipe["batch_size"], job.recipe["epochs"])
+    teacher.check(len(data.train), job.seed, job.recipe.batch_size, job.recipe.epochs)
     return teacher
 
 
@@ -184,25 +206,24 @@ def _stage(run: Training, job: Job, epoch: int) -> TrainState:
     init = run.method.init_epochs
     if epoch < init:
         return TrainState(epoch, init, "init")
-    return TrainState(epoch - init, job.recipe["epochs"], "main")
+    return TrainState(epoch - init, job.recipe.epochs, "main")
 
 
 def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, Any]:
     """Train one epoch, validate, keep the best weights; returns the epoch's metrics."""
     t0 = time.perf_counter()
     state = _stage(run, job, epoch)
-    metrics = train_epoch(run.model, run.method, run.teacher, data.train, run.optimizer, job.recipe["batch_size"],
-                          job.seed, state, _augment(run, data) if job.recipe.get("augment", True) else None, epoch,
-                          precision=job.recipe.get("precision", "fp32"),
-                          channels_last=job.recipe.get("channels_last", False), scaler=run.scaler)
+    r = job.recipe
+    metrics = train_epoch(run.model, run.method, run.teacher, run.task, data.train, run.optimizer, r.batch_size,
+                          job.seed, state, _augment(run, data) if r.augment else None, epoch,
+                          precision=r.precision, channels_last=r.channels_last, scaler=run.scaler)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
-    val_acc = float(accuracy(predict(run.model, data.val), data.val))
+    _, val = evaluate(run.task, run.model, data.val)
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only
         run.scheduler.step()
-        if val_acc > run.best["val_acc"]:
-            run.best = {"val_acc": val_acc, "epoch": state.epoch + 1, "model": copy.deepcopy(run.model.state_dict())}
-    metrics.update(epoch=epoch + 1, stage_epoch=state.epoch + 1, val_acc=val_acc,
-                   epoch_seconds=time.perf_counter() - t0)
+        run.keep_if_best(val, state.epoch + 1)
+    metrics.update(epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
+                   **{f"val_{k}": v for k, v in val.items()})
     run.history.append(metrics)
     run.epoch = epoch + 1
     return metrics
@@ -213,37 +234,34 @@ def _augment(run: Training, data: DataSplits):
     return data.augment if run.teacher is None else run.teacher.replayed(data.augment)
 
 
-def _finish(job: Job, store: Store, run: Training, data: DataSplits) -> dict[str, Any]:
+def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) -> JobFinal:
     """Select the result weights, save them for downstream jobs, and measure them once on test."""
-    epochs = job.stop_epoch or job.recipe["epochs"]
-    select_last = job.recipe["select"] == "last" or job.stop_epoch is not None
+    select_last = job.recipe.select == "last" or job.stop_epoch is not None
     if not select_last and run.best["model"] is not None:
         run.model.load_state_dict(run.best["model"])
-    checkpoint.save(store, Store.artifact(job.job_id, MODEL_FILE), {"model": run.model.state_dict()})
-    preds = predict(run.model, data.test)
-    return {
-        "test_acc": float(accuracy(preds, data.test)),
-        "val_acc": float(accuracy(predict(run.model, data.val), data.val)),
-        "selected_epoch": epochs if select_last else run.best["epoch"],
-        "epochs_trained": epochs,
-        "student_params": count_parameters(run.model),
-        "teacher_params": run.teacher.parameter_count() if run.teacher is not None else None,
-        **_teacher_metrics(run.teacher, data, preds),
-        **(run.teacher.counts() if run.teacher is not None else {}),  # teacher forward passes
-        "final_train_loss": run.history[-1]["train_loss"] if run.history else None,
-        "train_seconds": sum(h["epoch_seconds"] for h in run.history),
-        "restarts": run.restarts,
-        "host": socket.gethostname(),
-        "kdbench_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-    }
+    checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": run.model.state_dict()})
+    preds, test = evaluate(run.task, run.model, data.test)
+    _, val = evaluate(run.task, run.model, data.val)
+    metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
+    agreement = None
+    if run.teacher is not None:
+        t_preds = (run.teacher.test_outputs() if isinstance(run.teacher, CachedTeacher)
+                   else run.task.predict(run.teacher, data.test.x))
+        metrics |= {f"teacher_test_{k}": v for k, v in run.task.score(t_preds, data.test.y).items()}
+        agreement = run.task.agreement(preds, t_preds)
+    return JobFinal(
+        task=run.task.name, metrics=metrics,
+        selected_epoch=job.epochs if select_last else run.best["epoch"], epochs_trained=job.epochs,
+        student_params=count_parameters(run.model),
+        teacher_params=run.teacher.parameter_count() if run.teacher is not None else None,
+        teacher_agreement=agreement,
+        final_train_loss=run.history[-1]["train_loss"] if run.history else None,
+        device_seconds=sum(h["epoch_seconds"] for h in run.history), restarts=run.restarts,
+        counters=run.teacher.counts() if run.teacher is not None else {},  # teacher forward passes
+        **environment(), **extra)
 
 
-def _teacher_metrics(teacher, data, student_preds) -> dict[str, float | None]:
-    """The (combined) teacher's test top-1 and its top-1 agreement with the student."""
-    if teacher is None:
-        return {"teacher_test_acc": None, "teacher_agreement": None}
-    t_preds = teacher.test_predictions() if isinstance(teacher, CachedTeacher) else predict(teacher, data.test)
-    return {"teacher_test_acc": float(accuracy(t_preds, data.test)),
-            "teacher_agreement": float((t_preds == student_preds).float().mean())}
+def environment() -> dict[str, str]:
+    """Where a job ran: host and versions, as every JobFinal records them."""
+    return {"host": socket.gethostname(), "kdbench_version": __version__, "torch_version": torch.__version__,
+            "python_version": platform.python_version()}

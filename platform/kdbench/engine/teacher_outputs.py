@@ -12,17 +12,16 @@ Each view is written as soon as it is computed, so an interrupted job resumes at
 from __future__ import annotations
 
 import contextlib
-import json
-import platform
-import socket
 import time
 from collections.abc import Iterator
 
 import torch
 
+from kdbench import paths
 from kdbench.errors import JobFailed
-from kdbench.jobs import Job
+from kdbench.jobs import Job, JobFinal
 from kdbench.store import Store
+from kdbench.tasks import task_of
 from kdbench.teachers.cache import (
     TEST,
     TEST_BATCH,
@@ -34,13 +33,10 @@ from kdbench.teachers.cache import (
 )
 from kdbench.teachers.inference import InferenceSpec, TeacherEngine
 from kdbench.teachers.load import load_member
-from kdbench.version import __version__
 from kdbench.zoo.datasets import Split
 
 from .data import dataset_on, ordered_batches, shuffled_batches
-from .loop import accuracy
-
-FINAL = "final.json"
+from .run import environment
 
 
 def _in_order(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -52,16 +48,16 @@ def _in_order(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, tor
 @torch.no_grad()
 def _view(engine: TeacherEngine, job: Job, split: Split, augment, view: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(R,) sample indices and (R, C) logits of one view."""
-    p, batch_size = job.method.params, job.recipe["batch_size"]
+    p, batch_size = job.method.params, job.recipe.batch_size
     exact = p["views"] == "all"
     batches = shuffled_batches(split, batch_size, job.seed, view) if exact else _in_order(split, batch_size)
     index, logits = [], []
     for x, _, idx in batches:
         if augment is not None:
             x = augment(x, idx, job.seed, view)
-        if job.recipe.get("channels_last") and x.dim() == 4:  # as the student's loop hands x to its teacher
+        if job.recipe.channels_last and x.dim() == 4:  # as the student's loop hands x to its teacher
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(x.device, job.recipe.get("precision", "fp32")):
+        with _autocast(x.device, job.recipe.precision):
             logits.append(engine(x).member_logits[0])  # (B, C), bf16/fp16 under a mixed-precision recipe
         index.append(idx)
     return torch.cat(index), torch.cat(logits)
@@ -74,11 +70,11 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
-def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> dict:
+def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> JobFinal:
     start = time.perf_counter()
     data = dataset_on(job.dataset, device)
     augment = _views_augment(job, data)
-    up, p, views = job.teachers[0], job.method.params, job.recipe["epochs"]
+    up, p, views = job.teachers[0], job.method.params, job.recipe.epochs
     member = load_member(up, store, data.input_shape, data.num_classes)
     engine = TeacherEngine([member], None, InferenceSpec.of(job.teacher_inference), device)
     for v in range(views):
@@ -92,24 +88,22 @@ def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=Non
             report({"epoch": v + 1, "view_seconds": time.perf_counter() - t0})
     test_logits = _write_test(engine, job, store, data.test)
     write_meta(store, job.job_id, _meta(job, data, engine.parameter_count()))
-    final = {
-        "teacher_params": engine.parameter_count(),
-        "teacher_test_acc": float(accuracy(test_logits.argmax(1), data.test)),
-        "views": views, "rows": views * len(data.train),
-        "cache_bytes": cache_bytes(len(data.train), views, data.num_classes, p["topk"], p["dtype"]),
-        **engine.counts(),
-        "wall_seconds": time.perf_counter() - start, "train_seconds": time.perf_counter() - start,
-        "restarts": [], "device": str(device), "host": socket.gethostname(), "kdbench_version": __version__,
-        "torch_version": torch.__version__, "python_version": platform.python_version(),
-    }
-    store.write_bytes(Store.artifact(job.job_id, FINAL), json.dumps(final).encode())
+    task = task_of(job.dataset.name)
+    metrics = {f"teacher_test_{k}": v for k, v in task.score(test_logits, data.test.y).items()}
+    counters = {"views": views, "rows": views * len(data.train),
+                "cache_bytes": cache_bytes(len(data.train), views, data.num_classes, p["topk"], p["dtype"]),
+                **engine.counts()}
+    seconds = time.perf_counter() - start
+    final = JobFinal(task=task.name, metrics=metrics, teacher_params=engine.parameter_count(), wall_seconds=seconds,
+                     device_seconds=seconds, device=str(device), counters=counters, **environment())
+    store.write_bytes(paths.artifact(job.job_id, paths.FINAL), final.to_json())
     return final
 
 
 def _views_augment(job: Job, data):
     """The augmentation of the views to compute (None: plain views); fails if the dataset is not as planned."""
     p = job.method.params
-    planned = p["augmented"] or not job.recipe.get("augment", True)  # what the plan saw in the dataset
+    planned = p["augmented"] or not job.recipe.augment  # what the plan saw in the dataset
     if (data.augment is not None) != planned:
         raise JobFailed(f"dataset {job.dataset.name}: the plan expected {'augmented' if planned else 'plain'} "
                         "training views but the loaded dataset differs; declare the dataset's `augment` parameter")
@@ -127,8 +121,8 @@ def _meta(job: Job, data, teacher_params: int) -> dict:
     p = job.method.params
     # Under a mixed-precision recipe a live teacher's logits come out in that dtype: they are stored exactly
     # in fp32 and given back to the student in it.
-    logits_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(job.recipe.get("precision", "fp32"), "float32")
+    logits_dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(job.recipe.precision, "float32")
     return {"teacher": job.teachers[0].ref, "classes": data.num_classes, "n_train": len(data.train),
             "n_test": len(data.test), "views_mode": "all" if p["views"] == "all" else "replay",
-            "views": job.recipe["epochs"], "seed": job.seed, "batch_size": job.recipe["batch_size"],
+            "views": job.recipe.epochs, "seed": job.seed, "batch_size": job.recipe.batch_size,
             "topk": p["topk"], "dtype": p["dtype"], "logits_dtype": logits_dtype, "teacher_params": teacher_params}

@@ -1,26 +1,17 @@
-"""A job — one training run — and its content-addressed identity.
-
-The id is the SHA-256 of the canonical JSON of everything that determines the job's result:
-kind, dataset and its parameters (the split is a function of them), model, recipe, method and
-its hyperparameters (defaults filled in), seed, stop epoch, upstream job ids, and the engine's
-semantics version. Names, resources and the suite are not part of it: equal ids mean equal work.
-"""
+"""A job — one training run — and its content-addressed id (the SHA-256 of `identity.identity(job)`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from kdbench.version import JOB_SEMANTICS
+from .identity import identity, job_id_of
+from .recipe import Recipe
 
 # teacher_outputs: a teacher's outputs over the views its students see, computed once (kdbench/teachers/cache.py).
 # pretrained: a teacher taken from a weights file (its id covers the file's SHA-256, not its path).
 JobKind = Literal["teacher", "baseline", "student", "teacher_outputs", "pretrained"]
-ID_LENGTH = 20  # hex characters: 80 bits, collision-free for any plausible store
-LOCATION_PARAMS = frozenset({"root"})  # dataset parameters that say where the files are, not what they hold
 
 
 @dataclass(frozen=True)
@@ -52,7 +43,7 @@ class Job:
     kind: JobKind
     dataset: Component
     model: Component
-    recipe: dict[str, Any]
+    recipe: Recipe | None  # None: a pretrained teacher (nothing is trained)
     method: Component
     seed: int
     stop_epoch: int | None = None
@@ -77,50 +68,40 @@ class Job:
     # Pretrained teachers: where the weights file is (like a dataset's root, not part of the identity).
     weights: str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, dict):  # typed once here, whoever builds the job
+            object.__setattr__(self, "recipe", Recipe(**self.recipe))
+
     @property
     def depends_on(self) -> tuple[str, ...]:
         """Jobs that must have finished before this one starts: its teachers and the outputs it reads."""
         return tuple(t.job_id for t in self.teachers) + self.outputs
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            # Where the data lives is not what it is: the same dataset under two paths is one job.
-            "dataset": {"name": self.dataset.name,
-                        "params": {k: v for k, v in self.dataset.params.items() if k not in LOCATION_PARAMS}},
-            "model": asdict(self.model),
-            "recipe": self.recipe,
-            "method": asdict(self.method),
-            "seed": self.seed,
-            "stop_epoch": self.stop_epoch,
-            # An ensemble's mean does not depend on member order; a single teacher is a list of one.
-            "upstream": sorted(t.ref for t in self.teachers),
-            "combine": self.combine,
-            "semantics": JOB_SEMANTICS,
-        } | ({"snapshots": sorted(self.snapshots)} if self.snapshots else {}) \
-          | ({"teacher_outputs": self.replay} if self.replay else {}) \
-          | ({"teacher_inference": self.teacher_inference} if self.teacher_inference else {})
+        """What the job's id is the hash of (kdbench/jobs/identity.py)."""
+        return identity(self)
 
     @cached_property
     def job_id(self) -> str:
         return job_id_of(self.identity())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-able values (a trial's config); `from_dict` types them again."""
+        out = asdict(self)
+        out["recipe"] = None if self.recipe is None else self.recipe.model_dump(mode="json")
+        return out
+
+    @property
+    def epochs(self) -> int:
+        """Epochs this job trains (its stop epoch, else its recipe's); 0 for a pretrained teacher."""
+        return 0 if self.recipe is None else (self.stop_epoch or self.recipe.epochs)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
         teachers = tuple(Upstream(t["job_id"], Component(**t["model"]), t.get("epoch")) for t in d["teachers"])
         return cls(kind=d["kind"], dataset=Component(**d["dataset"]), model=Component(**d["model"]),
-                   recipe=d["recipe"], method=Component(**d["method"]), seed=d["seed"],
+                   recipe=None if d["recipe"] is None else Recipe(**d["recipe"]),
+                   method=Component(**d["method"]), seed=d["seed"],
                    stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"],
                    snapshots=tuple(d.get("snapshots", ())), outputs=tuple(d.get("outputs", ())),
                    replay=d.get("replay"), teacher_inference=d.get("teacher_inference"), weights=d.get("weights"))
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def job_id_of(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:ID_LENGTH]

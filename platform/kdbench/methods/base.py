@@ -17,6 +17,8 @@ from torch import nn
 
 from kdbench.outputs import TeacherOutput
 from kdbench.registry import Registry
+from kdbench.tasks import Task
+from kdbench.tasks.classification import Classification
 from kdbench.zoo.models.base import ModelOutput
 
 
@@ -44,6 +46,7 @@ class MethodContext:
     teacher_features: dict[str, tuple[int, ...]] = field(default_factory=dict)
     train_labels: torch.Tensor | None = None  # (num_train,) on the CPU, e.g. for CRD's negative sampling
     epochs: int = 1  # epochs of the main stage
+    task: Task = field(default_factory=Classification)  # the dataset's task: its supervised loss (`task.loss`)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ mean over classes some codebases use.
 Early-stopped KD (ESKD; Cho & Hariharan, "On the Efficacy of Knowledge Distillation", ICCV 2019, §5):
 with `stop_epoch: k` the distillation term is used in main-stage epochs 1..k only; from epoch k + 1
 on the loss is plain cross-entropy, CE(softmax(s), y) with weight 1 (the `kd` term reports 0).
-Default None: never stops. A None stop_epoch is left out of the dumped hyperparameters, so the
-job ids of KD without it are those it had before the option existed.
+Default None: never stops (kdbench/jobs/identity.py keeps KD's job ids from before the option).
 
 Defaults: T = 4, α = 0.9 — the CRD benchmark's KD settings (Tian et al. 2020, RepDistiller:
 `-r 0.1 -a 0.9 --kd_T 4`). Hinton et al. used T = 20 on MNIST; set it in the suite.
@@ -24,7 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_serializer
+from pydantic import Field
 
 from .base import Method, MethodParams, Needs, register_method
 
@@ -43,13 +42,6 @@ class KDParams(MethodParams):
     alpha: float = Field(default=0.9, ge=0.0, le=1.0)
     stop_epoch: int | None = Field(default=None, gt=0)  # ESKD: plain CE after this main-stage epoch
 
-    @model_serializer(mode="wrap")
-    def _omit_unset_stop(self, handler):
-        """Leave `stop_epoch: None` out, so existing job ids (hashed over the dump) stay unchanged."""
-        out = handler(self)
-        if out.get("stop_epoch", 0) is None:
-            del out["stop_epoch"]
-        return out
 
 
 @register_method

@@ -1,11 +1,9 @@
-"""`none`: the student trained on labels alone — the baseline every method is compared with.
+"""`none`: the student trained on its targets alone — the baseline every method is compared with.
 
-Loss: cross-entropy, mean over the batch.
+Loss: the task's supervised loss (classification: cross-entropy, mean over the batch; regression: MSE).
 """
 
 from __future__ import annotations
-
-import torch.nn.functional as F
 
 from .base import Method, Needs, register_method
 
@@ -16,4 +14,5 @@ class NoDistillation(Method):
     needs = Needs(teacher=False)
 
     def forward(self, batch, student, teacher, state):
-        return {"ce": F.cross_entropy(student.logits, batch.y)}
+        task = self.ctx.task
+        return {task.loss_term: task.loss(task.prediction(student), batch.y)}

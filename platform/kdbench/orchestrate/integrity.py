@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from kdbench import paths
 from kdbench.checkpoint import is_intact
-from kdbench.engine.run import FINAL
 from kdbench.store import Store
 from kdbench.suite.plan import Plan
 from kdbench.teachers.cache import outputs_intact
@@ -26,8 +26,8 @@ def corrupt_upstreams(store: Store, plan: Plan, done: set[str]) -> set[str]:
     bad = {i for i, name in needed if not is_intact(store, Store.artifact(i, name))}
     jobs = plan.jobs  # teacher outputs read by pending students: every view file must be there
     outputs = {o for e in plan.entries if e.job_id not in done for o in e.job.outputs if o in done}
-    bad |= {o for o in outputs if not outputs_intact(store, o, jobs[o].recipe["epochs"])}
+    bad |= {o for o in outputs if not outputs_intact(store, o, jobs[o].recipe.epochs)}
     for job_id in bad:
         log.warning("the weights (or teacher outputs) of job %s are missing or corrupt: it runs again", job_id)
-        store.delete(Store.artifact(job_id, FINAL))
+        store.delete(paths.artifact(job_id, paths.FINAL))
     return bad

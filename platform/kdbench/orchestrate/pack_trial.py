@@ -9,6 +9,7 @@ norm or dropout) or whose fused training fails (one model's non-finite loss) run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -30,13 +31,13 @@ def run_pack(jobs: list[Job], store: Store, device: str) -> dict[str, dict]:
     if len(jobs) > 1 and fusable(jobs) is None and all(read_final(store, j.job_id) is None for j in jobs):
         try:
             finals = train_fused(jobs, store, device=device)
-            return {j.job_id: {"final": f} for j, f in zip(jobs, finals, strict=True)}
+            return {j.job_id: {"final": dataclasses.asdict(f)} for j, f in zip(jobs, finals, strict=True)}
         except (ValueError, JobFailed) as e:
             log.info("pack of %d jobs trains one job at a time: %s", len(jobs), e)
     outcomes = {}
     for job in jobs:
         try:
-            outcomes[job.job_id] = {"final": run_job(job, store, device=device)}
+            outcomes[job.job_id] = {"final": dataclasses.asdict(run_job(job, store, device=device))}
         except JobFailed as e:
             outcomes[job.job_id] = {"error": error_excerpt(e)}
         except Exception as e:

@@ -8,6 +8,7 @@ result, since retrying would fail again. Any other exception propagates, so Tune
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -59,7 +60,7 @@ def train_job(config: dict) -> None:
             progress.flush()
         raise  # Tune retries the job (FailureConfig); the engine resumes from its last checkpoint
     progress.flush()  # the epochs since the last progress result, before the final one
-    tune.report({STATUS: "ok", FINAL: final})
+    tune.report({STATUS: "ok", FINAL: dataclasses.asdict(final)})
 
 
 def record_placement(store: Store, job_id: str) -> None:

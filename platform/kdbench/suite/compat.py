@@ -46,7 +46,7 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
     labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
     ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=taps(job.model),
-                        teacher_features=teacher, train_labels=labels, epochs=job.recipe["epochs"])
+                        teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
     try:
         create_method(job.method.name, job.method.params, ctx)
     except ValueError as e:

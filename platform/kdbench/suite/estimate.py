@@ -44,11 +44,11 @@ def estimate(plan: Plan, tflops: float = 25.0) -> Estimate | None:
     for e in plan.entries:
         job = e.job
         if job.kind == "teacher_outputs":
-            total += job.recipe["epochs"] * n_train * _flops(job.model, shape, classes)
+            total += job.recipe.epochs * n_train * _flops(job.model, shape, classes)
             continue
         teachers = () if job.outputs else job.teachers
         per_sample = 3 * _flops(job.model, shape, classes) + sum(_flops(t.model, shape, classes) for t in teachers)
-        total += (job.stop_epoch or job.recipe["epochs"]) * n_train * per_sample
+        total += job.epochs * n_train * per_sample
     return Estimate(total, total / (tflops * 1e12) / 3600, tflops)
 
 
@@ -60,5 +60,5 @@ def cache_size(plan: Plan) -> tuple[int, int | None]:
     if not jobs or described is None:
         return len(jobs), None
     _, classes, n_train = described
-    return len(jobs), sum(cache_bytes(n_train, j.recipe["epochs"], classes, j.method.params["topk"],
+    return len(jobs), sum(cache_bytes(n_train, j.recipe.epochs, classes, j.method.params["topk"],
                                       j.method.params["dtype"]) for j in jobs)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kdbench.jobs import Component
+from kdbench.jobs import Component, Recipe
 from kdbench.methods import METHODS
 from kdbench.registry import Registry, suggest
 from kdbench.zoo.datasets import DATASETS
@@ -21,7 +21,7 @@ from kdbench.zoo.models import ARCHS
 
 from .errors import Loc, SpecError
 from .messages import line_of, spec_error
-from .schema import ModelEntry, Recipe, Resources, SuiteFile, TeacherEntry
+from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml
 
 
@@ -29,7 +29,7 @@ from .yamlsrc import load_yaml
 class ModelDef:
     name: str
     model: Component
-    recipe: dict[str, Any]  # the suite's recipe with this model's changes applied
+    recipe: Recipe  # the suite's recipe with this model's changes applied
     seed: int = 0  # teachers only: students take the suite's seeds
     stop_epoch: int | None = None  # teachers only
     snapshots: tuple[int, ...] = ()  # teachers only: `stop_epochs`, sources named `<name>@<epoch>`
@@ -51,7 +51,7 @@ class Suite:
     version: int
     description: str
     dataset: Component
-    recipe: dict[str, Any]
+    recipe: Recipe
     teachers: tuple[ModelDef, ...]
     students: tuple[ModelDef, ...]
     ensembles: tuple[EnsembleDef, ...]
@@ -92,8 +92,12 @@ class _Checker:
 
     def params(self, model: type[BaseModel], data: dict, loc: Loc, extra_names: list[str] = ()) -> dict:
         """Validated parameters with defaults filled in, as plain JSON-able values."""
+        return self.typed(model, data, loc, extra_names).model_dump(mode="json")
+
+    def typed(self, model: type[BaseModel], data: dict, loc: Loc, extra_names: list[str] = ()) -> BaseModel:
+        """`data` validated as `model` (defaults filled in)."""
         try:
-            return model(**data).model_dump(mode="json")
+            return model(**data)
         except ValidationError as e:
             raise spec_error(e, self.path, self.lines, loc, model, list(extra_names)) from None
 
@@ -111,12 +115,12 @@ def load_suite(path: str) -> Suite:
         raise spec_error(e, path, lines, (), SuiteFile) from None
     _plugins(check, raw.plugins)
     dataset = _dataset(check, raw)
-    recipe = raw.recipe.model_dump(mode="json")
+    recipe = raw.recipe
     teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
     students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
     for i, t in enumerate(teachers):
-        if t.stop_epoch is not None and t.stop_epoch > t.recipe["epochs"]:
-            raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe['epochs']})")
+        if t.stop_epoch is not None and t.stop_epoch > t.recipe.epochs:
+            raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe.epochs})")
         _snapshots(check, t, ("teachers", i, "stop_epochs"))
     _unique_names(check, raw)
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
@@ -157,13 +161,13 @@ def _dataset(check: _Checker, raw: SuiteFile) -> Component:
     return Component(name, params)
 
 
-def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: dict, teacher: bool) -> ModelDef:
+def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: Recipe, teacher: bool) -> ModelDef:
     check.name_in(ARCHS, entry.arch, loc + ("arch",))
     own = list((TeacherEntry if teacher else ModelEntry).model_fields)
     params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
     model = Component(entry.arch, params)
     if entry.recipe:
-        recipe = check.params(Recipe, _merge(recipe, entry.recipe), loc + ("recipe",))
+        recipe = check.typed(Recipe, _merge(recipe.model_dump(mode="json"), entry.recipe), loc + ("recipe",))
     if teacher:
         return ModelDef(entry.name, model, recipe, entry.seed, entry.stop_epoch, tuple(entry.stop_epochs),
                         *_weights(check, entry, loc))
@@ -188,7 +192,7 @@ def _weights(check: _Checker, entry: TeacherEntry, loc: Loc) -> tuple[str | None
 
 def _snapshots(check: _Checker, t: ModelDef, loc: Loc) -> None:
     """`stop_epochs`: distinct epochs within the teacher's training (its stop epoch, else its recipe's)."""
-    last = t.stop_epoch or t.recipe["epochs"]
+    last = t.stop_epoch or t.recipe.epochs
     for j, e in enumerate(t.snapshots):
         if not 0 < e <= last:
             raise check.fail(loc + (j,), f"must be in 1..{last} (the teacher's last epoch)")
@@ -348,8 +352,8 @@ def _search(check, raw, teachers, students, ensembles, pairs, recipe) -> SearchD
     for n, kind, args in space:
         for v in args if kind == "choice" else ():
             check.params(cls.Params, {**s.params, n: v}, ("search", "space", n))
-    if s.grace_epochs > recipe["epochs"]:
-        raise check.fail(("search", "grace_epochs"), f"must be <= recipe.epochs ({recipe['epochs']})")
+    if s.grace_epochs > recipe.epochs:
+        raise check.fail(("search", "grace_epochs"), f"must be <= recipe.epochs ({recipe.epochs})")
     sources = source_names(teachers, ensembles)
     names = [m.name for m in students]
     cells = s.pairs if s.pairs is not None else (pairs or [(a, b) for a in sources for b in names])

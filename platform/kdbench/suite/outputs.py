@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from kdbench.jobs import Component, Job, Upstream
+from kdbench.jobs import Component, Job, Recipe, Upstream
 from kdbench.methods import METHODS
 from kdbench.teachers.cache import cache_bytes
 
@@ -59,12 +59,13 @@ def _replay(cache: dict[str, Any], augmented: bool) -> dict[str, Any] | None:
 
 def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool) -> Job:
     exact = cache["views"] == "all"
-    views = student.recipe["epochs"] if exact else (cache["views"] if augmented else 1)
-    recipe = {"epochs": views, "batch_size": student.recipe["batch_size"] if exact else INFERENCE_BATCH}
-    if exact:  # the student's mixed precision and memory format also apply to its live teacher's forward
-        recipe |= {k: student.recipe[k] for k in ("precision", "channels_last") if k in student.recipe}
-    if dataset_augments(suite.dataset) and not augmented:  # views left plain by the recipe, not the dataset
-        recipe["augment"] = False
+    r = student.recipe
+    views = r.epochs if exact else (cache["views"] if augmented else 1)
+    recipe = Recipe(epochs=views, batch_size=r.batch_size if exact else INFERENCE_BATCH,
+                    # the student's mixed precision and memory format also apply to its live teacher's forward
+                    precision=r.precision if exact else "fp32", channels_last=exact and r.channels_last,
+                    # views left plain by the recipe, not by the dataset
+                    augment=not (dataset_augments(suite.dataset) and not augmented))
     params = {"views": "all" if exact else views, "topk": cache["topk"], "dtype": cache["dtype"],
               "augmented": augmented}
     return Job("teacher_outputs", suite.dataset, up.model, recipe, Component("teacher_outputs", params),
@@ -101,12 +102,12 @@ def _worth_caching(suite, refs: set[str], ups: dict, consumers: dict, cache: dic
     for r in sorted(refs):
         jobs = consumers[r]
         if cache["views"] == "all":  # one pass per (seed, batch size, epochs, precision) group
-            groups = {(j.seed, j.recipe["batch_size"], j.recipe["epochs"], j.recipe.get("precision"),
-                       j.recipe.get("augment")): j.recipe["epochs"] for j in jobs}
+            groups = {(j.seed, j.recipe.batch_size, j.recipe.epochs, j.recipe.precision, j.recipe.augment):
+                      j.recipe.epochs for j in jobs}
             views = sum(groups.values())
         else:
             views = cache["views"]
-        saved = (sum(j.recipe["epochs"] for j in jobs) - views) * n_train * _flops(ups[r].model, shape, classes)
+        saved = (sum(j.recipe.epochs for j in jobs) - views) * n_train * _flops(ups[r].model, shape, classes)
         size = cache_bytes(n_train, views, classes, cache["topk"], cache["dtype"])
         if saved >= AUTO_MIN_SAVED_FLOPS:
             scored.append((-saved / size, r, size))
@@ -132,7 +133,7 @@ def with_teacher_outputs(suite, entries: list) -> list:
     names = {e.job_id: e.student for e in entries}
 
     def augmented(student: Job) -> bool:  # a model's recipe may train it without the dataset's augmentation
-        return dataset_augmented and student.recipe.get("augment", True)
+        return dataset_augmented and student.recipe.augment
 
     out, added, remap = [], {}, {}  # remap: ids changed by `replay` (chain links downstream follow)
     for e in entries:

@@ -27,7 +27,7 @@ NONE = Component("none", {})
 def _pretrained(suite: Suite, t: ModelDef) -> Job:
     """A teacher taken as is from a weights file: nothing to train; its id covers the file's content."""
     method = Component("pretrained", {"sha256": t.weights_sha256})
-    return Job("pretrained", suite.dataset, t.model, {"epochs": 0}, method, 0, weights=t.weights)
+    return Job("pretrained", suite.dataset, t.model, None, method, 0, weights=t.weights)
 
 
 @dataclass(frozen=True)

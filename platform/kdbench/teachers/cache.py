@@ -212,11 +212,12 @@ class CachedTeacher(nn.Module):
         member_logits = member_logits if dtype == "float32" else member_logits.to(getattr(torch, dtype))
         return TeacherOutput(member_logits, self.combine, {})
 
-    def test_predictions(self) -> torch.Tensor:
-        """The (combined) teacher's top-1 on the test split, as the live engine's `predict` computes it."""
+    def test_outputs(self) -> torch.Tensor:
+        """(N_test, C) the (combined) teacher's log-probabilities on the test split, as the classification
+        task's `predict` computes them from a live teacher (caches serve logit-only classification students)."""
         logits = torch.stack([view_logits(read_table(self.store, Store.artifact(i, TEST)), self.classes)[1]
                               for i in self.ids])  # (M, N_test, C)
-        return ensemble_log_probs(logits, 1.0, self.combine).argmax(1).to(self.device)
+        return ensemble_log_probs(logits, 1.0, self.combine).to(self.device)
 
     def replayed(self, augment: Augment | None) -> Augment | None:
         """The student's augmentation under this cache: its own views (all), or the replayed view e mod K."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdbench import checkpoint
+from kdbench import checkpoint, paths
 from kdbench.errors import CorruptArtifact, MissingUpstream
 from kdbench.jobs import Job, Upstream
 from kdbench.store import Store
@@ -13,17 +13,10 @@ from kdbench.zoo.models import create_model
 from .inference import InferenceSpec, TeacherEngine
 from .sources import load_weights
 
-MODEL_FILE = "model.pt"  # a job's selected weights, read by its downstream jobs
-
-
-def snapshot_file(epoch: int) -> str:
-    """A teacher's weights after `epoch` (Job.snapshots), same checkpoint format as MODEL_FILE."""
-    return f"epoch_{epoch}.pt"
-
 
 def weights_file(up) -> str:
     """The file of an upstream's weights: its result, or its snapshot when the upstream names an epoch."""
-    return MODEL_FILE if up.epoch is None else snapshot_file(up.epoch)
+    return paths.MODEL if up.epoch is None else paths.snapshot_file(up.epoch)
 
 
 # A teacher run by plain PyTorch in fp32 (the inference engine's default); the name the engine always used.

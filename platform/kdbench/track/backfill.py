@@ -11,12 +11,11 @@ import datetime as dt
 import json
 from collections.abc import Callable
 
+from kdbench import paths
 from kdbench.store import Store
 
 from .tracker import Tracker, points
 from .writer import MetricPoint
-
-HISTORY = "history.json"  # written by kdbench.engine.run (not imported from there: it loads torch)
 
 
 class TrackingError(RuntimeError):
@@ -25,7 +24,7 @@ class TrackingError(RuntimeError):
 
 def epoch_points(store: Store, job_id: str) -> list[MetricPoint]:
     """The job's per-epoch metrics (step = epoch); none when it has no history (failed, skipped)."""
-    data = store.read_bytes(Store.artifact(job_id, HISTORY))
+    data = store.read_bytes(paths.artifact(job_id, paths.HISTORY))
     out: list[MetricPoint] = []
     for i, entry in enumerate(json.loads(data) if data else [], start=1):
         epoch = int(entry.pop("epoch", i))  # the step, not a metric

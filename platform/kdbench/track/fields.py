@@ -15,7 +15,7 @@ PARAM_COLUMNS = ("kind", "dataset", "student", "student_arch", "teacher", "teach
                  "stop_epoch", "combine")
 JSON_PARAMS = {"dataset_params": "dataset", "student_arch_params": "student_arch", "method_params": "method",
                "recipe": "recipe"}  # JSON column -> key prefix
-TAG_COLUMNS = ("job_id", "kind", "suite", "dataset", "teacher", "student", "method", "seed", "status")
+TAG_COLUMNS = ("job_id", "kind", "suite", "task", "dataset", "teacher", "student", "method", "seed", "status")
 METRIC_COLUMNS = ("test_acc", "val_acc", "teacher_test_acc", "teacher_agreement", "selected_epoch",
                   "epochs_trained", "final_train_loss", "wall_seconds", "device_seconds", "student_params",
                   "teacher_params")
@@ -59,7 +59,12 @@ def run_fields(row: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def final_metrics(row: dict[str, Any]) -> dict[str, float]:
-    return {c: float(row[c]) for c in METRIC_COLUMNS if row.get(c) is not None}
+    """The row's outcomes: its columns above and every metric of its task (test_rmse, teacher_test_mae…)."""
+    task_metrics = row.get("metrics") or {}
+    if not isinstance(task_metrics, dict):  # Arrow reads a map column as a list of (key, value) pairs
+        task_metrics = dict(task_metrics)
+    out = {key(k): float(v) for k, v in task_metrics.items() if v is not None}
+    return out | {c: float(row[c]) for c in METRIC_COLUMNS if row.get(c) is not None}
 
 
 def run_name(row: dict[str, Any]) -> str:

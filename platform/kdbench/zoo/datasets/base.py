@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -18,7 +19,7 @@ from kdbench.registry import Registry
 @dataclass(frozen=True)
 class Split:
     x: torch.Tensor  # (N, *input_shape), float32
-    y: torch.Tensor  # (N,), int64
+    y: torch.Tensor  # the task's targets: (N,) int64 class labels; (N, K) float32 regression targets
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -38,7 +39,7 @@ class DataSplits:
     train: Split
     val: Split
     test: Split
-    num_classes: int
+    num_classes: int  # the model's output size: classes, or regression targets
     augment: Augment | None = None  # applied to training batches only, on their device
 
     @property
@@ -54,9 +55,12 @@ class DatasetParams(BaseModel):
     """Base of every dataset's parameters: frozen, unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The registered task (kdbench/tasks/) whose targets this dataset holds: what its `y` is, how a model's
+    # outputs on it are scored.
+    task: ClassVar[str] = "classification"
 
     def describe(self) -> tuple[tuple[int, ...], int, int] | None:
-        """(input shape, number of classes, training samples) without loading the data, for estimates;
+        """(input shape, output size (classes or targets), training samples) without loading the data;
         None when the dataset cannot tell."""
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, field_validator
 from torch import nn
 
 from .base import ArchParams, ModelOutput, register_model
@@ -16,14 +16,6 @@ class MLPParams(ArchParams):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after each hidden layer
     # On the input pixels (Hinton et al. 2015 §3 train their MNIST teacher with 20% input, 50% hidden dropout).
     input_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-    @model_serializer(mode="wrap")
-    def _omit_default_input_dropout(self, handler):
-        """Leave `input_dropout: 0` out, so the ids of MLP jobs from before the option stay unchanged."""
-        out = handler(self)
-        if out.get("input_dropout") == 0:
-            del out["input_dropout"]
-        return out
 
     @field_validator("widths")
     @classmethod
