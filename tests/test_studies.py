@@ -100,7 +100,8 @@ def test_a_student_of_a_snapshot_learns_from_that_epochs_weights(tmp_path):
     snaps = {e: checkpoint.load(store, Store.artifact(teacher.job_id, snapshot_file(e)))["model"] for e in (1, 2)}
     assert checkpoint.load(store, Store.artifact(teacher.job_id, snapshot_file(3))) is None
     assert not torch.equal(snaps[1]["head.weight"], snaps[2]["head.weight"])
-    student = next(e.job for e in plan.entries if e.teacher == "big@1" and e.job.method.params.get("stop_epoch") is None)
+    student = next(e.job for e in plan.entries
+                   if e.teacher == "big@1" and e.job.method.params.get("stop_epoch") is None)
     final = run_job(student, store)
     # The teacher accuracy the engine reports is that of the epoch-1 snapshot, recomputed here.
     from kdbench.engine.data import dataset_on
