@@ -111,14 +111,14 @@ def _tune_space(space) -> dict:
 
 def search_trial(config: dict, template: dict, store: str, plugins: list[str], cpus: float, gpus: float) -> None:
     """One trial, on a Tune worker: train the sampled configuration, reporting val_acc every epoch (for ASHA)."""
-    import torch
     from ray import tune
 
     from kdbench.engine import run_job
+    from kdbench.engine.device import worker_device
     from kdbench.suite.load import import_plugins
 
     import_plugins(plugins)
-    torch.set_num_threads(max(1, int(cpus)))
+    device = worker_device(cpus, gpus)
     job = trial_job(Job.from_dict(template), config)
     reported = []
 
@@ -126,7 +126,6 @@ def search_trial(config: dict, template: dict, store: str, plugins: list[str], c
         reported.append(m["val_acc"])
         tune.report({"val_acc": m["val_acc"], "epoch": m["epoch"], "job_id": job.job_id})
 
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     final = run_job(job, Store(store), device=device, report=report)
     if not reported:  # finished before (content-addressed): report its validation accuracy once
         tune.report({"val_acc": final["val_acc"], "epoch": final["epochs_trained"], "job_id": job.job_id})
