@@ -248,8 +248,8 @@ def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> N
     from kdbench.suite.plan import Plan
 
     from .ray_session import init_ray
-    from .runner import _tune, trial_config
     from .state import SuiteRun
+    from .tune_run import run_tune, trial_config
 
     plan = expand(suite)
     jobs = plan.jobs
@@ -266,6 +266,6 @@ def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> N
         return
     ray = init_ray(opts.address, opts.num_cpus)
     run = SuiteRun(sub, store, done, None, lambda e: trial_config(e, store, sub))
-    _tune(run, ray)
+    run_tune(run, ray)
     if run.counts.failed or run.counts.interrupted:
         raise RuntimeError(f"the teachers the search needs did not finish: {run.counts.summary()}")
