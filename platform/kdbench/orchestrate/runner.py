@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kdbench.results import STATUS_OK, read_results, write_plan
 from kdbench.store import Store
-from kdbench.suite import Plan, expand, load_suite
+from kdbench.suite import Plan, Suite, expand, load_suite
 from kdbench.suite.compat import prune_incompatible
 
 from .integrity import corrupt_upstreams
@@ -67,15 +67,21 @@ def _import_report(run: SuiteRun, tuned: threading.Event) -> None:
         torch.zeros(1) + 1
 
 
-def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
-    """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
+def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
+              on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
+    """Run the suite's missing jobs. `suite`: a loaded Suite (what `kdbench run` validated and shows), or
+    the path of its YAML, loaded here. Everything that can fail on bad input (the suite, the store URI,
     the cluster's resources) fails before anything is written."""
-    suite, selections = load_suite(path), None
+    if not isinstance(suite, Suite):
+        suite = load_suite(os.fspath(suite))  # the one load of this run (it hashes teachers' weight files)
+    selections = None
     report_every = report_interval()  # a bad KDBENCH_REPORT_INTERVAL_S fails here, before any work
     if suite.search is not None:  # the per-cell searches first: their choices join the plan as ordinary jobs
         from .search import run_searches
 
         selections = run_searches(suite, Store(opts.store), opts)
+    # The suite's one full expansion (with the searches' choices: which teacher-output jobs the plan holds
+    # depends on every student job, so this plan cannot be known before the selections are).
     plan, pruned = prune_incompatible(expand(suite, selections))
     store = Store(opts.store)
     # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.

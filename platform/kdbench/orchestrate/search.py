@@ -12,7 +12,7 @@ seeded with the search's seed, teachers run live): its checkpoints go to artifac
 so an interrupted trial resumes and a trial whose config is later selected is not trained twice.
 
 The selected configuration (best final `val_acc` among the trials ASHA let finish; never test) then
-enters the plan as ordinary student jobs over the suite's seeds (spec.plan.expand's `selections`), so
+enters the plan as ordinary student jobs over the suite's seeds (suite.plan.expand's `selections`), so
 the leaderboard reports its test accuracy over seeds. What is stored, under `searches/`:
 
     searches/<key>/trials.parquet   one row per trial (SEARCH_TRIALS_SCHEMA): queryable with DuckDB
@@ -41,7 +41,7 @@ from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS
 from kdbench.store import Store
 from kdbench.suite.load import Suite
-from kdbench.suite.plan import expand
+from kdbench.suite.plan import Plan, expand
 
 log = logging.getLogger("kdbench.search")
 
@@ -78,6 +78,12 @@ def _full_params(method: str, params: dict) -> dict:
 
 def search_cells(suite: Suite) -> list[SearchCell]:
     """The suite's search cells, each with its trial template and content key."""
+    return _cells(suite)[0]
+
+
+def _cells(suite: Suite) -> tuple[list[SearchCell], Plan]:
+    """The search cells and the plan they were read from: the suite expanded with a placeholder choice per
+    cell (its fixed hyperparameters), which holds each cell's student job and every teacher job a trial needs."""
     s = suite.search
     fixed = _full_params(s.method, {**s.params, **{n: args[0] for n, _, args in s.space}})
     plan = expand(suite, {pair: fixed for pair in s.pairs})
@@ -92,7 +98,7 @@ def search_cells(suite: Suite) -> list[SearchCell]:
                 "metric": s.metric, "scheduler": s.scheduler, "grace_epochs": s.grace_epochs, "sampler": "optuna-tpe"}
         key = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:20]
         out.append(SearchCell(teacher, student, template, key))
-    return out
+    return out, plan
 
 
 def trial_job(template: Job, sampled: dict) -> Job:
@@ -222,13 +228,18 @@ def finished(store: Store, cell: SearchCell) -> dict | None:
 
 def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str], dict]:
     """Run the suite's unfinished searches (after the teacher jobs they need); returns the selections for
-    spec.plan.expand: (teacher, student) -> the chosen hyperparameters."""
-    cells = search_cells(suite)
+    suite.plan.expand: (teacher, student) -> the chosen hyperparameters.
+
+    One expansion of the suite here, before any choice is known: it gives the cells' templates (hence their
+    keys, which say whether a search has finished) and the teacher jobs the trials need. The runner then
+    expands once more with the choices; that second plan cannot be derived from this one, since which
+    teacher-output jobs a plan holds depends on all of its student jobs (suite/outputs.py)."""
+    cells, plan = _cells(suite)
     todo = [c for c in cells if finished(store, c) is None]
     if todo:
         from .ray_session import init_ray
 
-        _run_upstreams(suite, store, opts, {t.job_id for c in todo for t in c.template.teachers})
+        _run_upstreams(plan, store, opts, {t.job_id for c in todo for t in c.template.teachers})
         ray = init_ray(opts.address, opts.num_cpus)
         for cell in todo:  # one Tune experiment per cell, one after another
             log.info("search %s: %s → %s, %d trials", cell.key, cell.teacher, cell.student, suite.search.trials)
@@ -242,16 +253,15 @@ def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str],
     return selections
 
 
-def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> None:
-    """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked."""
+def _run_upstreams(plan: Plan, store: Store, opts: Any, needed: set[str]) -> None:
+    """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked.
+    `plan`: the cells' plan (_cells); its teacher jobs are the suite's, whatever the placeholder choices."""
     from kdbench.results import STATUS_OK, read_results
-    from kdbench.suite.plan import Plan
 
     from .ray_session import init_ray
     from .state import SuiteRun
     from .tune_run import run_tune, trial_config
 
-    plan = expand(suite)
     jobs = plan.jobs
     closure, stack = set(), list(needed)
     while stack:
@@ -260,7 +270,7 @@ def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> N
             continue
         closure.add(j)
         stack.extend(jobs[j].depends_on)
-    sub = Plan(suite, tuple(e for e in plan.entries if e.job_id in closure))
+    sub = Plan(plan.suite, tuple(e for e in plan.entries if e.job_id in closure))
     done = {r["job_id"] for r in read_results(store, closure).to_pylist() if r["status"] == STATUS_OK}
     if done >= closure:
         return
