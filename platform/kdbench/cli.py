@@ -101,11 +101,12 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 
     from .display import SuiteProgress
 
-    name = _guard(load_suite, str(suite)).name  # validate before starting anything
+    spec = _guard(load_suite, str(suite))  # validate before starting anything; the run uses this one load
+    name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
                       num_cpus=num_cpus)
     with SuiteProgress(err, enabled=not quiet) as progress:
-        counts = _guard(run_suite, str(suite), opts, progress.update)
+        counts = _guard(run_suite, spec, opts, progress.update)
     if not quiet:
         _print_leaderboard(store, name)
     _print_pruned(counts.pruned)

@@ -120,7 +120,7 @@ def run_kdbench(suite: str, store_dir: str, track: bool, address: str | None = N
     runner._tracker = _timed(marks, "tracker_setup", runner._tracker)
     runner._report = _timed(marks, "report", runner._report)
     Tracker.close = _timed(marks, "mlflow_close", Tracker.close)
-    tune_step = runner._tune
+    tune_step = runner.run_tune
 
     def timed_tune(run, ray):
         t = time.time()
@@ -137,7 +137,7 @@ def run_kdbench(suite: str, store_dir: str, track: bool, address: str | None = N
         tune.Tuner = TimedTuner
         return _timed(marks, "tune_total", tune_step)(run, ray)
 
-    runner._tune = timed_tune
+    runner.run_tune = timed_tune
     t0 = time.time()
     counts = run_suite(suite, RunOptions(store=store_dir, track=track, num_cpus=None if address else SLOTS,
                                          address=address))

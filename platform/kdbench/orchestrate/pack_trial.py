@@ -16,17 +16,18 @@ import torch
 from ray import tune
 
 from kdbench.engine import JobFailed, run_job
+from kdbench.engine.device import worker_device
 from kdbench.engine.fused import fusable, train_fused
 from kdbench.engine.run import read_final
 from kdbench.jobs import Job
 from kdbench.store import Store
 
-from .trainable import ERROR_FILE, PACK, STATUS, error_excerpt, record_placement
+from .trial_io import PACK, STATUS, error_excerpt, record_placement, write_error
 
 log = logging.getLogger("kdbench.orchestrate")
 
 
-def run_pack(jobs: list[Job], store: Store, device: str) -> dict[str, dict]:
+def run_pack(jobs: list[Job], store: Store, device: str | torch.device) -> dict[str, dict]:
     """{job id: {"final": metrics} or {"error": reason}} for every job of the pack."""
     if len(jobs) > 1 and fusable(jobs) is None and all(read_final(store, j.job_id) is None for j in jobs):
         try:
@@ -41,15 +42,14 @@ def run_pack(jobs: list[Job], store: Store, device: str) -> dict[str, dict]:
         except JobFailed as e:
             outcomes[job.job_id] = {"error": error_excerpt(e)}
         except Exception as e:
-            store.write_bytes(Store.artifact(job.job_id, ERROR_FILE), error_excerpt(e).encode())
+            write_error(store, job.job_id, e)
             raise
     return outcomes
 
 
 def train_pack(config: dict) -> None:
     jobs = [Job.from_dict(d) for d in config["jobs"]]
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    device = worker_device(config["cpus"], config["gpus"])
     store = Store(config["store"])
     for job in jobs:
         record_placement(store, job.job_id)

@@ -3,7 +3,6 @@ experiment, record every job, then write and log the leaderboard."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -12,13 +11,14 @@ from dataclasses import dataclass
 
 from kdbench.results import STATUS_OK, read_results, write_plan
 from kdbench.store import Store
-from kdbench.suite import Plan, PlanEntry, expand, load_suite
+from kdbench.suite import Plan, Suite, expand, load_suite
 from kdbench.suite.compat import prune_incompatible
 
 from .integrity import corrupt_upstreams
-from .progress import DEFAULT_INTERVAL_S, report_interval
+from .progress import report_interval
 from .ray_session import check_resources, init_ray
 from .state import Counts, SuiteRun
+from .tune_run import run_tune, trial_config
 
 log = logging.getLogger("kdbench.orchestrate")
 
@@ -32,13 +32,6 @@ class RunOptions:
     num_cpus: int | None = None  # local Ray only
 
 
-def trial_config(entry: PlanEntry, store: Store, plan: Plan, report_every: float = DEFAULT_INTERVAL_S) -> dict:
-    """A job's Tune config; `report_every`: seconds between its progress results (progress.py)."""
-    res = plan.suite.resources
-    return {"job_id": entry.job_id, "job": entry.job.to_dict(), "store": store.uri,
-            "cpus": res.cpus, "gpus": res.gpus, "plugins": list(plan.suite.plugins), "report_interval": report_every}
-
-
 def _tracker(plan: Plan, store: Store, opts: RunOptions):
     if not opts.track:
         return None
@@ -50,10 +43,6 @@ def _tracker(plan: Plan, store: Store, opts: RunOptions):
     tracker.start_suite(f"{s.name} v{s.version}", {"suite_file": os.path.abspath(s.path), "jobs": len(plan)},
                         {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version)})
     return tracker
-
-
-def _job_name(trial) -> str:
-    return f"job-{trial.config['job_id']}"
 
 
 def _import_tune() -> None:
@@ -78,65 +67,21 @@ def _import_report(run: SuiteRun, tuned: threading.Event) -> None:
         torch.zeros(1) + 1
 
 
-def _tune(run: SuiteRun, ray) -> None:
-    from ray import tune
-
-    from .trainable import with_resources
-    from .tune_adapters import DagSearcher, QueueScheduler, RecordingCallback
-
-    res = run.plan.suite.resources
-    # Tune's experiment state lives in the store, so every node of a cluster sees the same place
-    # (Ray requires a shared storage_path for multi-node runs); on an object store through its
-    # pyarrow filesystem. Trials report no Tune checkpoints: the engine checkpoints into the store.
-    storage, storage_fs = run.store.path("ray"), (None if run.store.local else run.store.fs)
-    tuner = tune.Tuner(
-        with_resources(res.cpus, res.gpus),
-        tune_config=tune.TuneConfig(search_alg=DagSearcher(run), scheduler=QueueScheduler(), num_samples=-1,
-                                    reuse_actors=True,
-                                    trial_name_creator=_job_name, trial_dirname_creator=_job_name),
-        run_config=tune.RunConfig(
-            name=run.suite, storage_path=storage, storage_filesystem=storage_fs, verbose=0,
-            callbacks=[RecordingCallback(run)],
-            failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
-    )
-    with _pending_trials(_slots(ray, res.cpus, res.gpus)):
-        tuner.fit()
-    run.close()
-
-
-def _slots(ray, cpus: float, gpus: float) -> int:
-    """How many jobs the cluster can run at once (at least one)."""
-    have = ray.cluster_resources()
-    fits = [have.get("CPU", 0) / cpus if cpus > 0 else None, have.get("GPU", 0) / gpus if gpus > 0 else None]
-    return max(1, int(min((f for f in fits if f is not None), default=1)))
-
-
-@contextlib.contextmanager
-def _pending_trials(n: int):
-    """Let Tune start `n` trials' actors at once. With a custom searcher Tune keeps ONE trial pending:
-    on a cluster a job then waits for its actor's start-up (seconds: runtime env, imports) while
-    the last finished actor takes it instead, so short jobs all run on one node, one at a time."""
-    key = "TUNE_MAX_PENDING_TRIALS_PG"
-    if key in os.environ:  # the user's choice
-        yield
-        return
-    os.environ[key] = str(n)
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)
-
-
-def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
-    """Run the suite's missing jobs. Everything that can fail on bad input (the suite, the store URI,
+def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
+              on_change: Callable[[SuiteRun], None] | None = None) -> Counts:
+    """Run the suite's missing jobs. `suite`: a loaded Suite (what `kdbench run` validated and shows), or
+    the path of its YAML, loaded here. Everything that can fail on bad input (the suite, the store URI,
     the cluster's resources) fails before anything is written."""
-    suite, selections = load_suite(path), None
+    if not isinstance(suite, Suite):
+        suite = load_suite(os.fspath(suite))  # the one load of this run (it hashes teachers' weight files)
+    selections = None
     report_every = report_interval()  # a bad KDBENCH_REPORT_INTERVAL_S fails here, before any work
     if suite.search is not None:  # the per-cell searches first: their choices join the plan as ordinary jobs
         from .search import run_searches
 
         selections = run_searches(suite, Store(opts.store), opts)
+    # The suite's one full expansion (with the searches' choices: which teacher-output jobs the plan holds
+    # depends on every student job, so this plan cannot be known before the selections are).
     plan, pruned = prune_incompatible(expand(suite, selections))
     store = Store(opts.store)
     # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.
@@ -168,7 +113,7 @@ def run_suite(path: str, opts: RunOptions, on_change: Callable[[SuiteRun], None]
             threading.Thread(target=_import_report, args=(run, tuned), name="kdbench-import-report",
                              daemon=True).start()
             try:
-                _tune(run, ray)
+                run_tune(run, ray)
             finally:
                 tuned.set()
         _compact(run.store)

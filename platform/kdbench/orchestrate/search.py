@@ -12,7 +12,7 @@ seeded with the search's seed, teachers run live): its checkpoints go to artifac
 so an interrupted trial resumes and a trial whose config is later selected is not trained twice.
 
 The selected configuration (best final `val_acc` among the trials ASHA let finish; never test) then
-enters the plan as ordinary student jobs over the suite's seeds (spec.plan.expand's `selections`), so
+enters the plan as ordinary student jobs over the suite's seeds (suite.plan.expand's `selections`), so
 the leaderboard reports its test accuracy over seeds. What is stored, under `searches/`:
 
     searches/<key>/trials.parquet   one row per trial (SEARCH_TRIALS_SCHEMA): queryable with DuckDB
@@ -41,7 +41,7 @@ from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS
 from kdbench.store import Store
 from kdbench.suite.load import Suite
-from kdbench.suite.plan import expand
+from kdbench.suite.plan import Plan, expand
 
 log = logging.getLogger("kdbench.search")
 
@@ -78,6 +78,12 @@ def _full_params(method: str, params: dict) -> dict:
 
 def search_cells(suite: Suite) -> list[SearchCell]:
     """The suite's search cells, each with its trial template and content key."""
+    return _cells(suite)[0]
+
+
+def _cells(suite: Suite) -> tuple[list[SearchCell], Plan]:
+    """The search cells and the plan they were read from: the suite expanded with a placeholder choice per
+    cell (its fixed hyperparameters), which holds each cell's student job and every teacher job a trial needs."""
     s = suite.search
     fixed = _full_params(s.method, {**s.params, **{n: args[0] for n, _, args in s.space}})
     plan = expand(suite, {pair: fixed for pair in s.pairs})
@@ -92,7 +98,7 @@ def search_cells(suite: Suite) -> list[SearchCell]:
                 "metric": s.metric, "scheduler": s.scheduler, "grace_epochs": s.grace_epochs, "sampler": "optuna-tpe"}
         key = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:20]
         out.append(SearchCell(teacher, student, template, key))
-    return out
+    return out, plan
 
 
 def trial_job(template: Job, sampled: dict) -> Job:
@@ -111,14 +117,14 @@ def _tune_space(space) -> dict:
 
 def search_trial(config: dict, template: dict, store: str, plugins: list[str], cpus: float, gpus: float) -> None:
     """One trial, on a Tune worker: train the sampled configuration, reporting val_acc every epoch (for ASHA)."""
-    import torch
     from ray import tune
 
     from kdbench.engine import run_job
+    from kdbench.engine.device import worker_device
     from kdbench.suite.load import import_plugins
 
     import_plugins(plugins)
-    torch.set_num_threads(max(1, int(cpus)))
+    device = worker_device(cpus, gpus)
     job = trial_job(Job.from_dict(template), config)
     reported = []
 
@@ -126,7 +132,6 @@ def search_trial(config: dict, template: dict, store: str, plugins: list[str], c
         reported.append(m["val_acc"])
         tune.report({"val_acc": m["val_acc"], "epoch": m["epoch"], "job_id": job.job_id})
 
-    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     final = run_job(job, Store(store), device=device, report=report)
     if not reported:  # finished before (content-addressed): report its validation accuracy once
         tune.report({"val_acc": final["val_acc"], "epoch": final["epochs_trained"], "job_id": job.job_id})
@@ -223,13 +228,18 @@ def finished(store: Store, cell: SearchCell) -> dict | None:
 
 def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str], dict]:
     """Run the suite's unfinished searches (after the teacher jobs they need); returns the selections for
-    spec.plan.expand: (teacher, student) -> the chosen hyperparameters."""
-    cells = search_cells(suite)
+    suite.plan.expand: (teacher, student) -> the chosen hyperparameters.
+
+    One expansion of the suite here, before any choice is known: it gives the cells' templates (hence their
+    keys, which say whether a search has finished) and the teacher jobs the trials need. The runner then
+    expands once more with the choices; that second plan cannot be derived from this one, since which
+    teacher-output jobs a plan holds depends on all of its student jobs (suite/outputs.py)."""
+    cells, plan = _cells(suite)
     todo = [c for c in cells if finished(store, c) is None]
     if todo:
         from .ray_session import init_ray
 
-        _run_upstreams(suite, store, opts, {t.job_id for c in todo for t in c.template.teachers})
+        _run_upstreams(plan, store, opts, {t.job_id for c in todo for t in c.template.teachers})
         ray = init_ray(opts.address, opts.num_cpus)
         for cell in todo:  # one Tune experiment per cell, one after another
             log.info("search %s: %s → %s, %d trials", cell.key, cell.teacher, cell.student, suite.search.trials)
@@ -243,16 +253,15 @@ def run_searches(suite: Suite, store: Store, opts: Any) -> dict[tuple[str, str],
     return selections
 
 
-def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> None:
-    """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked."""
+def _run_upstreams(plan: Plan, store: Store, opts: Any, needed: set[str]) -> None:
+    """Train the teacher jobs the searches read (and what they need), as a plan of their own, untracked.
+    `plan`: the cells' plan (_cells); its teacher jobs are the suite's, whatever the placeholder choices."""
     from kdbench.results import STATUS_OK, read_results
-    from kdbench.suite.plan import Plan
 
     from .ray_session import init_ray
-    from .runner import _tune, trial_config
     from .state import SuiteRun
+    from .tune_run import run_tune, trial_config
 
-    plan = expand(suite)
     jobs = plan.jobs
     closure, stack = set(), list(needed)
     while stack:
@@ -261,12 +270,12 @@ def _run_upstreams(suite: Suite, store: Store, opts: Any, needed: set[str]) -> N
             continue
         closure.add(j)
         stack.extend(jobs[j].depends_on)
-    sub = Plan(suite, tuple(e for e in plan.entries if e.job_id in closure))
+    sub = Plan(plan.suite, tuple(e for e in plan.entries if e.job_id in closure))
     done = {r["job_id"] for r in read_results(store, closure).to_pylist() if r["status"] == STATUS_OK}
     if done >= closure:
         return
     ray = init_ray(opts.address, opts.num_cpus)
     run = SuiteRun(sub, store, done, None, lambda e: trial_config(e, store, sub))
-    _tune(run, ray)
+    run_tune(run, ray)
     if run.counts.failed or run.counts.interrupted:
         raise RuntimeError(f"the teachers the search needs did not finish: {run.counts.summary()}")

@@ -20,7 +20,7 @@ from kdbench.store import Store
 
 from .progress import EPOCHS
 from .state import SuiteRun
-from .trainable import ERROR, ERROR_FILE, FINAL, PACK, STATUS
+from .trial_io import ERROR, ERROR_FILE, FINAL, PACK, STATUS
 
 _BOOKKEEPING = {"epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
                 "time_since_restore", "iterations_since_restore", "pid"}
