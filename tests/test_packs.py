@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
+from kdbench.jobs import JobFinal
 from kdbench.orchestrate import RunOptions, run_suite
 from kdbench.orchestrate.dag import JobGraph
 from kdbench.orchestrate.groups import ReadyPacker, pack_key
@@ -63,7 +63,8 @@ def test_a_packed_suite_runs_every_job_in_fewer_trials_with_the_results_of_separ
     assert set(rows) == set(plan.jobs) and {r["status"] for r in rows.values()} == {"ok"}
     trials = [d for d in os.listdir(packed.path("ray", "packed")) if d.startswith("job-")]
     assert len(trials) < len(plan)  # packs ran as single trials
-    fused = [json.loads(packed.read_bytes(f"artifacts/{i}/final.json")).get("fused") for i in plan.jobs]
+    fused = [JobFinal.from_json(packed.read_bytes(f"artifacts/{i}/final.json")).counters.get("fused")
+             for i in plan.jobs]
     assert max(f or 0 for f in fused) >= 2  # mlp students without batch norm were trained fused
     # Each packed job has its per-epoch metrics in MLflow, as a job run alone does.
     client, children, _ = child_runs(packed, "packed")

@@ -57,7 +57,8 @@ def test_search_keys_follow_the_content(tmp_path):
     more = search_cells(load_suite(str(write_suite(tmp_path, SUITE.replace("trials: 4", "trials: 5")))))
     assert base[0].key == again[0].key != more[0].key  # the suite's name is not content; the budget is
     job = trial_job(base[0].template, {"temperature": 3.0, "alpha": 0.5})
-    assert job.method.params == {"temperature": 3.0, "alpha": 0.5} and job.seed == 0 and job.kind == "student"
+    assert job.method.params == {"temperature": 3.0, "alpha": 0.5, "stop_epoch": None}  # defaults filled in
+    assert job.seed == 0 and job.kind == "student"
 
 
 def test_selections_become_student_jobs_over_the_seeds(tmp_path):

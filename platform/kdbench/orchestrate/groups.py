@@ -28,8 +28,8 @@ def pack_key(job: Job) -> str | None:
     """What jobs sharing a trial must have in common; None for jobs that always run alone."""
     if job.kind not in PACKABLE_KINDS:
         return None
-    return canonical_json([job.kind, asdict(job.dataset), asdict(job.model), job.recipe, asdict(job.method),
-                           job.combine, len(job.teachers)])
+    return canonical_json([job.kind, asdict(job.dataset), asdict(job.model), job.recipe.model_dump(mode="json"),
+                           asdict(job.method), job.combine, len(job.teachers)])
 
 
 class ReadyPacker:
