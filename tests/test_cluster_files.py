@@ -447,6 +447,7 @@ def processes_naming(text: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # cluster/local_cluster.sh starts a head and a worker
 def test_the_local_cluster_script_starts_a_head_and_a_worker_and_stops_only_them():
     venv_bin = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}
