@@ -1,7 +1,7 @@
 """The results table's schema: one row per finished or failed job, keyed by job id.
 
 This is the source of truth for every answer kdbench gives; it is documented column by column in
-the README ("Results schema"). Version history: see kdbench/version.py (RESULTS_SCHEMA_VERSION).
+docs/results.md. Version history: see kdbench/version.py (RESULTS_SCHEMA_VERSION).
 """
 
 from __future__ import annotations
