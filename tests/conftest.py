@@ -1,4 +1,18 @@
-"""Shared fixtures: tiny suites on offline data, a temporary store, one local Ray per session."""
+"""Shared fixtures: tiny suites on offline data, a temporary store, one local Ray per session; test tiers.
+
+Every test gets exactly one tier marker, applied here at collection (`pytest -m unit` runs one tier):
+
+- `cluster`: a multi-node Ray cluster (the fixture `cluster` of tests/test_cluster_e2e.py, or marked);
+- `services`: real services on loopback: moto's S3, PostgreSQL, an `mlflow server` (tests/services.py's
+  fixtures `s3_server`, `postgres`, `mlflow_server`, or marked);
+- `ray`: a local Ray, in this process (the `ray_local` fixture) or in a subprocess (`kdbench run`);
+- `unit`: everything else: no Ray, no services. The tier runs in under two minutes.
+
+A tier comes from the fixtures a test uses (directly or through other fixtures), the heaviest first. A
+test that starts Ray or a service without those fixtures (e.g. `kdbench run` in a subprocess) carries its
+tier as an explicit marker (`@pytest.mark.ray`), which wins. A unit test that starts Ray in this process
+fails: `ray.init` raises during unit tests (the autouse fixture `unit_tests_start_no_ray` below).
+"""
 
 from __future__ import annotations
 
@@ -82,3 +96,55 @@ def ray_local():
     ray = init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+TIERS = ("unit", "ray", "services", "cluster")
+# The fixtures that put a test in a tier, heaviest tier first.
+TIER_FIXTURES = (
+    ("cluster", {"cluster"}),
+    ("services", {"s3_server", "postgres", "mlflow_server"}),
+    ("ray", {"ray_local"}),
+)
+
+
+def tier_of(item) -> str:
+    explicit = [name for name in TIERS if item.get_closest_marker(name) is not None]
+    if len(explicit) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: more than one tier marker: {explicit}")
+    if explicit:
+        return explicit[0]
+    used = set(getattr(item, "fixturenames", ()))
+    return next((tier for tier, fixtures in TIER_FIXTURES if used & fixtures), "unit")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_ray(request):
+    """In a unit test, starting Ray in this process (`ray.init`, directly or through Tune) raises and fails
+    the test, even when the test catches the error; `ray.is_initialized()` answers False, so a Ray that an
+    earlier `ray` test started is not silently reused."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    import ray
+    import ray._private.worker
+
+    attempts: list[str] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(request.node.nodeid)
+        raise RuntimeError("a unit-tier test started Ray: give it the `ray` marker (see tests/conftest.py)")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ray, "init", refuse)
+        mp.setattr(ray._private.worker, "init", refuse)
+        mp.setattr(ray, "is_initialized", lambda: False)
+        yield
+    if attempts:
+        pytest.fail(f"{request.node.nodeid} is in the unit tier but started Ray", pytrace=False)

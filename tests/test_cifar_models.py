@@ -13,7 +13,7 @@ from kdbench.zoo.models.shufflenet import channel_shuffle
 
 SHAPE = (3, 32, 32)
 
-# num_classes = 100; the CRD/DKD benchmark's definitions (RepDistiller, mdistiller), as listed in METHODS.md
+# num_classes = 100; the CRD/DKD benchmark's definitions (RepDistiller, mdistiller), as listed in docs/methods.md
 BENCHMARK_COUNTS = {
     "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756, "resnet44": 667_188,
     "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,

@@ -83,6 +83,7 @@ def test_unknown_store_scheme_is_a_clear_error():
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # `kdbench run` in a subprocess starts its own local Ray
 def test_the_console_script_runs_a_suite_and_reruns_nothing(tmp_path, tiny_suite):
     # A relative store path, as in the README: workers run in other directories than the driver.
     env = {**os.environ, "KDBENCH_STORE": "store"}

@@ -2,7 +2,7 @@
 
 No Docker engine, cloud or Kubernetes runs here, so what can be checked is checked with the tools
 themselves: the launcher config against Ray's own cluster-config schema, every `ray start`,
-`mlflow server` and `kdbench` command (in the files and in the READMEs) with the real CLIs' parsers,
+`mlflow server` and `kdbench` command (in the files, the READMEs and docs/) with the real CLIs' parsers,
 the compose file with `docker-compose config` when that binary is installed, the images' versions
 against the ones installed and tested here, and `cluster/local_cluster.sh` by running it.
 """
@@ -54,12 +54,6 @@ def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def readme_section(text: str, heading: str) -> str:
-    start = text.index(f"\n## {heading}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end >= 0 else None]
-
-
 def shell_commands(markdown: str) -> list[list[str]]:
     """Every simple command in the markdown's ```bash blocks, as argv lists (continuations joined)."""
     out = []
@@ -90,14 +84,15 @@ def docker_builds(markdown: str) -> dict[str, str]:
 
 
 @cache
-def readme() -> str:
-    return readme_section((ROOT / "README.md").read_text(), "Run on a cluster")
+def cluster_doc() -> str:
+    """The cluster walk-through users follow (docs/cluster.md)."""
+    return (ROOT / "docs" / "cluster.md").read_text()
 
 
 @cache
 def worker_image() -> str:
-    """The image name the README tells users to build and push."""
-    return docker_builds(readme())["docker/worker.Dockerfile"]
+    """The image name docs/cluster.md tells users to build and push."""
+    return docker_builds(cluster_doc())["docker/worker.Dockerfile"]
 
 
 def ray_start(command: str) -> tuple[dict, str]:
@@ -264,15 +259,15 @@ def test_the_rayjob_entrypoint_is_a_kdbench_run_the_cli_accepts_on_a_suite_in_th
     assert load_suite(str(ROOT / suite.relative_to(workdir))).name
 
 
-def test_the_secrets_the_manifests_read_are_the_ones_the_readme_creates():
+def test_the_secrets_the_manifests_read_are_the_ones_the_docs_create():
     created = set()
-    for argv in shell_commands(readme()):
+    for argv in shell_commands(cluster_doc()):
         if argv[:4] == ["kubectl", "create", "secret", "generic"]:
             keys = [a.split("=", 1)[1].split("=", 1)[0] for a in argv if a.startswith("--from-literal=")]
             created |= {(argv[4], k) for k in keys}
     for path in (RAYCLUSTER, RAYJOB):
         missing = secret_refs(load(path)) - created
-        assert not missing, f"{path.name} reads Secrets the README does not create: {sorted(missing)}"
+        assert not missing, f"{path.name} reads Secrets docs/cluster.md does not create: {sorted(missing)}"
 
 
 def test_compose_publishes_on_loopback_only_and_its_commands_parse_with_the_real_clis():
@@ -307,7 +302,7 @@ def test_compose_publishes_on_loopback_only_and_its_commands_parse_with_the_real
     assert params["app_name"] == "basic-auth" and params["host"] == "0.0.0.0"
     assert "mlflow:5000" in params["allowed_hosts"].split(",")  # the Ray nodes' Host header
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert mlflow["image"] == docker_builds(readme())["docker/mlflow.Dockerfile"]
+    assert mlflow["image"] == docker_builds(cluster_doc())["docker/mlflow.Dockerfile"]
 
 
 def compose_cli() -> list[str] | None:
@@ -391,9 +386,9 @@ def test_the_mlflow_image_serves_basic_auth_on_the_tested_mlflow():
     assert ini["mlflow"]["admin_username"] == "admin" and "admin_password" not in ini["mlflow"]
     assert ini["mlflow"]["database_uri"].startswith("sqlite:////mlflow/")  # the image's volume
 
-    # The README's `docker run … kdbench-mlflow:TAG ARGS`: ARGS go to `mlflow server`.
-    tag = docker_builds(readme())["docker/mlflow.Dockerfile"]
-    run = next(argv for argv in shell_commands(readme()) if argv[:2] == ["docker", "run"] and tag in argv)
+    # docs/cluster.md's `docker run … kdbench-mlflow:TAG ARGS`: ARGS go to `mlflow server`.
+    tag = docker_builds(cluster_doc())["docker/mlflow.Dockerfile"]
+    run = next(argv for argv in shell_commands(cluster_doc()) if argv[:2] == ["docker", "run"] and tag in argv)
     params = mlflow_server(run[run.index(tag) + 1:])
     assert params["app_name"] == "basic-auth" and params["backend_store_uri"].startswith("postgresql://")
     assert params["artifacts_destination"].startswith("s3://")
@@ -401,7 +396,8 @@ def test_the_mlflow_image_serves_basic_auth_on_the_tested_mlflow():
 
 
 def test_every_kdbench_command_in_the_docs_parses_with_the_cli():
-    docs = readme() + (DOCKER / "README.md").read_text() + (CLUSTER / "README.md").read_text()
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), DOCKER / "README.md", CLUSTER / "README.md"]
+    docs = "".join(page.read_text() for page in pages)
     commands = [argv for argv in shell_commands(docs) if argv[0] == "kdbench"]
     assert {argv[1] for argv in commands} >= {"submit", "status", "logs", "stop"}
     for argv in commands:
@@ -447,6 +443,7 @@ def processes_naming(text: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # cluster/local_cluster.sh starts a head and a worker
 def test_the_local_cluster_script_starts_a_head_and_a_worker_and_stops_only_them():
     venv_bin = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ["PATH"]}

@@ -37,6 +37,7 @@ def one_row_per_job(store: Store, path) -> dict[str, dict]:
     return {r["job_id"]: r for r in rows}
 
 
+@pytest.mark.ray  # `kdbench run` in a subprocess
 def test_a_worker_killed_mid_job_resumes_from_its_last_epoch(tmp_path):
     path = write_suite(tmp_path, SLOW)
     store = Store(tmp_path / "store")
@@ -80,6 +81,7 @@ def mlflow_runs_per_job(store: Store, suite: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.ray  # `kdbench run` in a subprocess
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_a_killed_driver_loses_nothing_and_the_rerun_doubles_nothing(tmp_path, how):
     path = write_suite(tmp_path, MANY)
@@ -139,6 +141,7 @@ cluster.shutdown()
 """
 
 
+@pytest.mark.cluster  # a three-node ray.cluster_utils.Cluster in a subprocess
 def test_a_lost_node_s_jobs_are_rescheduled_and_finish(tmp_path):
     import json
     import subprocess
@@ -185,6 +188,7 @@ def server_up(uri: str) -> bool:
         return False
 
 
+@pytest.mark.services  # its own `mlflow server`, killed and restarted, and `kdbench run` in a subprocess
 def test_tracking_server_down_mid_suite_then_sync_matches_the_store(tmp_path):
     import socket
 

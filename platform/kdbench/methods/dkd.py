@@ -20,7 +20,7 @@ mdistiller, which softens the teacher's logits), the members' combined softened 
 an ensemble — the same target as `kd` uses, so that KD = TCKD + (1 − p^T_t)·NCKD holds here too.
 
 Defaults: r = 1, α = 1, β = 8, T = 4, warm-up 20 epochs — mdistiller/engine/cfg.py (CFG.DKD); its
-per-pair CIFAR configs lower β for some pairs (METHODS.md). DKD replaces KD: it has no KD term.
+per-pair CIFAR configs lower β for some pairs (docs/methods.md). DKD replaces KD: it has no KD term.
 """
 
 from __future__ import annotations
