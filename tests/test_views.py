@@ -16,10 +16,10 @@ from rich.console import Console
 from scipy import stats as sps
 
 from kdbench.results import views
+from kdbench.results.report import write_views
 from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.results.views.render import NS, rich_table
-from kdbench.results.views.report import write_views
 from kdbench.store import Store
 
 from .conftest import write_plan_rows

@@ -3,6 +3,11 @@
 The plan gives the names of this suite (a job shared by two suites has one result but its names in
 each); the results give the metrics. Every view is computed from these rows, so what a view shows is
 what the store holds. Linear in the number of jobs.
+
+A report joins once (`load_jobs`) and hands the same `SuiteJobs` to every table, plot and page it writes.
+
+Every read of a job's test metric goes through `score` and every "which is better" decision (ranks, the best
+member, Pareto fronts) through `higher_is_better`: the one place that knows the metric and its direction.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdbench.store import Store
@@ -19,9 +25,26 @@ from kdbench.store import Store
 from ..store import read_plan, read_results
 
 _SNAPSHOT = re.compile(r"^(?P<name>.+)@(?P<epoch>\d+)$")  # spec.load.snapshot_name: `<teacher>@<epoch>`
-METRICS = ["status", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
+NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "chain", "upstream", "seed"]
+METRICS = ["status", "error", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
-           "student_arch_params"]
+           "student_arch_params", "finished_at"]
+
+
+def score(row: dict) -> float | None:
+    """The job's primary test metric (today every suite's: test top-1 accuracy, a fraction)."""
+    return row["test_acc"]
+
+
+def higher_is_better(rows: Iterable[dict] = ()) -> bool:
+    """Whether a larger `score` is better for these rows (accuracy: yes). Every ranking, best-of and Pareto
+    decision asks this, so a metric where lower is better changes it here only."""
+    return True
+
+
+def better(a: float, b: float, higher: bool) -> bool:
+    """`a` strictly better than `b` in the direction `higher` (from `higher_is_better`)."""
+    return a > b if higher else a < b
 
 
 @dataclass(frozen=True)
@@ -37,16 +60,23 @@ class SuiteJobs:
 
 
 def load_jobs(store: Store, suite: str) -> SuiteJobs:
+    """The suite's latest plan joined with the results: one read of each (the plan's jobs only)."""
     plan = read_plan(store, suite)
     if plan.num_rows:
-        results = read_results(store, plan["job_id"].to_pylist())
-        base = plan.to_pylist()
-    else:  # no plan recorded: the rows this suite's runs wrote, with their own names
-        results = read_results(store)
-        results = results.filter(pc.equal(results["suite"], suite))
-        base = results.select(["job_id", "kind", "teacher", "student", "method", "method_params", "chain",
-                               "upstream", "seed"]).to_pylist()
-    return SuiteJobs(suite, join(base, results.to_pylist()))
+        return suite_jobs(suite, read_results(store, plan["job_id"].to_pylist(), columns=_COLUMNS), plan)
+    results = read_results(store, columns=[*_COLUMNS, "suite"])  # no plan recorded: this suite's own rows
+    return suite_jobs(suite, results.filter(pc.equal(results["suite"], suite)))
+
+
+_COLUMNS = list(dict.fromkeys(NAMES + METRICS))
+
+
+def suite_jobs(suite: str, results: pa.Table, plan: pa.Table | None = None) -> SuiteJobs:
+    """The join of a plan and result rows already read (without a plan: every row, with its own names)."""
+    if plan is not None and plan.num_rows:
+        return SuiteJobs(suite, join(plan.to_pylist(), results.to_pylist()))
+    rows = results.to_pylist()
+    return SuiteJobs(suite, join(rows, rows))
 
 
 def join(plan_rows: Iterable[dict], result_rows: Iterable[dict]) -> list[dict]:
@@ -82,9 +112,13 @@ def snapshot_of(source: str | None) -> tuple[str | None, int | None]:
     return (m["name"], int(m["epoch"])) if m else (source, None)
 
 
-def ok_acc(rows: Iterable[dict], metric: str = "test_acc") -> dict[int, float]:
-    """seed -> metric of the rows that finished ok."""
-    return {r["seed"]: r[metric] for r in rows if r["status"] == "ok" and r[metric] is not None}
+def ok_scores(rows: Iterable[dict]) -> dict[int, float]:
+    """seed -> `score` of the rows that finished ok."""
+    out = {}
+    for r in rows:
+        if r["status"] == "ok" and (s := score(r)) is not None:
+            out[r["seed"]] = s
+    return out
 
 
 def failed(rows: Iterable[dict]) -> int:
