@@ -12,9 +12,11 @@ member, Pareto fronts) through `higher_is_better`: the one place that knows the 
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -29,6 +31,7 @@ NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "cha
 METRICS = ["status", "error", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
            "student_arch_params", "finished_at"]
+_COLUMNS = [*NAMES, *METRICS]  # what load_jobs reads of the results
 
 
 def score(row: dict) -> float | None:
@@ -50,7 +53,8 @@ def better(a: float, b: float, higher: bool) -> bool:
 @dataclass(frozen=True)
 class SuiteJobs:
     suite: str
-    rows: list[dict]  # one per planned job: plan names + result metrics (status 'pending' without a result)
+    rows: list[dict]  # one per planned job: plan names + result metrics (status 'pending' without a result;
+    #                   finished_at in microseconds since the epoch)
 
     def by_id(self) -> dict[str, dict]:
         return {r["job_id"]: r for r in self.rows}
@@ -68,31 +72,64 @@ def load_jobs(store: Store, suite: str) -> SuiteJobs:
     return suite_jobs(suite, results.filter(pc.equal(results["suite"], suite)))
 
 
-_COLUMNS = list(dict.fromkeys(NAMES + METRICS))
-
-
 def suite_jobs(suite: str, results: pa.Table, plan: pa.Table | None = None) -> SuiteJobs:
     """The join of a plan and result rows already read (without a plan: every row, with its own names)."""
-    if plan is not None and plan.num_rows:
-        return SuiteJobs(suite, join(plan.to_pylist(), results.to_pylist()))
-    rows = results.to_pylist()
-    return SuiteJobs(suite, join(rows, rows))
+    names = plan if plan is not None and plan.num_rows else results
+    return SuiteJobs(suite, join(_columns(names, NAMES), _columns(results, ["job_id", *METRICS])))
 
 
-def join(plan_rows: Iterable[dict], result_rows: Iterable[dict]) -> list[dict]:
-    """Plan rows with their result's metrics; method_params normalised to canonical JSON."""
-    results = {r["job_id"]: r for r in result_rows}
+def _columns(table: pa.Table, columns: list[str]) -> list[list]:
+    """Columns as Python lists (one conversion per column: several times faster than Table.to_pylist on wide
+    tables); timestamps as integer microseconds (a datetime per row costs more than the rest together); a
+    column the table lacks is all None."""
     out = []
-    for p in plan_rows:
-        r = results.get(p["job_id"], {})
-        row = {k: p.get(k) for k in ("job_id", "kind", "teacher", "student", "method", "chain", "upstream", "seed")}
-        row["method_params"] = canonical_params(p.get("method_params"))
-        row.update({k: r.get(k) for k in METRICS})
-        row["status"] = r.get("status") or "pending"
-        row["chain"] = list(row["chain"] or [])
-        row["upstream"] = list(row["upstream"] or [])
-        out.append(row)
+    for c in columns:
+        if c not in table.column_names:
+            out.append([None] * table.num_rows)
+            continue
+        col = table.column(c)
+        out.append((col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist())
     return out
+
+
+_KEYS = [*NAMES, *METRICS]
+
+
+def join(plan: list[list], results: list[list]) -> list[dict]:
+    """One dict per plan row (plan: columns NAMES; results: job_id and METRICS): its names and its result's
+    metrics (status 'pending' without one); method_params normalised to canonical JSON."""
+    at = {job_id: i for i, job_id in enumerate(results[0])}
+    metrics = list(zip(*results[1:], strict=True))
+    none = (None,) * len(METRICS)
+    canonical: dict[str | None, str] = {}  # a suite has few distinct settings
+    out: list[dict] = []
+    with _no_gc():  # 100,000 new dicts would trigger the cyclic collector dozens of times (~40% of the join)
+        for names in zip(*plan, strict=True):
+            out.append(_row(names, at.get(names[0]), metrics, none, canonical))
+    return out
+
+
+def _row(names: tuple, i: int | None, metrics: list[tuple], none: tuple, canonical: dict) -> dict:
+    row = dict(zip(_KEYS, names + (none if i is None else metrics[i]), strict=True))
+    params = row["method_params"]
+    if params not in canonical:
+        canonical[params] = canonical_params(params)
+    row["method_params"] = canonical[params]
+    row["status"] = row["status"] or "pending"
+    row["chain"] = list(row["chain"] or [])
+    row["upstream"] = list(row["upstream"] or [])
+    return row
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def canonical_params(params: str | None) -> str:
