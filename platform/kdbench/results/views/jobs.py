@@ -75,7 +75,8 @@ def load_jobs(store: Store, suite: str) -> SuiteJobs:
 def suite_jobs(suite: str, results: pa.Table, plan: pa.Table | None = None) -> SuiteJobs:
     """The join of a plan and result rows already read (without a plan: every row, with its own names)."""
     names = plan if plan is not None and plan.num_rows else results
-    return SuiteJobs(suite, join(_columns(names, NAMES), _columns(results, ["job_id", *METRICS])))
+    with _no_gc():  # 100,000 new lists and dicts would trigger the cyclic collector dozens of times
+        return SuiteJobs(suite, join(_columns(names, NAMES), _columns(results, ["job_id", *METRICS])))
 
 
 def _columns(table: pa.Table, columns: list[str]) -> list[list]:
@@ -103,22 +104,18 @@ def join(plan: list[list], results: list[list]) -> list[dict]:
     none = (None,) * len(METRICS)
     canonical: dict[str | None, str] = {}  # a suite has few distinct settings
     out: list[dict] = []
-    with _no_gc():  # 100,000 new dicts would trigger the cyclic collector dozens of times (~40% of the join)
-        for names in zip(*plan, strict=True):
-            out.append(_row(names, at.get(names[0]), metrics, none, canonical))
+    for names in zip(*plan, strict=True):
+        i = at.get(names[0])
+        row = dict(zip(_KEYS, names + (none if i is None else metrics[i]), strict=True))
+        params = row["method_params"]
+        if params not in canonical:
+            canonical[params] = canonical_params(params)
+        row["method_params"] = canonical[params]
+        row["status"] = row["status"] or "pending"
+        row["chain"] = row["chain"] or []  # fresh lists from Arrow; [] for a null
+        row["upstream"] = row["upstream"] or []
+        out.append(row)
     return out
-
-
-def _row(names: tuple, i: int | None, metrics: list[tuple], none: tuple, canonical: dict) -> dict:
-    row = dict(zip(_KEYS, names + (none if i is None else metrics[i]), strict=True))
-    params = row["method_params"]
-    if params not in canonical:
-        canonical[params] = canonical_params(params)
-    row["method_params"] = canonical[params]
-    row["status"] = row["status"] or "pending"
-    row["chain"] = list(row["chain"] or [])
-    row["upstream"] = list(row["upstream"] or [])
-    return row
 
 
 @contextmanager
