@@ -13,11 +13,11 @@ import random
 import pytest
 
 from kdbench.results import costs as costs_module
+from kdbench.results.report import write_views
 from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.results.views import VIEWS
 from kdbench.results.views.efficiency import pareto_front
-from kdbench.results.views.report import write_views
 from kdbench.store import Store
 from kdbench.zoo.models.cost import forward_flops, latency_ms
 

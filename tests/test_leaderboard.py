@@ -1,4 +1,5 @@
-"""Leaderboards over a hand-made suite; expected numbers computed independently with `statistics`.
+"""Leaderboards (the `methods` and `teacher-size` views, the failures table, the terminal tables and the
+report files) over a hand-made suite; expected numbers computed independently with `statistics`.
 
 Suite: teachers big (10k params) and small (2k); student mlp alone (baseline) and distilled with kd
 from each teacher and through a teacher assistant (big → ta → mlp); seeds 0–2; kd from small fails
@@ -18,12 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from kdbench.results.leaderboard import failures, methods_leaderboard, suite_view, teacher_size_table
-from kdbench.results.plots import plot_methods, plot_teacher_size
-from kdbench.results.render import terminal_tables
 from kdbench.results.report import build_leaderboard, write_report
 from kdbench.results.schema import PLAN_SCHEMA, RESULT_SCHEMA
 from kdbench.results.store import write_result
+from kdbench.results.views.cells import table
+from kdbench.results.views.failures import failures_rows
+from kdbench.results.views.jobs import SuiteJobs, suite_jobs
+from kdbench.results.views.methods import FIELDS as METHODS_FIELDS
+from kdbench.results.views.methods import methods_rows
+from kdbench.results.views.plots import plot_methods, plot_teacher_size
+from kdbench.results.views.render import terminal_tables
+from kdbench.results.views.teacher_size import FIELDS as TEACHER_SIZE_FIELDS
+from kdbench.results.views.teacher_size import teacher_size_rows
 from kdbench.store import Store
 
 from .conftest import write_plan_rows
@@ -75,11 +82,12 @@ def _results() -> list[dict]:
 
 def _plan(results: list[dict]) -> list[dict]:
     keys = ["job_id", "kind", "teacher", "method", "method_params", "chain", "seed"]
-    plan = [{"suite": SUITE, "student": r["chain"][-1], "upstream": [], **{k: r[k] for k in keys}}
-            for r in results if r["suite"] == SUITE]
+    # A student's upstream: its own teacher's job (seed 0's, enough for the views: they count upstreams).
+    plan = [{"suite": SUITE, "student": r["chain"][-1], "upstream": [f"{'-'.join(r['chain'][:-1])}-0"] if
+             r["kind"] == "student" else [], **{k: r[k] for k in keys}} for r in results if r["suite"] == SUITE]
     pending = {"job_id": "big-mlp-T8-0", "kind": "student", "teacher": "big", "student": "mlp",
                "method": "kd", "method_params": '{"T": 8}', "chain": ["big", "mlp"], "seed": 0}
-    return [*plan, {"suite": SUITE, "upstream": [], **pending}]
+    return [*plan, {"suite": SUITE, "upstream": ["big-0"], **pending}]
 
 
 @pytest.fixture
@@ -94,13 +102,29 @@ def _expected_ci(xs: list[float], t: float) -> tuple[float, float]:
     return m - t * s / math.sqrt(len(xs)), m + t * s / math.sqrt(len(xs))
 
 
+def _jobs(results: pa.Table, plan: pa.Table | None = None) -> SuiteJobs:
+    return suite_jobs(SUITE, results, plan)
+
+
+def _methods(jobs: SuiteJobs) -> pa.Table:
+    return table(methods_rows(jobs), METHODS_FIELDS)
+
+
+def _teacher_size(jobs: SuiteJobs) -> pa.Table:
+    return table(teacher_size_rows(jobs), TEACHER_SIZE_FIELDS)
+
+
+PENDING = '{"T":8}'  # the method_params of the pending job's cell, in no aggregate
+
+
 def _cell(methods: pa.Table, teacher: str | None, chain: str) -> dict:
-    (row,) = [r for r in methods.to_pylist() if r["teacher"] == teacher and r["chain"] == chain]
+    (row,) = [r for r in methods.to_pylist() if r["teacher"] == teacher and r["chain"] == chain
+              and r["method_params"] != PENDING]
     return row
 
 
 def test_view_takes_names_from_the_plan_and_marks_pending(tables):
-    view = suite_view(*tables).to_pylist()
+    view = _jobs(*tables).rows
     by_id = {r["job_id"]: r for r in view}
     assert "other-0" not in by_id  # another suite's job
     assert by_id["mlp-0"]["student"] == "mlp"  # plan's name, not the results'
@@ -111,14 +135,16 @@ def test_view_takes_names_from_the_plan_and_marks_pending(tables):
 
 
 def test_view_without_plan_uses_result_names(tables):
-    view = suite_view(tables[0], None)
-    assert view.num_rows == tables[0].num_rows
-    assert "renamed-elsewhere" in view["student"].to_pylist()
+    view = _jobs(tables[0]).rows
+    assert len(view) == tables[0].num_rows
+    assert "renamed-elsewhere" in [r["student"] for r in view]
 
 
 def test_methods_means_intervals_and_counts(tables):
-    methods = methods_leaderboard(suite_view(*tables))
-    assert len(methods) == 5  # the pending job makes no cell
+    methods = _methods(_jobs(*tables))
+    assert len(methods) == 6  # the pending job's cell is listed, in no aggregate:
+    (pending,) = [r for r in methods.to_pylist() if r["method_params"] == PENDING]
+    assert (pending["n"], pending["failed"], pending["mean"], pending["rank"]) == (0, 0, None, None)
     kd_big = _cell(methods, "big", "big → mlp")
     accs = ACC[("mlp", "big", ("big", "mlp"))]
     assert kd_big["n"] == 3 and kd_big["failed"] == 0
@@ -133,7 +159,7 @@ def test_methods_means_intervals_and_counts(tables):
 
 
 def test_methods_gain_is_over_the_student_alone_with_paired_interval(tables):
-    methods = methods_leaderboard(suite_view(*tables))
+    methods = _methods(_jobs(*tables))
     base = ACC[("mlp", None, ("mlp",))]
     distilled = [("big", ("big", "mlp")), ("small", ("small", "mlp")), ("big", ("big", "ta", "mlp"))]
     for teacher, chain in distilled:
@@ -149,16 +175,19 @@ def test_methods_gain_is_over_the_student_alone_with_paired_interval(tables):
 
 
 def test_methods_rank_within_dataset_teacher_student(tables):
-    methods = methods_leaderboard(suite_view(*tables))
-    ranks = {(r["teacher"], r["chain"]): r["rank"] for r in methods.to_pylist()}
+    methods = [r for r in _methods(_jobs(*tables)).to_pylist() if r["method_params"] != PENDING]
+    ranks = {(r["teacher"], r["chain"]): r["rank"] for r in methods}
     assert ranks == {(None, "mlp"): 1, ("big", "big → ta → mlp"): 1, ("big", "big → mlp"): 2,
                      ("small", "small → mlp"): 1, ("big", "big → ta"): 1}
-    order = [(r["student"], r["teacher"]) for r in methods.to_pylist()]
+    order = [(r["student"], r["teacher"]) for r in methods]
     assert order == [("mlp", None), ("mlp", "big"), ("mlp", "big"), ("mlp", "small"), ("ta", "big")]
 
 
 def test_teacher_size_rows(tables):
-    rows = teacher_size_table(suite_view(*tables)).to_pylist()
+    everything = _teacher_size(_jobs(*tables)).to_pylist()
+    rows = [r for r in everything if r["method_params"] != PENDING]
+    (pending,) = [r for r in everything if r["method_params"] == PENDING]
+    assert (pending["teacher"], pending["n"], pending["mean"]) == ("big", 0, None)
     assert [(r["student"], r["teacher"], r["teacher_params"], r["n"]) for r in rows] == [
         ("mlp", "small", 2_000, 2), ("mlp", "big", 10_000, 3), ("ta", "big", 10_000, 1)]
     big = rows[1]
@@ -172,15 +201,15 @@ def test_teacher_size_rows(tables):
 
 
 def test_failures_lists_failed_jobs_only(tables):
-    rows = failures(suite_view(*tables)).to_pylist()
+    rows = failures_rows(_jobs(*tables))
     assert [(r["job_id"], r["status"], r["error"]) for r in rows] == [
         ("small-mlp-2", "failed", "RuntimeError: boom")]
 
 
 def test_terminal_tables_render(tables):
-    view = suite_view(*tables)
+    jobs = _jobs(*tables)
     console = Console(record=True, width=250)
-    for t in terminal_tables(methods_leaderboard(view), teacher_size_table(view)):
+    for t in terminal_tables(_methods(jobs), _teacher_size(jobs)):
         console.print(t)
     text = console.export_text()
     half = 100 * T2 * statistics.stdev([0.85, 0.86, 0.84]) / math.sqrt(3)
@@ -191,19 +220,19 @@ def test_terminal_tables_render(tables):
 def test_terminal_tables_leave_out_an_empty_teacher_size_table(tables):
     results, _ = tables
     alone = results.filter(pc.equal(results["kind"], "baseline"))
-    view = suite_view(alone, None)
-    shown = terminal_tables(methods_leaderboard(view), teacher_size_table(view))
+    jobs = _jobs(alone)
+    shown = terminal_tables(_methods(jobs), _teacher_size(jobs))
     assert [t.title.split(" on ")[0] for t in shown] == ["Methods"]
     assert shown[0].row_count > 0
 
 
 def test_plots_are_pngs_even_when_empty(tables):
-    view = suite_view(*tables)
-    assert plot_methods(methods_leaderboard(view)).startswith(PNG)
-    assert plot_teacher_size(teacher_size_table(view)).startswith(PNG)
-    empty = suite_view(RESULT_SCHEMA.empty_table(), None)
-    assert plot_methods(methods_leaderboard(empty)).startswith(PNG)
-    assert plot_teacher_size(teacher_size_table(empty)).startswith(PNG)
+    jobs = _jobs(*tables)
+    assert plot_methods(_methods(jobs)).startswith(PNG)
+    assert plot_teacher_size(_teacher_size(jobs)).startswith(PNG)
+    empty = _jobs(RESULT_SCHEMA.empty_table())
+    assert plot_methods(_methods(empty)).startswith(PNG)
+    assert plot_teacher_size(_teacher_size(empty)).startswith(PNG)
 
 
 def _store_with_suite(tmp_path) -> Store:
@@ -243,8 +272,9 @@ def test_an_unchanged_report_is_not_rendered_again(tmp_path, monkeypatch):
 
 def test_build_leaderboard_reads_only_the_plans_jobs(tmp_path):
     lb = build_leaderboard(_store_with_suite(tmp_path), SUITE)
-    assert "other-0" not in lb.view["job_id"].to_pylist()
-    assert len(lb.methods) == 5 and len(lb.teacher_size) == 3 and len(lb.failures) == 1
+    assert "other-0" not in [r["job_id"] for r in lb.jobs.rows] and len(lb.jobs.rows) == len(_plan(_results()))
+    # 5 cells with results and the pending job's cell; in the teacher-size table too
+    assert len(lb.methods) == 6 and len(lb.teacher_size) == 4 and len(lb.failures) == 1
 
 
 def test_write_report_writes_every_file(tmp_path):
@@ -252,9 +282,10 @@ def test_write_report_writes_every_file(tmp_path):
     paths = write_report(store, SUITE)
     main = {"leaderboard.html", "methods.csv", "teacher_size.csv", "methods.parquet", "teacher_size.parquet",
             "methods.png", "teacher_size.png"}
-    # the study views with rows: the plan has a TA chain; its rows name no upstream jobs (teacher-size needs them);
-    # every suite with results has an efficiency view
-    views = {f"view-{v}.{ext}" for v in ("methods", "takd", "efficiency") for ext in ("html", "png", "csv", "parquet")}
+    # the study views with rows: the plan has a TA chain and direct distillation from two teachers; every suite
+    # with results has an efficiency view
+    views = {f"view-{v}.{ext}" for v in ("methods", "takd", "teacher-size", "efficiency")
+             for ext in ("html", "png", "csv", "parquet")}
     assert set(paths) == main | views
     assert all(p.startswith(f"leaderboards/{SUITE}/") and store.exists(p) for p in paths.values())
     page = store.read_bytes(paths["leaderboard.html"]).decode()
@@ -263,13 +294,13 @@ def test_write_report_writes_every_file(tmp_path):
     assert store.read_bytes(paths["methods.png"]).startswith(PNG)
     assert store.read_bytes(paths["teacher_size.png"]).startswith(PNG)
     methods = pq.read_table(io.BytesIO(store.read_bytes(paths["methods.parquet"])))
-    assert methods.num_rows == 5
+    assert methods.num_rows == 6  # with the pending job's cell
     assert store.read_bytes(paths["methods.csv"]).decode().splitlines()[0].startswith('"dataset","teacher"')
 
 
 def test_published_numbers_join_the_methods_table_as_the_paper_column(tmp_path):
     from kdbench.results import result_row, write_plan, write_result
-    from kdbench.results.report import build_leaderboard, reference_path
+    from kdbench.results.views.reference import reference_path
     from kdbench.suite import expand, load_suite
 
     from .conftest import TINY_SUITE, write_suite
@@ -282,8 +313,30 @@ def test_published_numbers_join_the_methods_table_as_the_paper_column(tmp_path):
     store.write_bytes(reference_path("tiny"), b"teacher,student,method,paper_acc,source\n"
                                              b"big,small,kd,73.33,Table 1\n,small,none,72.50,Table 1\n")
     rows = build_leaderboard(store, "tiny").methods.to_pylist()
-    paper = {(r["teacher"], r["method"], r["chain"]): r["paper"] for r in rows}
+    paper = {(r["teacher"], r["method"], r["chain"]): r["paper_acc"] for r in rows}
     assert paper[("big", "kd", "big → small")] == pytest.approx(0.7333)
     assert paper[(None, "none", "small")] == pytest.approx(0.7250)
     assert paper[("mid", "kd", "mid → small")] is None
     assert paper[("big", "kd", "big → mid → small")] is None  # a TA chain is not the paper's direct KD
+
+
+def test_a_report_reads_the_plan_and_the_results_once(tmp_path, monkeypatch):
+    """write_report joins the plan and the results once (views.jobs.load_jobs) and hands that join to every view,
+    the failures table, the plots and the fingerprint; so does build_leaderboard."""
+    import kdbench.results.store as store_module
+    import kdbench.results.views.jobs as jobs_module
+
+    store = _store_with_suite(tmp_path)
+    reads = {"read_plan": 0, "read_results": 0}
+    for module in (store_module, jobs_module):
+        for name in reads:
+            real = getattr(module, name)
+            monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k:
+                                reads.__setitem__(_name, reads[_name] + 1) or _real(*a, **k))
+    paths = write_report(store, SUITE)
+    assert reads == {"read_plan": 1, "read_results": 1}
+    assert {"methods.csv", "teacher_size.png", "view-takd.html", "view-efficiency.parquet"} <= set(paths)
+    write_report(store, SUITE)  # unchanged: the same one read decides that the files are current
+    assert reads == {"read_plan": 2, "read_results": 2}
+    build_leaderboard(store, SUITE)
+    assert reads == {"read_plan": 3, "read_results": 3}

@@ -16,10 +16,10 @@ from rich.console import Console
 from scipy import stats as sps
 
 from kdbench.results import views
+from kdbench.results.report import write_views
 from kdbench.results.schema import RESULT_SCHEMA
 from kdbench.results.store import write_result
 from kdbench.results.views.render import NS, rich_table
-from kdbench.results.views.report import write_views
 from kdbench.store import Store
 
 from .conftest import write_plan_rows
@@ -234,3 +234,24 @@ def test_cli_shows_a_view_and_writes_its_page(store, tmp_path):
     assert page.read_text().startswith("<!DOCTYPE html>") and "data:image/png;base64," in page.read_text()
     bad = CliRunner().invoke(app, ["leaderboard", SUITE, "--store", store.uri, "--view", "tkd"])
     assert bad.exit_code == 2 and "unknown --view 'tkd'" in bad.output
+
+
+def test_the_metric_and_its_direction_are_read_in_one_place(store, monkeypatch):
+    """views.jobs.score is the views' only read of the test metric and higher_is_better their only direction:
+    scoring by the error rate (1 − accuracy), lower is better, gives the same ranks, best ensemble members and
+    Pareto fronts, with error rates for means."""
+    import importlib
+
+    jobs_module = importlib.import_module("kdbench.results.views.jobs")
+    before = {v: views.VIEWS[v](store, SUITE).to_pylist() for v in ("methods", "ensembles", "efficiency")}
+    monkeypatch.setattr(jobs_module, "score", lambda r: None if r["test_acc"] is None else 1 - r["test_acc"])
+    for name in ("methods", "ensembles", "efficiency"):  # the modules that decide what is better
+        monkeypatch.setattr(importlib.import_module(f"kdbench.results.views.{name}"), "higher_is_better",
+                            lambda rows=(): False)
+    after = {v: views.VIEWS[v](store, SUITE).to_pylist() for v in before}
+    for view, column in (("methods", "rank"), ("ensembles", "best_single"), ("efficiency", "pareto_params")):
+        assert [r[column] for r in after[view]] == [r[column] for r in before[view]], view
+        assert any(r[column] for r in after[view])
+    for old, new in zip(before["methods"], after["methods"], strict=True):
+        assert new["mean"] == (None if old["mean"] is None else pytest.approx(1 - old["mean"]))
+        assert new["gain"] == (None if old["gain"] is None else pytest.approx(-old["gain"]))

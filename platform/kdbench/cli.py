@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,10 @@ out = Console()
 if not out.is_terminal:  # piped or captured: do not squeeze tables into 80 columns
     out = Console(width=140)
 err = Console(stderr=True)
+
+if TYPE_CHECKING:
+    from kdbench.results.views.jobs import SuiteJobs
+    from kdbench.store import Store
 
 StoreOpt = Annotated[str, typer.Option("--store", envvar="KDBENCH_STORE",
                                        help="Store folder or URI (s3://…, gs://…).")]
@@ -137,9 +141,12 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
         raise fail(f"no suite '{suite}' in store {store} (suites there: {known})")
     if view is not None:
         return _print_view(st, suite, view, html)
-    _print_leaderboard(store, suite)
+    from kdbench.results.views.jobs import load_jobs
+
+    jobs = load_jobs(st, suite)  # one read of the plan and the results for the tables and the page
+    _print_leaderboard(st, suite, jobs)
     if html is not None:
-        paths = write_report(st, suite)
+        paths = write_report(st, suite, jobs)
         html.write_bytes(st.read_bytes(paths["leaderboard.html"]))
         out.print(f"wrote {html}")
 
@@ -157,7 +164,7 @@ def _print_view(st, suite: str, view: str, html: Path | None) -> None:
     else:
         out.print(rich_table(view, suite, table))
     if html is not None:
-        from kdbench.results.views.report import view_files
+        from kdbench.results.report import view_files
 
         html.write_bytes(view_files(st, suite, view, table)[f"view-{view}.html"])
         out.print(f"wrote {html}")
@@ -175,12 +182,13 @@ def _print_pruned(lines: list[str]) -> None:
         err.print(f"  {key}" + (f" (×{n})" if n > 1 else ""), highlight=False, soft_wrap=True)
 
 
-def _print_leaderboard(store: str, suite: str) -> None:
-    from kdbench.results.render import terminal_tables
+def _print_leaderboard(store: str | Store, suite: str, jobs: SuiteJobs | None = None) -> None:
+    """The methods and teacher-size tables; `store` a Store or its URI, `jobs` the suite's join if already read."""
     from kdbench.results.report import build_leaderboard
+    from kdbench.results.views.render import terminal_tables
     from kdbench.store import Store
 
-    board = build_leaderboard(Store(store), suite)
+    board = build_leaderboard(store if isinstance(store, Store) else Store(store), suite, jobs)
     for table in terminal_tables(board.methods, board.teacher_size):
         out.print(table)
 

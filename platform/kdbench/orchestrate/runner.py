@@ -96,7 +96,7 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
         check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
     write_plan(store, plan)
     if plan.suite.reference:  # the leaderboard's `paper` column, kept with the suite's results
-        from kdbench.results.report import reference_path
+        from kdbench.results.views.reference import reference_path
 
         with open(plan.suite.reference, "rb") as f:
             store.write_bytes(reference_path(plan.suite.name), f.read())

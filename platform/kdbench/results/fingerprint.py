@@ -4,7 +4,8 @@ The report (leaderboards/<suite>/…) is a function of the suite's latest plan (
 digest of its rows), each planned job's result row (a job's row is immutable; a newer one has a later
 `finished_at`), the suite's reference CSV, the search selections, the machine that measures the
 efficiency view's latencies, and the code that renders it (kdbench's version and the results package's
-source, so a changed renderer is never served stale). One column read of the results; no plot.
+source, so a changed renderer is never served stale). Computed from the report's own join of the plan
+and the results (`views.jobs.load_jobs`), so deciding costs no read of its own; no plot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from kdbench.store import Store
 from kdbench.version import __version__
+
+from .views.jobs import SuiteJobs
+from .views.reference import reference_path
 
 MANIFEST = "leaderboards/{suite}/report.json"  # {"fingerprint": …, "paths": {file name: path}}
 
@@ -30,23 +34,19 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def fingerprint(store: Store, suite: str) -> str | None:
-    """None when the suite has no recorded plan (the report then reads the rows its runs wrote)."""
+def fingerprint(store: Store, suite: str, jobs: SuiteJobs) -> str | None:
+    """None when the suite has no recorded plan (the report then reads the rows its runs wrote). `jobs`: the
+    suite's plan joined with the results, as the report computes its tables from them."""
     from kdbench.zoo.models.cost import device_tag
-
-    from .store import read_plan, read_results
 
     plans = store.list_files(f"plans/{suite}", ".parquet")
     if not plans:
         return None
-    ids = read_plan(store, suite)["job_id"].to_pylist()
-    rows = read_results(store, ids, columns=["job_id", "status", "finished_at"])
-    results = sorted(zip(rows["job_id"].to_pylist(), rows["status"].to_pylist(),
-                         [str(t) for t in rows["finished_at"].to_pylist()], strict=True))
+    results = sorted((r["job_id"], r["status"], str(r["finished_at"])) for r in jobs.rows if r["status"] != "pending")
     searches = store.list_files(f"searches/{suite}", ".json")  # what the methods view's `chosen_by` reads
     parts = {
         "plan": max(plans), "results": results, "version": __version__, "code": _code_digest(),
-        "reference": hashlib.sha256(store.read_bytes(f"references/{suite}.csv") or b"").hexdigest(),
+        "reference": hashlib.sha256(store.read_bytes(reference_path(suite)) or b"").hexdigest(),
         "searches": [(f, hashlib.sha256(store.read_bytes(f) or b"").hexdigest()) for f in searches],
         "machine": device_tag(),
     }

@@ -1,4 +1,4 @@
-"""Short display labels for methods, shared by the terminal tables and the plots."""
+"""Short display labels for methods in the plots (kdbench.results.views.plots)."""
 
 from __future__ import annotations
 

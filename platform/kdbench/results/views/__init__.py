@@ -1,5 +1,8 @@
-"""The study views: each a function (store, suite[, jobs]) -> pyarrow.Table computed from the results store
-(`jobs`: the suite's rows from `jobs.load_jobs`, when the caller computes several views from one read).
+"""The views, the one analysis path: each a function (store, suite[, jobs]) -> pyarrow.Table computed from
+the results store (`jobs`: the suite's rows from `jobs.load_jobs`, when the caller computes several views
+from one read, as a report does). `methods` and `teacher-size` are also the leaderboard's two tables
+(kdbench.results.report.build_leaderboard, `kdbench leaderboard SUITE`); `failures.failures` lists failed
+jobs; `render` and `plots` show any view; `reference` reads the published numbers.
 
 - `takd`: teacher-assistant chains vs direct distillation (Mirzadeh et al. 2020)
 - `teacher_size`: student accuracy against teacher size and accuracy (Cho & Hariharan 2019)

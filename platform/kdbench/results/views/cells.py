@@ -1,5 +1,6 @@
-"""What every study view reports per cell: test accuracy over seeds and the paired gain over the
-student trained alone (same seeds), with 95% intervals and the not-distinguishable-from-zero marker."""
+"""What every study view reports per cell: the test metric (`jobs.score`) over seeds and the paired gain over
+the student trained alone (same seeds), with 95% intervals and the not-distinguishable-from-zero marker.
+Gains are differences of the metric (cell − other), whatever its direction."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from ..stats import paired, summarize
-from .jobs import failed, group, ok_acc
+from .jobs import failed, group, ok_scores
 
 CELL_FIELDS = [
     pa.field("n", pa.int64()),  # seeds with a result
     pa.field("failed", pa.int64()),  # failed or skipped jobs of the cell
-    pa.field("mean", pa.float64()),  # mean test accuracy over seeds (a fraction)
+    pa.field("mean", pa.float64()),  # mean score over seeds (test accuracy: a fraction)
     pa.field("std", pa.float64()),
     pa.field("ci_low", pa.float64()),  # 95% Student-t interval of the mean
     pa.field("ci_high", pa.float64()),
@@ -27,15 +28,15 @@ CELL_FIELDS = [
 
 
 def baselines(rows: Iterable[dict]) -> dict[str, dict[int, float]]:
-    """student name -> seed -> test accuracy of the student trained alone."""
-    return {k[0]: ok_acc(v) for k, v in group((r for r in rows if r["kind"] == "baseline"),
+    """student name -> seed -> score of the student trained alone."""
+    return {k[0]: ok_scores(v) for k, v in group((r for r in rows if r["kind"] == "baseline"),
                                                lambda r: (r["student"],)).items()}
 
 
 def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
-    accs = ok_acc(rows)
-    s = summarize(accs.values())
-    g = paired(accs, alone or {})
+    scores = ok_scores(rows)
+    s = summarize(scores.values())
+    g = paired(scores, alone or {})
     base = summarize((alone or {}).values())
     return {"n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std, "ci_low": s.ci_low,
             "ci_high": s.ci_high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
@@ -44,7 +45,7 @@ def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
 
 def versus(prefix: str, rows: list[dict], other: list[dict] | None) -> dict:
     """Paired difference of this cell against another cell (e.g. a TA chain vs direct KD)."""
-    g = paired(ok_acc(rows), ok_acc(other or []))
+    g = paired(ok_scores(rows), ok_scores(other or []))
     return {f"{prefix}_n": g.n, prefix: g.mean, f"{prefix}_ci_low": g.ci_low, f"{prefix}_ci_high": g.ci_high,
             f"{prefix}_includes_zero": g.includes_zero}
 

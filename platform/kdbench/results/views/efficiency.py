@@ -16,7 +16,7 @@ from kdbench.store import Store
 
 from ..costs import model_costs
 from .cells import CELL_FIELDS, baselines, cell, dataset_of, table
-from .jobs import SuiteJobs, group, load_jobs
+from .jobs import SuiteJobs, group, higher_is_better, load_jobs
 
 ROLES = {"teacher": "teacher", "pretrained": "teacher", "baseline": "alone", "student": "distilled"}
 FIELDS = [pa.field("dataset", pa.string()), pa.field("role", pa.string()), pa.field("model", pa.string()),
@@ -31,9 +31,12 @@ FIELDS = [pa.field("dataset", pa.string()), pa.field("role", pa.string()), pa.fi
           pa.field("pareto_latency", pa.bool_())]
 
 
-def pareto_front(points: list[tuple[float | None, float | None]]) -> list[bool | None]:
-    """For (cost, accuracy) points: True where no other point costs no more and is at least as accurate, and
-    is strictly better in one; None where cost or accuracy is unknown. O(n log n): sorted by cost."""
+def pareto_front(points: list[tuple[float | None, float | None]], higher: bool = True) -> list[bool | None]:
+    """For (cost, score) points: True where no other point costs no more and scores at least as well, and
+    is strictly better in one; None where cost or score is unknown. `higher`: whether a larger score is better
+    (`jobs.higher_is_better`). O(n log n): sorted by cost."""
+    if not higher:  # lower is better: the same front over negated scores
+        points = [(c, None if a is None else -a) for c, a in points]
     front: list[bool | None] = [None if c is None or a is None else False for c, a in points]
     known = sorted((i for i, f in enumerate(front) if f is not None), key=lambda i: (points[i][0], -points[i][1]))
     best, i = -math.inf, 0
@@ -52,6 +55,7 @@ def pareto_front(points: list[tuple[float | None, float | None]]) -> list[bool |
 
 def efficiency_rows(jobs: SuiteJobs, store: Store | None = None) -> list[dict]:
     alone = baselines(jobs.rows)
+    higher = higher_is_better(jobs.rows)
     # Not keyed by dataset: a planned job without a result yet has none, and belongs to its cell all the same.
     cells = group((r for r in jobs.rows if r["kind"] in ROLES),
                   lambda r: (ROLES[r["kind"]], r["student"], tuple(r["chain"]), r["method"], r["method_params"]))
@@ -76,9 +80,11 @@ def efficiency_rows(jobs: SuiteJobs, store: Store | None = None) -> list[dict]:
             r["params"] = r["params"] if r["params"] is not None else c["params"]
     for by_dataset in group(out, lambda r: (r["dataset"],)).values():  # fronts within a dataset
         for column, front in (("params", "pareto_params"), ("latency_ms", "pareto_latency")):
-            for r, f in zip(by_dataset, pareto_front([(r.get(column), r["mean"]) for r in by_dataset]), strict=True):
+            points = [(r.get(column), r["mean"]) for r in by_dataset]
+            for r, f in zip(by_dataset, pareto_front(points, higher), strict=True):
                 r[front] = f
-    out.sort(key=lambda r: (r["dataset"] or "", r["params"] is None, r["params"] or 0, -(r["mean"] or 0)))
+    sign = -1 if higher else 1  # the best first among equal sizes
+    out.sort(key=lambda r: (r["dataset"] or "", r["params"] is None, r["params"] or 0, sign * (r["mean"] or 0)))
     return out
 
 

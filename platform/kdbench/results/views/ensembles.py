@@ -1,6 +1,6 @@
 """`ensembles` view: a student distilled from an ensemble teacher (arithmetic or geometric mean of the
 members' distributions) against the same student distilled from each member alone, with the paired
-difference against the best single member (by mean test accuracy)."""
+difference against the best single member (by mean score, in the metric's direction)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 from kdbench.store import Store
 
 from .cells import CELL_FIELDS, baselines, cell, dataset_of, first, mean_of, table, versus, versus_fields
-from .jobs import SuiteJobs, group, load_jobs
+from .jobs import SuiteJobs, better, group, higher_is_better, load_jobs
 
 FIELDS = [pa.field("dataset", pa.string()), pa.field("student", pa.string()), pa.field("method", pa.string()),
           pa.field("method_params", pa.string()), pa.field("teacher", pa.string()),
@@ -24,6 +24,7 @@ def ensembles_rows(jobs: SuiteJobs) -> list[dict]:
     if not any(len(r["upstream"]) > 1 for r in direct):
         return []
     alone = baselines(jobs.rows)
+    higher = higher_is_better(jobs.rows)
     out = []
     for (student, method, params), members in group(direct, lambda r: (r["student"], r["method"],
                                                                        r["method_params"])).items():
@@ -36,11 +37,21 @@ def ensembles_rows(jobs: SuiteJobs) -> list[dict]:
                    "members": " + ".join(ups) if len(ups) > 1 else None,
                    "teacher_test_acc": mean_of(rows, "teacher_test_acc"), **cell(rows, alone.get(student))}
             mine = {m: singles[m] for m in ups if m in singles} if len(ups) > 1 else {}
-            best = max(mine, key=lambda m: cell(mine[m], None)["mean"] or -1.0, default=None)
+            best = _best(mine, higher)
             row["best_single"] = best
             row.update(versus("vs_best_single", rows, mine[best] if best else None))
             out.append(row)
     return out
+
+
+def _best(members: dict[str, list[dict]], higher: bool) -> str | None:
+    """The member with the best mean (the first of equals; a member without a mean only when none has one)."""
+    best, top = None, None
+    for name, rows in members.items():
+        mean = cell(rows, None)["mean"]
+        if best is None or (mean is not None and (top is None or better(mean, top, higher))):
+            best, top = name, mean
+    return best
 
 
 def ensembles(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:

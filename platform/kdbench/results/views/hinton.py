@@ -13,8 +13,8 @@ from kdbench.store import Store
 
 from ..stats import summarize
 from .cells import CELL_FIELDS, baselines, cell, dataset_of, table
-from .jobs import SuiteJobs, group, load_jobs, ok_acc
-from .reference import lookup, reference_rows
+from .jobs import SuiteJobs, group, load_jobs, ok_scores
+from .reference import lookup, reference_rows, with_column
 
 FIXED_TEST_SIZES = {"mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}  # the official test sets
 FIELDS = [pa.field("dataset", pa.string()), pa.field("role", pa.string()),  # teacher | alone | distilled
@@ -53,7 +53,7 @@ def hinton_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
             lambda r: (r["kind"], r["student"], r["teacher"], r["method"], r["method_params"])).items():
         role = {"teacher": "teacher", "baseline": "alone", "student": "distilled"}[kind]
         size = next((test_size(r["dataset"], r["dataset_params"]) for r in rows if r["dataset_params"]), None)
-        errs = summarize((1 - a) * size for a in ok_acc(rows).values()) if size else None
+        errs = summarize((1 - a) * size for a in ok_scores(rows).values()) if size else None
         paper, source = lookup(reference, "paper_errors", teacher=teacher or "", student=model,
                                method=method if kind != "teacher" else "none")
         out.append({"dataset": dataset_of(rows), "role": role, "model": model, "teacher": teacher, "method": method,
@@ -66,5 +66,5 @@ def hinton_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
 
 
 def hinton(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
-    ref = [r for r in reference_rows(store, suite) if "paper_errors" in r]
+    ref = with_column(reference_rows(store, suite), "paper_errors")
     return table(hinton_rows(jobs or load_jobs(store, suite), ref), FIELDS)

@@ -3,15 +3,23 @@
 The plan gives the names of this suite (a job shared by two suites has one result but its names in
 each); the results give the metrics. Every view is computed from these rows, so what a view shows is
 what the store holds. Linear in the number of jobs.
+
+A report joins once (`load_jobs`) and hands the same `SuiteJobs` to every table, plot and page it writes.
+
+Every read of a job's test metric goes through `score` and every "which is better" decision (ranks, the best
+member, Pareto fronts) through `higher_is_better`: the one place that knows the metric and its direction.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdbench.store import Store
@@ -19,15 +27,34 @@ from kdbench.store import Store
 from ..store import read_plan, read_results
 
 _SNAPSHOT = re.compile(r"^(?P<name>.+)@(?P<epoch>\d+)$")  # spec.load.snapshot_name: `<teacher>@<epoch>`
-METRICS = ["status", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
+NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "chain", "upstream", "seed"]
+METRICS = ["status", "error", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
-           "student_arch_params"]
+           "student_arch_params", "finished_at"]
+_COLUMNS = [*NAMES, *METRICS]  # what load_jobs reads of the results
+
+
+def score(row: dict) -> float | None:
+    """The job's primary test metric (today every suite's: test top-1 accuracy, a fraction)."""
+    return row["test_acc"]
+
+
+def higher_is_better(rows: Iterable[dict] = ()) -> bool:
+    """Whether a larger `score` is better for these rows (accuracy: yes). Every ranking, best-of and Pareto
+    decision asks this, so a metric where lower is better changes it here only."""
+    return True
+
+
+def better(a: float, b: float, higher: bool) -> bool:
+    """`a` strictly better than `b` in the direction `higher` (from `higher_is_better`)."""
+    return a > b if higher else a < b
 
 
 @dataclass(frozen=True)
 class SuiteJobs:
     suite: str
-    rows: list[dict]  # one per planned job: plan names + result metrics (status 'pending' without a result)
+    rows: list[dict]  # one per planned job: plan names + result metrics (status 'pending' without a result;
+    #                   finished_at in microseconds since the epoch)
 
     def by_id(self) -> dict[str, dict]:
         return {r["job_id"]: r for r in self.rows}
@@ -37,32 +64,69 @@ class SuiteJobs:
 
 
 def load_jobs(store: Store, suite: str) -> SuiteJobs:
+    """The suite's latest plan joined with the results: one read of each (the plan's jobs only)."""
     plan = read_plan(store, suite)
     if plan.num_rows:
-        results = read_results(store, plan["job_id"].to_pylist())
-        base = plan.to_pylist()
-    else:  # no plan recorded: the rows this suite's runs wrote, with their own names
-        results = read_results(store)
-        results = results.filter(pc.equal(results["suite"], suite))
-        base = results.select(["job_id", "kind", "teacher", "student", "method", "method_params", "chain",
-                               "upstream", "seed"]).to_pylist()
-    return SuiteJobs(suite, join(base, results.to_pylist()))
+        return suite_jobs(suite, read_results(store, plan["job_id"].to_pylist(), columns=_COLUMNS), plan)
+    results = read_results(store, columns=[*_COLUMNS, "suite"])  # no plan recorded: this suite's own rows
+    return suite_jobs(suite, results.filter(pc.equal(results["suite"], suite)))
 
 
-def join(plan_rows: Iterable[dict], result_rows: Iterable[dict]) -> list[dict]:
-    """Plan rows with their result's metrics; method_params normalised to canonical JSON."""
-    results = {r["job_id"]: r for r in result_rows}
+def suite_jobs(suite: str, results: pa.Table, plan: pa.Table | None = None) -> SuiteJobs:
+    """The join of a plan and result rows already read (without a plan: every row, with its own names)."""
+    names = plan if plan is not None and plan.num_rows else results
+    with _no_gc():  # 100,000 new lists and dicts would trigger the cyclic collector dozens of times
+        return SuiteJobs(suite, join(_columns(names, NAMES), _columns(results, ["job_id", *METRICS])))
+
+
+def _columns(table: pa.Table, columns: list[str]) -> list[list]:
+    """Columns as Python lists (one conversion per column: several times faster than Table.to_pylist on wide
+    tables); timestamps as integer microseconds (a datetime per row costs more than the rest together); a
+    column the table lacks is all None."""
     out = []
-    for p in plan_rows:
-        r = results.get(p["job_id"], {})
-        row = {k: p.get(k) for k in ("job_id", "kind", "teacher", "student", "method", "chain", "upstream", "seed")}
-        row["method_params"] = canonical_params(p.get("method_params"))
-        row.update({k: r.get(k) for k in METRICS})
-        row["status"] = r.get("status") or "pending"
-        row["chain"] = list(row["chain"] or [])
-        row["upstream"] = list(row["upstream"] or [])
+    for c in columns:
+        if c not in table.column_names:
+            out.append([None] * table.num_rows)
+            continue
+        col = table.column(c)
+        out.append((col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col).to_pylist())
+    return out
+
+
+_KEYS = [*NAMES, *METRICS]
+
+
+def join(plan: list[list], results: list[list]) -> list[dict]:
+    """One dict per plan row (plan: columns NAMES; results: job_id and METRICS): its names and its result's
+    metrics (status 'pending' without one); method_params normalised to canonical JSON."""
+    at = {job_id: i for i, job_id in enumerate(results[0])}
+    metrics = list(zip(*results[1:], strict=True))
+    none = (None,) * len(METRICS)
+    canonical: dict[str | None, str] = {}  # a suite has few distinct settings
+    out: list[dict] = []
+    for names in zip(*plan, strict=True):
+        i = at.get(names[0])
+        row = dict(zip(_KEYS, names + (none if i is None else metrics[i]), strict=True))
+        params = row["method_params"]
+        if params not in canonical:
+            canonical[params] = canonical_params(params)
+        row["method_params"] = canonical[params]
+        row["status"] = row["status"] or "pending"
+        row["chain"] = row["chain"] or []  # fresh lists from Arrow; [] for a null
+        row["upstream"] = row["upstream"] or []
         out.append(row)
     return out
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def canonical_params(params: str | None) -> str:
@@ -82,9 +146,13 @@ def snapshot_of(source: str | None) -> tuple[str | None, int | None]:
     return (m["name"], int(m["epoch"])) if m else (source, None)
 
 
-def ok_acc(rows: Iterable[dict], metric: str = "test_acc") -> dict[int, float]:
-    """seed -> metric of the rows that finished ok."""
-    return {r["seed"]: r[metric] for r in rows if r["status"] == "ok" and r[metric] is not None}
+def ok_scores(rows: Iterable[dict]) -> dict[int, float]:
+    """seed -> `score` of the rows that finished ok."""
+    out = {}
+    for r in rows:
+        if r["status"] == "ok" and (s := score(r)) is not None:
+            out[r["seed"]] = s
+    return out
 
 
 def failed(rows: Iterable[dict]) -> int:

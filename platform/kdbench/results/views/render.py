@@ -1,8 +1,12 @@
-"""The study views as text: one display table per view (strings), shown by rich in the terminal and as a
-self-contained HTML page. Accuracies in %, differences in percentage points; `n.s.` marks a paired
-difference whose 95% interval includes 0 (not distinguishable from no difference)."""
+"""Rendering the views: one display table per view (strings), shown by rich in the terminal and as a
+self-contained HTML page (`html_page`); the two tables `kdbench leaderboard SUITE` prints (`terminal_tables`).
+Accuracies in %, differences in percentage points; `n.s.` marks a paired difference whose 95% interval
+includes 0 (not distinguishable from no difference). The tables themselves hold fractions."""
 
 from __future__ import annotations
+
+import base64
+import html
 
 import pyarrow as pa
 from rich.table import Table
@@ -137,7 +141,7 @@ def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
         cells += [diff(r, c) for _, c in _VERSUS.get(view, [])] + [_value(r, c, ambiguous) for _, c in
                                                                    _EXTRA.get(view, [])]
         if paper:
-            cells.append(f"{r['paper_acc']:.2f}" if r.get("paper_acc") is not None else "")  # published in %
+            cells.append(pct(r.get("paper_acc")))
         out.append(cells)
     return heads, out
 
@@ -162,3 +166,104 @@ def rich_table(view: str, suite: str, table: pa.Table) -> Table:
 def display_table(view: str, table: pa.Table) -> pa.Table:
     heads, rows = display(view, table)
     return pa.table({h: [r[i] for r in rows] for i, h in enumerate(heads)})
+
+
+def _via(chain: str | None) -> str:
+    """Teacher assistants of a chain 'teacher → a → b → student' displayed as 'a → b' (the middle names)."""
+    names = (chain or "").split(" → ")
+    return " → ".join(names[1:-1])
+
+
+def _datasets(rows: list[dict]) -> str:
+    return ", ".join(sorted({r["dataset"] for r in rows if r["dataset"]}))
+
+
+def _terminal(title: str, columns: list[str]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="left" if c in ("teacher", "student", "via", "method") else "right")
+    return t
+
+
+def _methods_terminal(methods: pa.Table) -> Table:
+    rows = methods.to_pylist()
+    labels = short_labels(rows)
+    papers = any(r.get("paper_acc") is not None for r in rows)
+    t = _terminal(f"Methods on {_datasets(rows)}: mean test accuracy % over seeds ± 95% CI; gain over the student "
+                  f"alone (pp, paired by seed; '{NS}': its interval includes 0)",
+                  ["teacher", "student", "via", "method", "rank", "n", "failed", "test acc %", "gain pp [95% CI]"]
+                  + (["paper %"] if papers else []))
+    for i, r in enumerate(rows):
+        last = i + 1 == len(rows) or (r["teacher"], r["student"]) != (rows[i + 1]["teacher"], rows[i + 1]["student"])
+        cells = [r["teacher"] or "(alone)", r["student"], _via(r["chain"]),
+                 labels.get((r["method"], r["method_params"]), r["method"]),
+                 "" if r["rank"] is None else str(r["rank"]), str(r["n"])]
+        # Text cells: names and JSON params must not be read as rich markup ("[...]").
+        t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r)),
+                  Text(diff(r, "gain")), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
+    return t
+
+
+def _teacher_size_terminal(teacher_size: pa.Table) -> Table:
+    rows = teacher_size.to_pylist()
+    labels = short_labels(rows)
+    t = _terminal(f"Teacher size vs student accuracy on {_datasets(rows)} (direct distillation): test accuracy % "
+                  "± 95% CI",
+                  ["student", "method", "teacher", "teacher size", "teacher acc %", "n", "student acc %",
+                   "student alone %", "vs next smaller teacher pp [95% CI]"])
+    for r in rows:
+        cells = [r["student"], labels.get((r["method"], r["method_params"]), r["method"]), r["teacher"],
+                 _count(r["teacher_params"]), pct(r["teacher_test_acc"]), str(r["n"]), mean_ci(r),
+                 pct(r["baseline_mean"]), diff(r, "vs_smaller")]
+        t.add_row(*map(Text, cells))
+    return t
+
+
+def terminal_tables(methods: pa.Table, teacher_size: pa.Table) -> list[Table]:
+    """What `kdbench leaderboard SUITE` prints, from the `methods` and `teacher-size` views: the methods table
+    always; teacher size vs accuracy only when the suite distilled from a teacher (else it has no row)."""
+    return [_methods_terminal(methods)] + ([_teacher_size_terminal(teacher_size)] if teacher_size.num_rows else [])
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
+th { background: #f2f2f2; }
+td.s { text-align: left; white-space: pre-wrap; max-width: 60em; }
+img { max-width: 100%; }
+"""
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "<td></td>"
+    if isinstance(value, float):
+        return f"<td>{value:.4f}</td>"
+    if isinstance(value, int):
+        return f"<td>{value}</td>"
+    if isinstance(value, list):
+        value = " → ".join(map(str, value))
+    return f'<td class="s">{html.escape(str(value))}</td>'
+
+
+def _html_table(table: pa.Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
+    body = "\n".join("<tr>" + "".join(map(_cell, row.values())) + "</tr>" for row in table.to_pylist())
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
+
+def _html_image(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+
+
+def html_page(title: str, tables: dict[str, pa.Table], images: dict[str, bytes]) -> str:
+    """One self-contained page: inline CSS, tables, PNGs as data URIs (no external requests)."""
+    parts = [f"<h2>{html.escape(name)}</h2>\n{_html_table(t)}" for name, t in tables.items()]
+    parts += [_html_image(name, png) for name, png in images.items()]
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")

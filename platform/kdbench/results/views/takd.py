@@ -10,7 +10,7 @@ from kdbench.store import Store
 
 from .cells import CELL_FIELDS, baselines, cell, dataset_of, first, table, versus, versus_fields
 from .jobs import SuiteJobs, group, load_jobs
-from .reference import lookup, reference_rows
+from .reference import lookup, reference_rows, with_column
 
 ALONE = "(alone)"
 FIELDS = [pa.field("dataset", pa.string()), pa.field("teacher", pa.string()), pa.field("student", pa.string()),
@@ -20,7 +20,8 @@ FIELDS = [pa.field("dataset", pa.string()), pa.field("teacher", pa.string()), pa
           pa.field("ta_params", pa.int64()),  # parameters of the student's own teacher (the last TA)
           pa.field("teacher_params", pa.int64()),
           *CELL_FIELDS, *versus_fields("vs_direct"),
-          pa.field("paper_acc", pa.float64()), pa.field("paper_source", pa.string())]
+          pa.field("paper_acc", pa.float64()),  # published accuracy, a fraction
+          pa.field("paper_source", pa.string())]
 
 
 def takd_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
@@ -56,5 +57,5 @@ def takd_rows(jobs: SuiteJobs, reference: list[dict] = ()) -> list[dict]:
 
 
 def takd(store: Store, suite: str, jobs: SuiteJobs | None = None) -> pa.Table:
-    ref = [r for r in reference_rows(store, suite) if "ta" in r]
+    ref = with_column(reference_rows(store, suite), "ta")
     return table(takd_rows(jobs or load_jobs(store, suite), ref), FIELDS)

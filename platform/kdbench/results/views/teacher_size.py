@@ -29,7 +29,7 @@ def teacher_size_rows(jobs: SuiteJobs) -> list[dict]:
     alone = baselines(jobs.rows)
     out = []
     groups = group(jobs.where(direct_single), lambda r: (r["student"], r["method"], r["method_params"]))
-    for (student, method, params), members in groups.items():
+    for (student, method, params), members in sorted(groups.items(), key=lambda kv: kv[0]):
         cells = []
         for (teacher,), rows in group(members, lambda r: (r["teacher"],)).items():
             cells.append((first(rows, "teacher_params"), teacher, rows))
