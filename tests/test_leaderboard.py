@@ -194,8 +194,8 @@ def test_teacher_size_rows(tables):
     accs = ACC[("mlp", "big", ("big", "mlp"))]
     assert big["mean"] == pytest.approx(statistics.mean(accs))
     assert (big["ci_low"], big["ci_high"]) == pytest.approx(_expected_ci(accs, T2))
-    assert big["teacher_test_acc"] == pytest.approx(0.95)
-    assert rows[0]["teacher_test_acc"] == pytest.approx(0.905)  # the failed seed's row is not ok
+    assert big["teacher_score"] == pytest.approx(0.95)
+    assert rows[0]["teacher_score"] == pytest.approx(0.905)  # the failed seed's row is not ok
     assert big["baseline_mean"] == pytest.approx(statistics.mean(ACC[("mlp", None, ("mlp",))]))
     assert rows[2]["baseline_mean"] is None
 

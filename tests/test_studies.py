@@ -217,7 +217,7 @@ def test_twins_run_and_their_views_show_the_stores_numbers(tmp_path, ray_local):
         source = "teacher" if r["teacher_source"] == "full" else f"teacher@{r['teacher_epoch']}"
         _assert_cell(r, cells[((source, "student"), r["method_params"])], cells[(("student",), "{}")])
     # the students of the epoch-2 snapshot saw a weaker teacher than those of the full run
-    acc = {(r["teacher_epoch"], r["kd_stop_epoch"]): r["teacher_test_acc"] for r in rows}
+    acc = {(r["teacher_epoch"], r["kd_stop_epoch"]): r["teacher_score"] for r in rows}
     assert acc[(2, None)] < acc[(15, None)]
     files = store.list_files("leaderboards/eskd_digits/views", ".png")
     assert any(f.endswith("view-eskd.png") for f in files)

@@ -137,7 +137,7 @@ def test_teacher_size_view_orders_by_size_and_compares_neighbours(store):
     assert [r["teacher"] for r in rows] == ["small", "big"]  # no snapshot, no ensemble, no chain
     _check_cell(rows[0], "small")
     _check_cell(rows[1], "big")
-    assert rows[1]["teacher_test_acc"] == pytest.approx(0.95) and rows[1]["smaller_teacher"] == "small"
+    assert rows[1]["teacher_score"] == pytest.approx(0.95) and rows[1]["smaller_teacher"] == "small"
     x, y = np.array([0.85, 0.86]), np.array([0.83, 0.845])  # the seeds both have
     assert rows[1]["vs_smaller"] == pytest.approx((x - y).mean()) and rows[1]["vs_smaller_n"] == 2
 
@@ -149,7 +149,7 @@ def test_eskd_view_reads_teacher_epochs_and_kd_stop(store):
     _check_cell(by[("big", 2, None)], "snap")
     assert by[("big", 20, None)]["teacher_source"] == "full"
     _check_cell(by[("big", 20, 1)], "eskd")
-    assert by[("big", 2, None)]["teacher_test_acc"] == pytest.approx(0.70)
+    assert by[("big", 2, None)]["teacher_score"] == pytest.approx(0.70)
 
 
 def test_ensembles_view_compares_with_the_best_member(store):

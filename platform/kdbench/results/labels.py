@@ -17,4 +17,5 @@ def method_label(method: str, params: str | None, ambiguous: set[str]) -> str:
     """`kd`, or `kd(alpha=0.9, temperature=8.0)` when the table holds several settings of kd."""
     if method not in ambiguous or params in (None, "{}"):
         return method
-    return f"{method}({', '.join(f'{k}={v}' for k, v in json.loads(params).items())})"
+    shown = ", ".join(f"{k}={v}" for k, v in json.loads(params).items() if v is not None)  # None: a default
+    return f"{method}({shown})"

@@ -121,11 +121,12 @@ def view_files(store: Store, suite: str, view: str, table: pa.Table | None = Non
                png: bytes | None = None) -> dict[str, bytes]:
     """A view's files: its page (display table, raw table, plot), PNG, CSV and Parquet."""
     from .views.plots import PLOTS
-    from .views.render import caption, display_table, html_page
+    from .views.render import Units, caption, display_table, html_page
 
     table = VIEWS[view](store, suite) if table is None else table
     png = PLOTS[view](table) if png is None else png
-    page = html_page(caption(view, suite), {view: display_table(view, table), f"{view} (raw)": table},
+    units = Units.of(table.to_pylist())
+    page = html_page(caption(view, suite, units), {view: display_table(view, table), f"{view} (raw)": table},
                      {f"{view}.png": png})
     # Names unlike the main leaderboard's (methods.csv …): `kdbench run` logs both by file name.
     return {f"view-{view}.html": page.encode(), f"view-{view}.png": png, f"view-{view}.csv": _csv(table),

@@ -17,4 +17,15 @@ def task_of(dataset: str) -> Task:
     return TASKS.get(DATASETS.get(dataset).params.task)()
 
 
-__all__ = ["TASKS", "Metric", "Task", "register_task", "task_of"]
+
+
+def metric_named(name: str) -> Metric:
+    """A registered task's metric by its name (metric names are unique across tasks)."""
+    for task in TASKS.names():
+        for metric in TASKS.get(task).metrics:
+            if metric.name == name:
+                return metric
+    raise KeyError(f"no registered task has a metric named {name!r}")
+
+
+__all__ = ["TASKS", "Metric", "Task", "metric_named", "register_task", "task_of"]

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from ..stats import paired, summarize
-from .jobs import failed, group, ok_scores
+from .jobs import failed, group, metric_of, ok_scores
 
 CELL_FIELDS = [
+    pa.field("metric", pa.string()),  # the task's primary metric the statistics are of (acc, rmse, …)
     pa.field("n", pa.int64()),  # seeds with a result
     pa.field("failed", pa.int64()),  # failed or skipped jobs of the cell
     pa.field("mean", pa.float64()),  # mean score over seeds (test accuracy: a fraction)
@@ -38,8 +39,8 @@ def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
     s = summarize(scores.values())
     g = paired(scores, alone or {})
     base = summarize((alone or {}).values())
-    return {"n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std, "ci_low": s.ci_low,
-            "ci_high": s.ci_high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
+    return {"metric": metric_of(rows).name, "n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std,
+            "ci_low": s.ci_low, "ci_high": s.ci_high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
             "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "gain_includes_zero": g.includes_zero}
 
 

@@ -14,7 +14,7 @@ from .jobs import SuiteJobs, better, group, higher_is_better, load_jobs
 FIELDS = [pa.field("dataset", pa.string()), pa.field("student", pa.string()), pa.field("method", pa.string()),
           pa.field("method_params", pa.string()), pa.field("teacher", pa.string()),
           pa.field("combine", pa.string()),  # arithmetic | geometric; null for a single teacher
-          pa.field("members", pa.string()), pa.field("teacher_test_acc", pa.float64()), *CELL_FIELDS,
+          pa.field("members", pa.string()), pa.field("teacher_score", pa.float64()), *CELL_FIELDS,
           pa.field("best_single", pa.string()), *versus_fields("vs_best_single")]
 
 
@@ -35,7 +35,7 @@ def ensembles_rows(jobs: SuiteJobs) -> list[dict]:
             row = {"dataset": dataset_of(rows), "student": student, "method": method, "method_params": params,
                    "teacher": teacher, "combine": first(rows, "combine") if len(ups) > 1 else None,
                    "members": " + ".join(ups) if len(ups) > 1 else None,
-                   "teacher_test_acc": mean_of(rows, "teacher_test_acc"), **cell(rows, alone.get(student))}
+                   "teacher_score": mean_of(rows, "teacher_score"), **cell(rows, alone.get(student))}
             mine = {m: singles[m] for m in ups if m in singles} if len(ups) > 1 else {}
             best = _best(mine, higher)
             row["best_single"] = best

@@ -18,7 +18,7 @@ FIELDS = [pa.field("dataset", pa.string()), pa.field("student", pa.string()), pa
           pa.field("teacher_epoch", pa.int64()),  # epochs the teacher had trained when the student used it
           pa.field("teacher_epochs", pa.int64()),  # the teacher's full training
           pa.field("teacher_source", pa.string()),  # snapshot | retrained (stop_epoch) | full
-          pa.field("teacher_test_acc", pa.float64()), *CELL_FIELDS]
+          pa.field("teacher_score", pa.float64()), *CELL_FIELDS]
 
 
 def _direct_from_one(r: dict) -> bool:
@@ -29,7 +29,7 @@ def eskd_rows(jobs: SuiteJobs) -> list[dict]:
     by_id = jobs.by_id()
     alone = baselines(jobs.rows)
     rows = jobs.where(_direct_from_one)
-    studied = any(snapshot_of(r["teacher"])[1] is not None or "stop_epoch" in params_of(r)
+    studied = any(snapshot_of(r["teacher"])[1] is not None or params_of(r).get("stop_epoch") is not None
                   or (by_id.get(r["upstream"][0]) or {}).get("stop_epoch") is not None for r in rows)
     if not studied:
         return []
@@ -43,7 +43,7 @@ def eskd_rows(jobs: SuiteJobs) -> list[dict]:
         out.append({"dataset": dataset_of(members), "student": student, "method": method, "method_params": params,
                     "kd_stop_epoch": params_of(members[0]).get("stop_epoch"), "teacher": name,
                     "teacher_epoch": epoch if epoch is not None else full, "teacher_epochs": _recipe_epochs(t) or full,
-                    "teacher_source": kind, "teacher_test_acc": mean_of(members, "teacher_test_acc"),
+                    "teacher_source": kind, "teacher_score": mean_of(members, "teacher_score"),
                     **cell(members, alone.get(student))})
     out.sort(key=lambda r: (r["student"], r["method"], r["kd_stop_epoch"] or 0, r["teacher"],
                             r["teacher_epoch"] or 0, r["teacher_source"]))

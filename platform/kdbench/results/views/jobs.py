@@ -18,31 +18,61 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdbench.store import Store
+from kdbench.tasks import Metric
 
 from ..store import read_plan, read_results
 
 _SNAPSHOT = re.compile(r"^(?P<name>.+)@(?P<epoch>\d+)$")  # spec.load.snapshot_name: `<teacher>@<epoch>`
 NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "chain", "upstream", "seed"]
-METRICS = ["status", "error", "test_acc", "val_acc", "teacher_test_acc", "teacher_params", "student_params",
+METRICS = ["status", "error", "task", "metrics", "test_acc", "val_acc", "teacher_test_acc", "teacher_params",
+           "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
            "student_arch_params", "finished_at"]
 _COLUMNS = [*NAMES, *METRICS]  # what load_jobs reads of the results
 
 
 def score(row: dict) -> float | None:
-    """The job's primary test metric (today every suite's: test top-1 accuracy, a fraction)."""
-    return row["test_acc"]
+    """The job's primary test metric: its task's (classification: test top-1 accuracy, a fraction)."""
+    return row["score"]
+
+
+def metric_of(rows: Iterable[dict] = ()) -> Metric:
+    """The primary metric of these rows' task (the first row that names one; rows written before tasks
+    existed are classification)."""
+    task = next((r["task"] for r in rows if r.get("task")), None) or "classification"
+    return _metric(task)
 
 
 def higher_is_better(rows: Iterable[dict] = ()) -> bool:
-    """Whether a larger `score` is better for these rows (accuracy: yes). Every ranking, best-of and Pareto
-    decision asks this, so a metric where lower is better changes it here only."""
-    return True
+    """Whether a larger `score` is better for these rows (accuracy: yes; RMSE: no). Every ranking, best-of and
+    Pareto decision asks this."""
+    return metric_of(rows).higher_is_better
+
+
+@cache
+def _metric(task: str) -> Metric:
+    from kdbench.tasks import TASKS
+
+    return TASKS.get(task).metric()
+
+
+def _scores(row: dict) -> None:
+    """`score` and `teacher_score`: the primary test metric of the job and of its teacher, from the task's
+    metrics (old rows: their accuracy columns)."""
+    metrics = row.pop("metrics") or {}
+    if not isinstance(metrics, dict):
+        metrics = dict(metrics)
+    if row["status"] == "pending" or not metrics:
+        row["score"], row["teacher_score"] = row["test_acc"], row["teacher_test_acc"]
+        return
+    name = _metric(row["task"] or "classification").name
+    row["score"], row["teacher_score"] = metrics.get(f"test_{name}"), metrics.get(f"teacher_test_{name}")
 
 
 def better(a: float, b: float, higher: bool) -> bool:
@@ -114,6 +144,7 @@ def join(plan: list[list], results: list[list]) -> list[dict]:
         row["status"] = row["status"] or "pending"
         row["chain"] = row["chain"] or []  # fresh lists from Arrow; [] for a null
         row["upstream"] = row["upstream"] or []
+        _scores(row)
         out.append(row)
     return out
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ..labels import ambiguous_methods, method_label
 from .jobs import group
+from .render import Units
 
 
 def _figure(width: float, height: float) -> Any:
@@ -77,21 +78,25 @@ def plot_methods(methods: pa.Table) -> bytes:
     ambiguous = ambiguous_methods(methods.to_pylist())
     if not groups:
         return _no_data("methods")
+    u = Units.of(methods.to_pylist())
+    sc = u.metric.scale
     heights = [len(bars) + 1 for bars in groups.values()]
     fig = _figure(8, 0.35 * sum(heights) + 0.6 * len(groups))
     axes = fig.subplots(len(groups), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     for ax, ((dataset, teacher, student), bars) in zip(axes, groups.items(), strict=True):
-        means = [100 * r["mean"] for r in bars]
+        means = [sc * r["mean"] for r in bars]
         colors = ["0.6" if r["teacher"] is None else "C0" for r in bars]
-        errors = _errors(bars)
+        errors = _errors(bars, sc)
         ax.barh(range(len(bars)), means, xerr=errors, color=colors, capsize=3)
         ax.set_yticks(range(len(bars)), [_label(r, ambiguous) for r in bars])
         ax.invert_yaxis()  # rank 1 on top
         low = min(m - e for m, e in zip(means, errors[0], strict=True))
         high = max(m + e for m, e in zip(means, errors[1], strict=True))
-        ax.set_xlim(max(0.0, low - 1), min(100.0, high + 1))  # zoom in: the differences are small
+        pad = 0.01 * sc if u.metric.unit == "%" else 0.05 * (high - low or 1.0)
+        top = sc * u.metric.high if u.metric.high is not None else high + pad
+        ax.set_xlim(max(0.0, low - pad), min(top, high + pad))  # zoom in: the differences are small
         ax.set_title(f"{dataset}: {teacher or '(alone)'} → {student}", fontsize=10, loc="left")
-    axes[-1].set_xlabel("test accuracy % (mean over seeds, 95% CI)")
+    axes[-1].set_xlabel(f"test {u.label} (mean over seeds, 95% CI)")
     return _png(fig)
 
 
@@ -111,6 +116,8 @@ def plot_teacher_size(table: pa.Table) -> bytes:
 
 def _teacher_size_axes(ax: Any, rows: list[dict]) -> None:
     """One line per (student, method): colour by student, marker by method; dashed: the student alone."""
+    u = Units.of(rows)
+    sc = u.metric.scale
     lines: dict[tuple, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["teacher_params"]):
         lines.setdefault((r["student"], r["method"], r["method_params"]), []).append(r)
@@ -118,17 +125,17 @@ def _teacher_size_axes(ax: Any, rows: list[dict]) -> None:
     ambiguous = ambiguous_methods(rows)
     colors = {s: f"C{i % 10}" for i, s in enumerate(students)}
     for i, ((student, method, params), pts) in enumerate(lines.items()):
-        ax.errorbar([r["teacher_params"] for r in pts], [100 * r["mean"] for r in pts], yerr=_errors(pts),
+        ax.errorbar([r["teacher_params"] for r in pts], [sc * r["mean"] for r in pts], yerr=_errors(pts, sc),
                     marker="os^Dv<>"[i % 7], capsize=3, color=colors[student],
                     label=f"{student}: {method_label(method, params, ambiguous)}")
     for student in students:
         base = next((r["baseline_mean"] for r in rows
                      if r["student"] == student and r["baseline_mean"] is not None), None)
         if base is not None:
-            ax.axhline(100 * base, linestyle="--", color=colors[student], alpha=0.7, label=f"{student} alone")
+            ax.axhline(sc * base, linestyle="--", color=colors[student], alpha=0.7, label=f"{student} alone")
     ax.set_xscale("log")
     ax.set_xlabel("teacher parameters")
-    ax.set_ylabel("student test accuracy %")
+    ax.set_ylabel(f"student test {u.label}")
     ax.legend(fontsize=8)
 
 
@@ -196,7 +203,7 @@ def plot_eskd(table: pa.Table) -> bytes:
             label = f"{teacher}{' (retrained)' if retrained else ''}: {method_label(method, params, ambiguous)}"
             ax.errorbar([r["teacher_epoch"] for r in pts], [100 * r["mean"] for r in pts], yerr=_errors(pts),
                         marker="os^Dv<>"[i % 7], capsize=3, color=f"C{i % 10}", label=label)
-            accs = [(r["teacher_epoch"], r["teacher_test_acc"]) for r in pts if r["teacher_test_acc"] is not None]
+            accs = [(r["teacher_epoch"], r["teacher_score"]) for r in pts if r["teacher_score"] is not None]
             if accs:
                 twin.plot(*zip(*[(e, 100 * a) for e, a in accs], strict=True), linestyle=":", color=f"C{i % 10}")
         base = next((r["alone_mean"] for r in members if r["alone_mean"] is not None), None)
@@ -251,6 +258,8 @@ def plot_efficiency(table: pa.Table) -> bytes:
     if not panels:
         return _no_data("size and latency")
     ambiguous = ambiguous_methods([r for r in rows if r["method"]])
+    u = Units.of(rows)
+    sc = u.metric.scale
     datasets = sorted({r["dataset"] or "" for r in rows})
     fig, axes = _grid(len(panels) * len(datasets))
     for ax, (dataset, (x, front, label)) in zip(axes, ((d, p) for d in datasets for p in panels), strict=False):
@@ -258,20 +267,20 @@ def plot_efficiency(table: pa.Table) -> bytes:
         for role, (marker, color) in _ROLE_STYLE.items():
             mine = [r for r in pts if r["role"] == role]
             if mine:
-                ax.errorbar([r[x] for r in mine], [100 * r["mean"] for r in mine], yerr=_errors(mine), fmt=marker,
+                ax.errorbar([r[x] for r in mine], [sc * r["mean"] for r in mine], yerr=_errors(mine, sc), fmt=marker,
                             color=color, capsize=2, alpha=0.8, label=role)
         best = sorted((r for r in pts if r[front]), key=lambda r: r[x])
         if best:
-            ax.step([r[x] for r in best], [100 * r["mean"] for r in best], where="post", color="k", linewidth=1,
+            ax.step([r[x] for r in best], [sc * r["mean"] for r in best], where="post", color="k", linewidth=1,
                     label="Pareto front")
             for r in best:
                 name = r["model"] if r["role"] != "distilled" else \
                     f"{r['model']} ← {r['teacher']} ({method_label(r['method'], r['method_params'], ambiguous)})"
-                ax.annotate(name, (r[x], 100 * r["mean"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+                ax.annotate(name, (r[x], sc * r["mean"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(label + (f" on {pts[0]['latency_device']}" if x == "latency_ms" and pts else ""), fontsize=8)
-        ax.set_ylabel("test accuracy %")
-        ax.set_title(f"{dataset}: accuracy vs {label}", fontsize=10, loc="left")
+        ax.set_ylabel(f"test {u.label}")
+        ax.set_title(f"{dataset}: {u.metric.title} vs {label}", fontsize=10, loc="left")
         ax.legend(fontsize=7)
     return _png(fig)
 

@@ -1,16 +1,21 @@
 """Rendering the views: one display table per view (strings), shown by rich in the terminal and as a
 self-contained HTML page (`html_page`); the two tables `kdbench leaderboard SUITE` prints (`terminal_tables`).
-Accuracies in %, differences in percentage points; `n.s.` marks a paired difference whose 95% interval
-includes 0 (not distinguishable from no difference). The tables themselves hold fractions."""
+Values are shown in the unit of the table's metric (the task's primary one, its `metric` column): accuracy in
+%, differences in percentage points; RMSE as it is, differences in its units. `n.s.` marks a paired
+difference whose 95% interval includes 0 (not distinguishable from no difference). The tables themselves
+hold raw values (accuracy as a fraction)."""
 
 from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 
 import pyarrow as pa
 from rich.table import Table
 from rich.text import Text
+
+from kdbench.tasks import Metric, metric_named
 
 NS = "n.s."
 TITLES = {
@@ -28,14 +33,14 @@ _IDS = {
     "takd": [("teacher", "teacher"), ("student", "student"), ("method", "method"), ("via", "via"),
              ("TA size", "ta_params")],
     "teacher-size": [("student", "student"), ("method", "method"), ("teacher", "teacher"),
-                     ("teacher size", "teacher_params"), ("teacher acc %", "teacher_test_acc")],
+                     ("teacher size", "teacher_params"), ("teacher acc %", "teacher_score")],
     "eskd": [("student", "student"), ("method", "method"), ("KD stops after", "kd_stop_epoch"),
              ("teacher", "teacher"), ("teacher epoch", "teacher_epoch"), ("taken as", "teacher_source"),
-             ("teacher acc %", "teacher_test_acc")],
+             ("teacher acc %", "teacher_score")],
     "methods": [("teacher", "teacher"), ("student", "student"), ("chain", "chain"), ("method", "method"),
                 ("rank", "rank")],
     "ensembles": [("student", "student"), ("method", "method"), ("teacher", "teacher"), ("combine", "combine"),
-                  ("teacher acc %", "teacher_test_acc")],
+                  ("teacher acc %", "teacher_score")],
     "hinton": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
                ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
     "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
@@ -52,22 +57,52 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "" if x is None else f"{100 * x:.{digits}f}"
 
 
-def mean_ci(r: dict) -> str:
+@dataclass(frozen=True)
+class Units:
+    """How a table's metric reads: accuracy as `96.11` (%), differences in pp; RMSE as `0.4102`."""
+
+    metric: Metric
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> Units:
+        name = next((r["metric"] for r in rows if r.get("metric")), "acc")
+        return cls(metric_named(name))
+
+    @property
+    def label(self) -> str:  # "acc %", "rmse"
+        return f"{self.metric.name} %" if self.metric.unit == "%" else self.metric.name
+
+    @property
+    def diff_unit(self) -> str:
+        return "pp" if self.metric.unit == "%" else self.metric.name
+
+    def fmt(self, x: float, sign: str = "") -> str:
+        digits = 2 if self.metric.unit == "%" else 4
+        return f"{x * self.metric.scale:{sign}.{digits}f}"
+
+    def value(self, x: float | None) -> str:
+        return "" if x is None else self.fmt(x)
+
+
+ACC = Units(metric_named("acc"))
+
+
+def mean_ci(r: dict, u: Units = ACC) -> str:
     if r.get("mean") is None:
         return "—"
     if r.get("ci_low") is None:
-        return pct(r["mean"])
-    return f"{pct(r['mean'])} ± {100 * (r['ci_high'] - r['ci_low']) / 2:.2f}"
+        return u.value(r["mean"])
+    return f"{u.value(r['mean'])} ± {u.fmt((r['ci_high'] - r['ci_low']) / 2)}"
 
 
-def diff(r: dict, prefix: str) -> str:
+def diff(r: dict, prefix: str, u: Units = ACC) -> str:
     d = r.get(prefix)
     if d is None:
         return ""
     if r.get(f"{prefix}_ci_low") is None:
-        return f"{100 * d:+.2f}"
+        return u.fmt(d, "+")
     mark = f" {NS}" if r.get(f"{prefix}_includes_zero") else ""
-    return f"{100 * d:+.2f} [{100 * r[f'{prefix}_ci_low']:+.2f}, {100 * r[f'{prefix}_ci_high']:+.2f}]{mark}"
+    return f"{u.fmt(d, '+')} [{u.fmt(r[f'{prefix}_ci_low'], '+')}, {u.fmt(r[f'{prefix}_ci_high'], '+')}]{mark}"
 
 
 def short_labels(rows: list[dict]) -> dict[tuple[str, str], str]:
@@ -86,17 +121,17 @@ def short_labels(rows: list[dict]) -> dict[tuple[str, str], str]:
     for r in rows:
         params = json.loads(r.get("method_params") or "{}")
         keys = {k for m, ks in values.items() if m == r["method"] for k, vs in ks.items() if len(vs) > 1}
-        shown = ", ".join(f"{k}={params.get(k, '—')}" for k in sorted(keys))
+        shown = ", ".join(f"{k}={'—' if params.get(k) is None else params[k]}" for k in sorted(keys))
         out[(r["method"], r.get("method_params"))] = f"{r['method']}({shown})" if shown else r["method"]
     return out
 
 
-def _value(r: dict, col: str, ambiguous) -> str:
+def _value(r: dict, col: str, ambiguous, u: Units = ACC) -> str:
     v = r.get(col)
     if col == "method":
         return "" if v is None else ambiguous.get((v, r.get("method_params")), v)
-    if col in ("teacher_test_acc",):
-        return pct(v)
+    if col == "teacher_score":
+        return u.value(v)
     if col == "errors":
         half = "" if r.get("errors_ci_low") is None else f" ± {(r['errors_ci_high'] - r['errors_ci_low']) / 2:.1f}"
         return "" if v is None else f"{v:.1f}{half}"
@@ -128,32 +163,41 @@ def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
     """(headers, rows of strings) of a view table."""
     rows = table.to_pylist()
     ambiguous = short_labels(rows)
+    u = Units.of(rows)
     paper = any(r.get("paper_acc") is not None for r in rows)
-    heads = [h for h, _ in _IDS[view]] + ["n", "failed", "test acc % ± 95% CI", "std pp", "alone %",
-                                          "gain over alone pp [95% CI]"]
-    heads += [h for h, _ in _VERSUS.get(view, [])] + [h for h, _ in _EXTRA.get(view, [])]
+    heads = [_unit_header(h, u) for h, _ in _IDS[view]] + [
+        "n", "failed", f"test {u.label} ± 95% CI", f"std {u.diff_unit}", f"alone {u.label}",
+        f"gain over alone {u.diff_unit} [95% CI]"]
+    heads += [_unit_header(h, u) for h, _ in _VERSUS.get(view, [])] + [h for h, _ in _EXTRA.get(view, [])]
     heads += ["paper %"] if paper else []
     out = []
     for r in rows:
-        cells = [_value(r, c, ambiguous) for _, c in _IDS[view]]
-        cells += [str(r["n"]), str(r["failed"]), mean_ci(r), "" if r["std"] is None else f"{100 * r['std']:.2f}",
-                  pct(r.get("alone_mean")), diff(r, "gain")]
-        cells += [diff(r, c) for _, c in _VERSUS.get(view, [])] + [_value(r, c, ambiguous) for _, c in
-                                                                   _EXTRA.get(view, [])]
+        cells = [_value(r, c, ambiguous, u) for _, c in _IDS[view]]
+        cells += [str(r["n"]), str(r["failed"]), mean_ci(r, u), u.value(r["std"]), u.value(r.get("alone_mean")),
+                  diff(r, "gain", u)]
+        cells += [diff(r, c, u) for _, c in _VERSUS.get(view, [])] + [_value(r, c, ambiguous, u) for _, c in
+                                                                      _EXTRA.get(view, [])]
         if paper:
             cells.append(pct(r.get("paper_acc")))
         out.append(cells)
     return heads, out
 
 
-def caption(view: str, suite: str) -> str:
-    return (f"{suite}: {TITLES[view]}. Test accuracy % over seeds (mean ± 95% t-interval); differences in "
-            f"percentage points, paired by seed; '{NS}': the interval includes 0.")
+def _unit_header(header: str, u: Units) -> str:
+    """A header written for accuracy ("teacher acc %", "… pp") in the table's metric."""
+    return header.replace("acc %", u.label).replace(" pp", f" {u.diff_unit}")
+
+
+def caption(view: str, suite: str, u: Units = ACC) -> str:
+    better = "higher" if u.metric.higher_is_better else "lower"
+    return (f"{suite}: {TITLES[view]}. Test {u.metric.title}{' %' if u.metric.unit == '%' else ''} over seeds "
+            f"(mean ± 95% t-interval; {better} is better); differences in {u.diff_unit}, paired by seed; "
+            f"'{NS}': the interval includes 0.")
 
 
 def rich_table(view: str, suite: str, table: pa.Table) -> Table:
     heads, rows = display(view, table)
-    t = Table(title=caption(view, suite), title_justify="left")
+    t = Table(title=caption(view, suite, Units.of(table.to_pylist())), title_justify="left")
     for h in heads:
         left = h in ("teacher", "student", "method", "via", "chain", "taken as", "role", "model", "combine",
                      "chosen by", "distilled along")
@@ -188,33 +232,37 @@ def _terminal(title: str, columns: list[str]) -> Table:
 def _methods_terminal(methods: pa.Table) -> Table:
     rows = methods.to_pylist()
     labels = short_labels(rows)
+    u = Units.of(rows)
+    better = "higher" if u.metric.higher_is_better else "lower"
     papers = any(r.get("paper_acc") is not None for r in rows)
-    t = _terminal(f"Methods on {_datasets(rows)}: mean test accuracy % over seeds ± 95% CI; gain over the student "
-                  f"alone (pp, paired by seed; '{NS}': its interval includes 0)",
-                  ["teacher", "student", "via", "method", "rank", "n", "failed", "test acc %", "gain pp [95% CI]"]
-                  + (["paper %"] if papers else []))
+    t = _terminal(f"Methods on {_datasets(rows)}: mean test {u.metric.title}{' %' if u.metric.unit == '%' else ''} "
+                  f"over seeds ± 95% CI ({better} is better); gain over the student alone ({u.diff_unit}, paired by "
+                  f"seed; '{NS}': its interval includes 0)",
+                  ["teacher", "student", "via", "method", "rank", "n", "failed", f"test {u.label}",
+                   f"gain {u.diff_unit} [95% CI]"] + (["paper %"] if papers else []))
     for i, r in enumerate(rows):
         last = i + 1 == len(rows) or (r["teacher"], r["student"]) != (rows[i + 1]["teacher"], rows[i + 1]["student"])
         cells = [r["teacher"] or "(alone)", r["student"], _via(r["chain"]),
                  labels.get((r["method"], r["method_params"]), r["method"]),
                  "" if r["rank"] is None else str(r["rank"]), str(r["n"])]
         # Text cells: names and JSON params must not be read as rich markup ("[...]").
-        t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r)),
-                  Text(diff(r, "gain")), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
+        t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r, u)),
+                  Text(diff(r, "gain", u)), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
     return t
 
 
 def _teacher_size_terminal(teacher_size: pa.Table) -> Table:
     rows = teacher_size.to_pylist()
     labels = short_labels(rows)
-    t = _terminal(f"Teacher size vs student accuracy on {_datasets(rows)} (direct distillation): test accuracy % "
-                  "± 95% CI",
-                  ["student", "method", "teacher", "teacher size", "teacher acc %", "n", "student acc %",
-                   "student alone %", "vs next smaller teacher pp [95% CI]"])
+    u = Units.of(rows)
+    t = _terminal(f"Teacher size vs student {u.metric.title} on {_datasets(rows)} (direct distillation): test "
+                  f"{u.label} ± 95% CI",
+                  ["student", "method", "teacher", "teacher size", f"teacher {u.label}", "n", f"student {u.label}",
+                   f"student alone {u.label}", f"vs next smaller teacher {u.diff_unit} [95% CI]"])
     for r in rows:
         cells = [r["student"], labels.get((r["method"], r["method_params"]), r["method"]), r["teacher"],
-                 _count(r["teacher_params"]), pct(r["teacher_test_acc"]), str(r["n"]), mean_ci(r),
-                 pct(r["baseline_mean"]), diff(r, "vs_smaller")]
+                 _count(r["teacher_params"]), u.value(r["teacher_score"]), str(r["n"]), mean_ci(r, u),
+                 u.value(r["baseline_mean"]), diff(r, "vs_smaller", u)]
         t.add_row(*map(Text, cells))
     return t
 

@@ -14,7 +14,7 @@ from .jobs import SuiteJobs, group, load_jobs, snapshot_of
 
 FIELDS = [pa.field("dataset", pa.string()), pa.field("student", pa.string()), pa.field("method", pa.string()),
           pa.field("method_params", pa.string()), pa.field("teacher", pa.string()),
-          pa.field("teacher_params", pa.int64()), pa.field("teacher_test_acc", pa.float64()),
+          pa.field("teacher_params", pa.int64()), pa.field("teacher_score", pa.float64()),
           *CELL_FIELDS, pa.field("smaller_teacher", pa.string()), *versus_fields("vs_smaller"),
           pa.field("baseline_mean", pa.float64())]
 
@@ -37,7 +37,7 @@ def teacher_size_rows(jobs: SuiteJobs) -> list[dict]:
         for i, (size, teacher, rows) in enumerate(cells):
             smaller = cells[i - 1] if i else None
             row = {"dataset": dataset_of(rows), "student": student, "method": method, "method_params": params,
-                   "teacher": teacher, "teacher_params": size, "teacher_test_acc": mean_of(rows, "teacher_test_acc"),
+                   "teacher": teacher, "teacher_params": size, "teacher_score": mean_of(rows, "teacher_score"),
                    **cell(rows, alone.get(student)), "smaller_teacher": smaller[1] if smaller else None,
                    **versus("vs_smaller", rows, smaller[2] if smaller else None)}
             row["baseline_mean"] = row["alone_mean"]
