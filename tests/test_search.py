@@ -84,13 +84,14 @@ def test_a_search_runs_records_its_trials_selects_on_val_and_is_not_rerun(tmp_pa
     assert trials.schema.equals(SEARCH_TRIALS_SCHEMA) and trials.num_rows == 4
     rows = trials.to_pylist()
     for r in rows:  # per-epoch val_acc reached Tune: every trial ran to the end or was stopped by ASHA
-        assert r["error"] is None and r["best_epoch_val_acc"] is not None
+        assert r["error"] is None and r["best_epoch_val"] is not None
         assert r["epochs"] == 4 or (r["stopped_early"] and 1 <= r["epochs"] < 4)
     finished = [r for r in rows if not r["stopped_early"]]
-    best = max(finished, key=lambda r: (r["val_acc"], -r["trial"]))
+    best = max(finished, key=lambda r: (r["val"], -r["trial"]))
     assert [r["trial"] for r in rows if r["selected"]] == [best["trial"]]
     record = json.loads(store.read_bytes(f"searches/{cell.key}/selected.json"))
-    assert record["selected_params"] == json.loads(best["params"]) and record["best_val_acc"] == best["val_acc"]
+    assert record["selected_params"] == json.loads(best["params"]) and record["best_val"] == best["val"]
+    assert record["metric"] == "val_acc"  # the classification task's primary metric on validation
 
     table = views.methods(store, "searchy").to_pylist()
     (row,) = [r for r in table if r["teacher"] == "big"]

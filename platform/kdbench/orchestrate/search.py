@@ -11,7 +11,8 @@ A trial is an ordinary content-addressed job (the cell's student job with the sa
 seeded with the search's seed, teachers run live): its checkpoints go to artifacts/<job_id>/ like any job's,
 so an interrupted trial resumes and a trial whose config is later selected is not trained twice.
 
-The selected configuration (best final `val_acc` among the trials ASHA let finish; never test) then
+The selected configuration (best final value of the search's metric — the task's primary one on the
+validation split by default, `val_acc` for classification — among the trials ASHA let finish; never test) then
 enters the plan as ordinary student jobs over the suite's seeds (suite.plan.expand's `selections`), so
 the leaderboard reports its test accuracy over seeds. What is stored, under `searches/`:
 
@@ -54,8 +55,8 @@ SEARCH_TRIALS_SCHEMA = pa.schema([
     pa.field("trial", pa.int64()),  # order in which Tune created the trial
     pa.field("params", pa.string()),  # JSON: the method's hyperparameters (fixed + sampled, defaults filled in)
     pa.field("job_id", pa.string()),  # the trial's job (its checkpoints under artifacts/<job_id>/)
-    pa.field("val_acc", pa.float64()),  # last reported validation accuracy: what the selection compares
-    pa.field("best_epoch_val_acc", pa.float64()),  # best per-epoch validation accuracy it reported
+    pa.field("val", pa.float64()),  # last reported value of the search's metric (validation): what selection compares
+    pa.field("best_epoch_val", pa.float64()),  # the best per-epoch value it reported, in the metric's direction
     pa.field("epochs", pa.int64()),  # epochs it trained before finishing or being stopped
     pa.field("stopped_early", pa.bool_()),  # stopped by ASHA before its recipe's last epoch
     pa.field("selected", pa.bool_()),
@@ -115,8 +116,10 @@ def _tune_space(space) -> dict:
     return {name: make[kind](args) for name, kind, args in space}
 
 
-def search_trial(config: dict, template: dict, store: str, plugins: list[str], cpus: float, gpus: float) -> None:
-    """One trial, on a Tune worker: train the sampled configuration, reporting val_acc every epoch (for ASHA)."""
+def search_trial(config: dict, template: dict, store: str, plugins: list[str], cpus: float, gpus: float,
+                 metric: str = "val_acc") -> None:
+    """One trial, on a Tune worker: train the sampled configuration, reporting `metric` (a validation metric of
+    the task) every epoch (for ASHA)."""
     from ray import tune
 
     from kdbench.engine import run_job
@@ -129,12 +132,12 @@ def search_trial(config: dict, template: dict, store: str, plugins: list[str], c
     reported = []
 
     def report(m: dict) -> None:
-        reported.append(m["val_acc"])
-        tune.report({"val_acc": m["val_acc"], "epoch": m["epoch"], "job_id": job.job_id})
+        reported.append(m[metric])
+        tune.report({metric: m[metric], "epoch": m["epoch"], "job_id": job.job_id})
 
     final = run_job(job, Store(store), device=device, report=report)
-    if not reported:  # finished before (content-addressed): report its validation accuracy once
-        tune.report({"val_acc": final["val_acc"], "epoch": final["epochs_trained"], "job_id": job.job_id})
+    if not reported:  # finished before (content-addressed): report its validation metric once
+        tune.report({metric: final[metric], "epoch": final["epochs_trained"], "job_id": job.job_id})
 
 
 def _concurrency(ray, suite: Suite) -> int:
@@ -160,12 +163,13 @@ def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
                  if s.scheduler == "asha" else FIFOScheduler())
     trainable = tune.with_parameters(search_trial, template=cell.template.to_dict(), store=store.uri,
                                      plugins=list(suite.plugins), cpus=suite.resources.cpus,
-                                     gpus=suite.resources.gpus)
+                                     gpus=suite.resources.gpus, metric=s.metric)
     trainable = tune.with_resources(trainable, {"cpu": suite.resources.cpus, "gpu": suite.resources.gpus})
     storage, storage_fs = store.path("ray"), (None if store.local else store.fs)
     tuner = tune.Tuner(
         trainable, param_space=_tune_space(s.space),
-        tune_config=tune.TuneConfig(metric=s.metric, mode="max", search_alg=sampler, scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=s.metric, mode="max" if s.maximize else "min", search_alg=sampler,
+                                    scheduler=scheduler,
                                     num_samples=s.trials, max_concurrent_trials=_concurrency(ray, suite),
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"search-{cell.key}", storage_path=storage, storage_filesystem=storage_fs,
@@ -177,22 +181,23 @@ def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
         sampled = {n: result.config[n] for n, _, _ in s.space}
         job = trial_job(cell.template, sampled)
         history = result.metrics_dataframe
-        vals = [] if history is None or "val_acc" not in history else [float(v) for v in history["val_acc"]]
-        last = (result.metrics or {}).get("val_acc")
+        vals = [] if history is None or s.metric not in history else [float(v) for v in history[s.metric]]
+        last = (result.metrics or {}).get(s.metric)
         vals = vals if vals else ([] if last is None else [float(last)])
         epochs_run = int((result.metrics or {}).get("epoch", 0))
         rows.append({"search_key": cell.key, "suite": suite.name, "teacher": cell.teacher, "student": cell.student,
                      "method": s.method, "trial": i, "params": canonical_json(job.method.params),
-                     "job_id": job.job_id, "val_acc": vals[-1] if vals else None,
-                     "best_epoch_val_acc": max(vals) if vals else None, "epochs": epochs_run,
+                     "job_id": job.job_id, "val": vals[-1] if vals else None,
+                     "best_epoch_val": (max if s.maximize else min)(vals) if vals else None, "epochs": epochs_run,
                      "stopped_early": bool(vals) and epochs_run < epochs and result.error is None,
                      "selected": False, "error": None if result.error is None else str(result.error)[-2000:]})
-    # Trials that ran to the end compete on their final val_acc; one ASHA stopped is measured on fewer epochs.
-    scored = [r for r in rows if r["val_acc"] is not None and not r["stopped_early"]]
-    scored = scored or [r for r in rows if r["val_acc"] is not None]
+    # Trials that ran to the end compete on their final value; one ASHA stopped is measured on fewer epochs.
+    scored = [r for r in rows if r["val"] is not None and not r["stopped_early"]]
+    scored = scored or [r for r in rows if r["val"] is not None]
     if not scored:
-        raise RuntimeError(f"search {cell.key} ({cell.teacher} → {cell.student}): no trial reported val_acc")
-    best = max(scored, key=lambda r: (r["val_acc"], -r["trial"]))
+        raise RuntimeError(f"search {cell.key} ({cell.teacher} → {cell.student}): no trial reported {s.metric}")
+    sign = 1 if s.maximize else -1  # the best value first; ties: the earlier trial
+    best = max(scored, key=lambda r: (sign * r["val"], -r["trial"]))
     best["selected"] = True
     return {"rows": rows, "best": best}
 
@@ -200,7 +205,7 @@ def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
 def _how(suite: Suite, n: int, best_val: float) -> str:
     s = suite.search
     sched = f"ASHA (grace {s.grace_epochs} epochs)" if s.scheduler == "asha" else "no early stopping"
-    return f"search: {n} trials, Optuna TPE (seed {s.seed}) via Ray Tune, {sched}; best val_acc {best_val:.4f}"
+    return f"search: {n} trials, Optuna TPE (seed {s.seed}) via Ray Tune, {sched}; best {s.metric} {best_val:.4f}"
 
 
 def _write(store: Store, suite: Suite, cell: SearchCell, rows: list[dict], best: dict) -> dict:
@@ -208,10 +213,10 @@ def _write(store: Store, suite: Suite, cell: SearchCell, rows: list[dict], best:
     pq.write_table(pa.Table.from_pylist(rows, schema=SEARCH_TRIALS_SCHEMA), buf)
     store.write_bytes(f"searches/{cell.key}/trials.parquet", buf.getvalue())
     record = {"key": cell.key, "method": suite.search.method, "selected_params": json.loads(best["params"]),
-              "best_val_acc": best["val_acc"], "trials": len(rows), "sampler": "optuna-tpe",
+              "best_val": best["val"], "trials": len(rows), "sampler": "optuna-tpe",
               "scheduler": suite.search.scheduler, "grace_epochs": suite.search.grace_epochs,
               "metric": suite.search.metric, "seed": suite.search.seed, "trial_job_id": best["job_id"],
-              "how": _how(suite, len(rows), best["val_acc"])}
+              "how": _how(suite, len(rows), best["val"])}
     store.write_bytes(f"searches/{cell.key}/selected.json", json.dumps(record, sort_keys=True).encode())
     return record
 

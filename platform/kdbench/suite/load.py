@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from kdbench.jobs import Component, Recipe
 from kdbench.methods import METHODS
 from kdbench.registry import Registry, suggest
+from kdbench.tasks import task_of
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 
@@ -76,7 +77,8 @@ class SearchDef:
     space: tuple[tuple[str, str, tuple], ...]  # (hyperparameter, distribution, its arguments), sorted by name
     params: dict[str, Any]  # the method's fixed hyperparameters (not searched), as given
     trials: int
-    metric: str
+    metric: str  # `val_<metric>` of the dataset's task
+    maximize: bool  # the metric's direction
     scheduler: str
     grace_epochs: int
     seed: int
@@ -361,8 +363,20 @@ def _search(check, raw, teachers, students, ensembles, pairs, recipe) -> SearchD
         if len(pair) != 2 or pair[0] not in sources or pair[1] not in names:
             raise check.fail(("search", "pairs", i), f"{list(pair)} is not a [teacher or ensemble, student] pair")
     seed = raw.seeds[0] if s.seed is None else s.seed
-    return SearchDef(s.method, tuple(space), dict(s.params), s.trials, s.metric, s.scheduler, s.grace_epochs, seed,
-                     tuple((a, b) for a, b in cells))
+    metric, maximize = _search_metric(check, raw.dataset.name, s.metric)
+    return SearchDef(s.method, tuple(space), dict(s.params), s.trials, metric, maximize, s.scheduler, s.grace_epochs,
+                     seed, tuple((a, b) for a, b in cells))
+
+
+def _search_metric(check: _Checker, dataset: str, metric: str | None) -> tuple[str, bool]:
+    """`val_<metric>` of the dataset's task (default: its primary metric), and whether higher is better."""
+    task = task_of(dataset)
+    allowed = {f"val_{m.name}": m for m in task.metrics}
+    name = metric or f"val_{task.primary}"
+    if name not in allowed:
+        raise check.fail(("search", "metric"), f"the {task.name} task has no validation metric '{name}'"
+                         f"{suggest(name, sorted(allowed))}; known: {', '.join(sorted(allowed))}")
+    return name, allowed[name].higher_is_better
 
 
 def _reference(check: _Checker, path: str, ref: str | None) -> str | None:

@@ -68,7 +68,9 @@ class SearchEntry(Strict):
     space: dict[str, dict[str, list[Any]]] = Field(min_length=1)
     params: dict[str, Any] = {}  # the method's other hyperparameters, fixed for every trial
     trials: int = Field(default=8, gt=0)  # trial budget per cell
-    metric: Literal["val_acc"] = "val_acc"  # never test: selection is on the validation split
+    # A metric of the dataset's task on the validation split, `val_<metric>` (never test: selection is on
+    # validation); default: the task's primary one (val_acc for classification, val_rmse for regression).
+    metric: str | None = None
     scheduler: Literal["asha", "none"] = "asha"
     grace_epochs: int = Field(default=1, gt=0)  # ASHA stops no trial before this many epochs
     seed: int | None = None  # the trials' training seed and the sampler's (default: the suite's first seed)
