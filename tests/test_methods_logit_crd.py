@@ -292,7 +292,7 @@ def test_crd_defaults_are_the_benchmarks():
 
 
 def test_crd_refuses_an_ensemble_and_missing_labels():
-    with pytest.raises(ValueError, match="teacher's features"):
+    with pytest.raises(ValueError, match="teacher's feature taps"):
         create_method("crd", {}, MethodContext(3, 12, {"embedding": (DS,)}, {}, LABELS))
     with pytest.raises(ValueError, match="train_labels"):
         create_method("crd", {}, MethodContext(3, 12, {"embedding": (DS,)}, {"embedding": (DT,)}))

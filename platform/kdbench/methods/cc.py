@@ -38,7 +38,7 @@ from torch import nn
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding, require_teacher_taps
+from .taps import embedding
 
 
 def cc_benchmark_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
@@ -71,10 +71,10 @@ class CC(Method):
     name = "cc"
     Params = CCParams
     needs = Needs(teacher=True, features=("embedding",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
         (d_s,), (d_t,) = embedding(ctx.student_features), embedding(ctx.teacher_features)
         if params.variant == "benchmark":
             self.embed_s, self.embed_t = nn.Linear(d_s, params.feat_dim), nn.Linear(d_t, params.feat_dim)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding, require_teacher_taps
+from .taps import embedding
 
 EPS = 1e-7
 
@@ -47,10 +47,10 @@ class PKT(Method):
     name = "pkt"
     Params = PKTParams
     needs = Needs(teacher=True, features=("embedding",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: PKTParams = self.params

@@ -57,6 +57,7 @@ class VID(Method):
     name = "vid"
     Params = VIDParams
     needs = Needs(teacher=True, features=("stage",))  # stage1..N
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
