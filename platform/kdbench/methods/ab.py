@@ -24,6 +24,9 @@ b = 1 (the reference's init loop sums the stage losses unweighted, `helper/pretr
 as the connector where a student stage already has the teacher's shape (RepDistiller's `Connector`);
 `variant: paper` always uses 1×1 conv + BN, as the paper does. Where the spatial sizes differ, the larger map
 is average-pooled to the smaller (the reference uses a strided or transposed conv there instead).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, margin=1.0, init_epochs=30,
+variant='benchmark'
 """
 
 from __future__ import annotations

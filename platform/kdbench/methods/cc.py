@@ -24,6 +24,9 @@ would let both sides collapse to constant correlations); P = 2, γ = 0.4, the va
 Defaults: feat[-1] = the pooled embedding, heads to 128 (`--feat_dim 128`), b = 0.02, r = 1, a = 0
 (RepDistiller's `scripts/run_cifar_distill.sh`: `--distill correlation -r 1 -a 0 -b 0.02`). b was tuned for the
 benchmark variant; set it in the suite for the paper variant.
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.02, variant='benchmark', feat_dim=128,
+gamma=0.4, order=2
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ student; gradients reach both heads, never the teacher's features.
 
 Defaults: b = 0.8 (RepDistiller scripts `-r 1 -a 0 -b 0.8`; mdistiller CFG.CRD.LOSS.FEAT_WEIGHT),
 feat_dim 128, K = 16384, τ = 0.07, μ = 0.5 (train_student.py --feat_dim/--nce_k/--nce_t/--nce_m).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.8, feat_dim=128, nce_k=16384,
+nce_t=0.07, nce_m=0.5
 """
 
 from __future__ import annotations

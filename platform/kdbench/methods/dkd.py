@@ -21,6 +21,8 @@ an ensemble — the same target as `kd` uses, so that KD = TCKD + (1 − p^T_t)�
 
 Defaults: r = 1, α = 1, β = 8, T = 4, warm-up 20 epochs — mdistiller/engine/cfg.py (CFG.DKD); its
 per-pair CIFAR configs lower β for some pairs (METHODS.md). DKD replaces KD: it has no KD term.
+
+Params defaults: ce_weight=1.0, alpha=1.0, beta=8.0, temperature=4.0, warmup=20
 """
 
 from __future__ import annotations

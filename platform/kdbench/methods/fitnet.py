@@ -20,6 +20,8 @@ so the paper's schedule is `{hint_epochs: N, weight: 0, kd_weight: …}`.
 
 Defaults: hint layer feat[2] = stage2 (`--hint_layer 2`), b = 100, r = 1, a = 0 (RepDistiller's
 `scripts/run_cifar_distill.sh`: `--distill hint -r 1 -a 0 -b 100`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=100.0, init_epochs=0
 """
 
 from __future__ import annotations

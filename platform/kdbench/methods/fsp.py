@@ -23,6 +23,8 @@ of its own — the loss is r·CE + a·KD (the benchmark's `loss_kd = 0` for `fsp
 
 Defaults (benchmark): init_epochs = 30 (`train_student.py --init_epochs`), b = 1 (the init loop sums the
 terms unweighted; `-b 50` in `scripts/run_cifar_distill.sh` multiplies the zero main-stage term).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, init_epochs=30
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ Defaults (benchmark): b = 200 (`scripts/run_cifar_distill.sh`, FT: `-a 0 -b 200`
 (`train_student.py --init_epochs`). Deviations: the init stage uses the recipe's optimizer and learning rate
 (RepDistiller uses a fresh SGD, with lr 0.01 for ResNet/WRN students), and the engine keeps the (untrained)
 student in train mode then, so its BN statistics move (RepDistiller holds it in eval mode).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=200.0, rate=0.5, init_epochs=30,
+variant='benchmark'
 """
 
 from __future__ import annotations

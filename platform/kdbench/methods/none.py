@@ -1,6 +1,8 @@
 """`none`: the student trained on labels alone — the baseline every method is compared with.
 
 Loss: cross-entropy, mean over the batch.
+
+Params defaults: (none)
 """
 
 from __future__ import annotations

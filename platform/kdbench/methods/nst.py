@@ -15,6 +15,8 @@ term λ/2; the benchmark's b multiplies it directly.
 Defaults (benchmark): b = 50 (`scripts/run_cifar_distill.sh`, NST: `-a 0 -b 50`), taps feat[1:-1] (every
 stage output). Where student and teacher maps differ in size the larger is average-pooled to the smaller's
 (the reference does the same for square maps).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=50.0
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ rows are divided by ‖x‖ + ε, and ε = 1e-7. The teacher side carries no gra
 
 Defaults: the embedding feat[-1], b = 30000, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`:
 `--distill pkt -r 1 -a 0 -b 30000`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=30000.0
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ Distances are √max(‖x_i‖² + ‖x_j‖² − 2x_iᵀx_j, 1e-12) with a zer
 
 Defaults: the embedding feat[-1], w_D = 25, w_A = 50 (the paper's and RepDistiller's `RKDLoss(w_d=25, w_a=50)`),
 b = 1, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`: `--distill rkd -r 1 -a 0 -b 1`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, distance_weight=25.0,
+angle_weight=50.0
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ only the B×B similarities are compared.
 
 Defaults: the last stage feat[-2], b = 3000, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`:
 `--distill similarity -r 1 -a 0 -b 3000`; the paper's γ = 3000 on CIFAR-10).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=3000.0
 """
 
 from __future__ import annotations
