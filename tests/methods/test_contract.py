@@ -31,8 +31,9 @@ from kdbench.zoo.models.features import feature_shapes
 
 from .helpers import actual_defaults, documented_defaults
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "plugin_method" / "my_method.py"
-import_plugins([str(EXAMPLE)])  # the guide's example method keeps the contract too
+# Plugin files whose methods keep the contract too: the guide's example (add your own plugin's path here).
+PLUGINS = [Path(__file__).resolve().parents[2] / "docs" / "examples" / "plugin_method" / "my_method.py"]
+import_plugins([str(p) for p in PLUGINS])
 # Every registered method but the fault-injection ones of tests/faulty_plugin.py (bugs on purpose).
 NAMES = [n for n in METHODS.names() if not n.startswith("test_")]
 
