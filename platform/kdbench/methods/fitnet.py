@@ -14,9 +14,9 @@ The regressor is RepDistiller's `ConvReg`, trained with the student: a 3×3 stri
 
 Schedule: the benchmark trains the hint jointly with CE in a single stage (default, `hint_epochs: 0`). The paper
 first pre-trains the student up to the guided layer on L_HT alone, then trains the whole student with KD (§2.2,
-Algorithm 1). `hint_epochs: N` runs that first stage as the engine's initialisation stage, minimising the
-unweighted MSE (like RepDistiller's `init()` for its two-stage methods); the main stage then keeps the mix above,
-so the paper's schedule is `{hint_epochs: N, weight: 0, kd_weight: …}`.
+Algorithm 1). `hint_epochs: N` (or `init_epochs: N`, the same field) runs that first stage as the engine's
+initialisation stage, minimising the unweighted MSE (like RepDistiller's `init()` for its two-stage methods); the
+main stage then keeps the mix above, so the paper's schedule is `{hint_epochs: N, weight: 0, kd_weight: …}`.
 
 Defaults: hint layer feat[2] = stage2 (`--hint_layer 2`), b = 100, r = 1, a = 0 (RepDistiller's
 `scripts/run_cifar_distill.sh`: `--distill hint -r 1 -a 0 -b 100`).
