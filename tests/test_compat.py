@@ -28,6 +28,26 @@ class SegmentationOnly(Method):
         return {"ce": F.cross_entropy(student.logits, batch.y)}
 '''
 
+FEW_CLASSES = '''
+import torch.nn.functional as F
+
+from kdbench.methods import Incompatible, Method, Needs, register_method
+
+
+@register_method
+class ManyClassesOnly(Method):
+    name = "test_many_classes_only"
+    needs = Needs(teacher=True)
+
+    def __init__(self, params, ctx):
+        super().__init__(params, ctx)
+        if ctx.num_classes < 10:
+            raise Incompatible(f"needs at least 10 classes, the data has {ctx.num_classes}")
+
+    def forward(self, batch, student, teacher, state):
+        return {"ce": F.cross_entropy(student.logits, batch.y)}
+'''
+
 
 def test_a_feature_method_is_refused_for_an_ensemble_by_the_engine_and_pruned_by_the_planner(tmp_path):
     with pytest.raises(Incompatible, match="an ensemble of teachers has none"):
@@ -47,3 +67,11 @@ def test_a_method_whose_tasks_leave_out_the_suites_is_pruned(tmp_path):
     assert gone and len(gone) == sum(1 for p in pruned)
     assert "supports the tasks segmentation, not classification" in gone[0].describe()
     assert not any(e.job.method.name == "test_segmentation_only" for e in plan.entries)
+
+
+def test_a_logit_method_raising_incompatible_is_pruned_with_its_reason(tmp_path):
+    (tmp_path / "few_classes.py").write_text(FEW_CLASSES)
+    text = TINY_SUITE.replace("[none, kd]", "[none, kd, test_many_classes_only]") + "plugins: [few_classes]\n"
+    plan, pruned = prune_incompatible(expand(load_suite(str(write_suite(tmp_path, text)))))
+    assert pruned and {p.entry.job.method.name for p in pruned} == {"test_many_classes_only"}
+    assert "needs at least 10 classes, the data has 4" in pruned[0].describe()

@@ -3,9 +3,9 @@
 FSP needs equal channel counts, AT the same number of stages… Each method says so by raising
 `Incompatible` (a ValueError) when it is built from the pair's feature shapes; a method that reads
 feature taps is refused for an ensemble teacher by `create_method` itself, and a method whose `tasks`
-do not include the suite's task is pruned without being built. That is checked here, once per
-distinct (method, student, teachers), by building the models on the CPU — so a suite never schedules
-a GPU job that is bound to fail, and the user is told which and why.
+do not include the suite's task is pruned without being built. That is checked here for every
+student job, once per distinct (method, student, teachers), by building the models and the method on
+the CPU — so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     for e in plan.entries:  # topological order: a pruned upstream is seen first
         gone = next((t.job_id for t in e.job.teachers if t.job_id in {p.entry.job_id for p in pruned}), None)
         reason = f"its teacher job {gone} was pruned" if gone else _task_reason(e.job.method.name, task)
-        if reason is None and e.job.kind == "student" and METHODS.get(e.job.method.name).needs.features:
-            if len(e.job.teachers) != 1:
+        if reason is None and e.job.kind == "student":
+            if METHODS.get(e.job.method.name).needs.features and len(e.job.teachers) != 1:
                 reason = ensemble_refusal(e.job.method.name)
             elif described is not None:  # else the models cannot be sized without loading the data: the job tells
                 key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
