@@ -193,3 +193,31 @@ def test_fusable_declarations_are_what_the_engine_reads():
             assert not cls.fusable, f"{name} reads features or indices: it must declare fusable = False"
     kd = Job("baseline", TASK_DATA["classification"], S_MODEL, RECIPE, Component("none", {}), 0)
     assert fusable([kd, Job("baseline", kd.dataset, S_MODEL, RECIPE, Component("none", {}), 1)]) is None
+
+
+def test_declarations_are_checked_when_a_method_registers():
+    from kdbench.methods import Method, MethodParams, Needs, register_method
+
+    class Unnamed(Method):
+        pass
+
+    class ReadsFeatures(Method):
+        name = "test_reads_features_but_fusable"
+        needs = Needs(features=("embedding",))
+
+    class StagedParams(MethodParams):
+        init_epochs: int = 3
+
+    class Staged(Method):
+        name = "test_staged_but_fusable"
+        Params = StagedParams
+
+    class NoTask(Method):
+        name = "test_no_task"
+        tasks = ()
+
+    for cls, message in [(Unnamed, "class attribute `name`"), (ReadsFeatures, "declare `fusable = False`"),
+                         (Staged, "declare `fusable = False`"), (NoTask, "lists no task")]:
+        with pytest.raises(TypeError, match=message):
+            register_method(cls)
+        assert getattr(cls, "name", None) not in METHODS

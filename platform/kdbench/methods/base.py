@@ -122,7 +122,18 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    return METHODS.register(cls.name)(cls)
+    """Register `cls` under `cls.name`, checking its declarations (a mistake fails at import, not in training)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__}: a method needs a class attribute `name` (the key suites use)")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, MethodParams)):
+        raise TypeError(f"method {name}: Params must subclass MethodParams")
+    if not cls.tasks:
+        raise TypeError(f"method {name}: `tasks` lists no task")
+    if cls.fusable and (cls.needs.features or cls.needs.indices or "init_epochs" in cls.Params.model_fields):
+        raise TypeError(f"method {name} reads feature taps or sample indices, or has an initialisation stage: "
+                        "it cannot train fused; declare `fusable = False`")
+    return METHODS.register(name)(cls)
 
 
 def init_epochs(params: MethodParams) -> int:
