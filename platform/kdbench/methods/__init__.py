@@ -1,5 +1,5 @@
 """Distillation methods, one file each, registered by name. Importing this package registers them all:
-every module in this folder is imported, so adding a method is adding a file."""
+every module in this folder is imported, so adding a method is adding a file (docs/adding-a-method.md)."""
 
 import importlib
 import pkgutil
