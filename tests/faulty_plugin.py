@@ -42,3 +42,16 @@ class NanAfterTwoEpochs(Method):
     def forward(self, batch, student, teacher, state):
         loss = torch.nn.functional.cross_entropy(student.logits, batch.y)
         return {"ce": loss * float("nan") if state.epoch >= 2 else loss}
+
+
+@register_method
+class FailsOnlyFused(Method):
+    """Cross-entropy computed through boolean-mask indexing, which `torch.vmap` refuses: fine alone, a
+    RuntimeError when its jobs train fused — a method that wrongly claims `fusable = True`."""
+
+    name = "test_fails_only_fused"
+    needs = Needs(teacher=True)
+
+    def forward(self, batch, student, teacher, state):
+        keep = batch.y >= 0  # every sample; under vmap a data-dependent shape
+        return {"ce": torch.nn.functional.cross_entropy(student.logits[keep], batch.y[keep])}

@@ -95,13 +95,15 @@ def test_the_staged_working_dir_holds_the_suite_reference_and_plugins(tmp_path):
 
     (tmp_path / "refs").mkdir()
     (tmp_path / "refs" / "paper.csv").write_text("teacher,student,method,paper_acc,source\n")
-    text = SUITE.format(name="x") + "plugins: [tests.faulty_plugin]\nreference: refs/paper.csv\n"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "plug.py").write_text("")  # a plugin file of the suite's folder, kept in its place
+    text = SUITE.format(name="x") + "plugins: [tests.faulty_plugin, mine/plug.py]\nreference: refs/paper.csv\n"
     suite = load_suite(str(write_suite(tmp_path, text)))
     staged = tmp_path / "staged"
     staged.mkdir()
     assert stage(suite, staged) == "suite.yaml"
     files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
-    assert files == ["refs/paper.csv", "suite.yaml", "tests/__init__.py", "tests/faulty_plugin.py"]
+    assert files == ["mine/plug.py", "refs/paper.csv", "suite.yaml", "tests/__init__.py", "tests/faulty_plugin.py"]
 
 
 # -- the three-node cluster ---------------------------------------------------------------------------

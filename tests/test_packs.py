@@ -77,3 +77,27 @@ def test_a_packed_suite_runs_every_job_in_fewer_trials_with_the_results_of_separ
     assert set(other) == set(rows)
     for job_id, row in rows.items():
         assert row["test_acc"] == pytest.approx(other[job_id]["test_acc"], abs=1 / 256 + 1e-9), job_id
+
+
+def test_a_pack_whose_fused_training_fails_runs_its_jobs_one_by_one(tmp_path, caplog):
+    """A method that breaks only under torch.vmap (tests/faulty_plugin.py): the pack falls back to training
+    its jobs in turn, and the log says why, instead of failing every job (and Tune retrying it)."""
+    import logging
+
+    import tests.faulty_plugin  # noqa: F401  (registers test_fails_only_fused)
+    from kdbench.engine import run_job
+    from kdbench.engine.fused import fusable
+    from kdbench.orchestrate.pack_trial import run_pack
+
+    text = (TINY_SUITE.replace("methods: [none, kd]", "methods: [test_fails_only_fused]")
+            + "plugins: [tests.faulty_plugin]\n")
+    plan = expand(load_suite(str(write_suite(tmp_path, text))))
+    store = Store(tmp_path / "store")
+    run_job(next(e.job for e in plan.entries if e.job.kind == "teacher" and e.student == "big"), store)
+    jobs = [e.job for e in plan.entries if e.job.kind == "student" and e.chain == ("big", "small")]
+    assert len(jobs) == 2 and fusable(jobs) is None
+    with caplog.at_level(logging.WARNING, logger="kdbench.orchestrate"):
+        outcomes = run_pack(jobs, store, "cpu")
+    assert all("final" in outcomes[j.job_id] for j in jobs), outcomes
+    assert all("fused" not in outcomes[j.job_id]["final"] for j in jobs)  # trained one at a time
+    assert "fused training failed: RuntimeError" in caplog.text and "boolean mask" in caplog.text

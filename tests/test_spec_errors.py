@@ -63,6 +63,8 @@ CASES = [
      "needs at least 2 items"),
     ("plugin that cannot be imported", "plugins: [no_such_module_xyz]\n" + TINY_SUITE, 1, "plugins[0]",
      "cannot import 'no_such_module_xyz'"),
+    ("plugin file missing beside the suite", TINY_SUITE + "plugins: [lib/nope.py]\n", 18, "plugins[0]",
+     "cannot import 'lib/nope.py': FileNotFoundError"),
     ("chain too short", TINY_SUITE.replace("[big, mid, small]", "[big, small]"), 14, "chains[0]",
      "at least 3 names"),
     ("methods not a list", TINY_SUITE.replace("methods: [none, kd]", "methods: kd"), 12, "methods", "valid list"),

@@ -9,8 +9,9 @@ elementwise, so a fused job's result equals its separate run up to floating-poin
 the batched kernels (tests/test_fused.py checks weights and accuracies against `run_job`).
 
 What can be fused (`fusable` says why not otherwise): jobs of one kind (baseline or student), one
-dataset, architecture, recipe and method with equal hyperparameters; a method with no modules or
-initialisation stage of its own and no feature taps or sample indices (none, kd, dkd, dist…); models
+dataset, architecture, recipe and method with equal hyperparameters; a method that declares
+`fusable = True` (none, kd, dkd, dist…: no modules or initialisation stage of its own, logits only,
+vmap-safe ops); models
 without active dropout (per-model random masks cannot be reproduced under vmap); no stop epoch or
 snapshots. Jobs differ in seed and teacher. Batch norm is fine: the running statistics are stacked
 like the weights and updated per model inside the vmapped forward.
@@ -58,9 +59,8 @@ def fusable(jobs: list[Job]) -> str | None:
                 return f"jobs differ in {attr}: only seeds and teachers may differ"
     if first.kind not in ("baseline", "student"):
         return f"{first.kind} jobs are not fused"
-    needs = METHODS.get(first.method.name).needs
-    if needs.features or needs.indices:
-        return f"method {first.method.name} reads feature taps or sample indices"
+    if not METHODS.get(first.method.name).fusable:
+        return f"method {first.method.name} declares fusable = False"
     if any(j.stop_epoch or getattr(j, "snapshots", ()) for j in jobs):
         return "jobs with a stop epoch or snapshots are not fused"
     if first.recipe.precision != "fp32" or first.recipe.channels_last:
@@ -73,8 +73,12 @@ def fusable(jobs: list[Job]) -> str | None:
 def _model_reason(run: Training) -> str | None:
     if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
         return f"{type(run.model).__name__} uses dropout: per-model random masks cannot be reproduced"
-    if any(True for _ in run.method.parameters()) or run.method.init_epochs:
-        return f"method {type(run.method).__name__} has modules or an initialisation stage of its own"
+    method = run.method
+    needs = method.needs
+    if needs.features or needs.indices or any(True for _ in method.parameters()) or method.init_epochs:
+        # A wrong declaration: the fused step feeds logits alone and optimises the models' parameters only.
+        return (f"method {method.name} declares fusable = True but reads feature taps or sample indices, or has "
+                "modules or an initialisation stage of its own: declare fusable = False")
     return None
 
 

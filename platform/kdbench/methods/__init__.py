@@ -1,5 +1,5 @@
 """Distillation methods, one file each, registered by name. Importing this package registers them all:
-every module in this folder is imported, so adding a method is adding a file."""
+every module in this folder is imported, so adding a method is adding a file (docs/adding-a-method.md)."""
 
 import importlib
 import pkgutil
@@ -7,6 +7,7 @@ import pkgutil
 from .base import (
     METHODS,
     Batch,
+    Incompatible,
     Method,
     MethodContext,
     MethodParams,
@@ -22,5 +23,5 @@ for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _SUPPORT and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["METHODS", "Batch", "Method", "MethodContext", "MethodParams", "Needs", "TeacherOutput",
+__all__ = ["METHODS", "Batch", "Incompatible", "Method", "MethodContext", "MethodParams", "Needs", "TeacherOutput",
            "TrainState", "create_method", "register_method"]

@@ -24,6 +24,9 @@ b = 1 (the reference's init loop sums the stage losses unweighted, `helper/pretr
 as the connector where a student stage already has the teacher's shape (RepDistiller's `Connector`);
 `variant: paper` always uses 1×1 conv + BN, as the paper does. Where the spatial sizes differ, the larger map
 is average-pooled to the smaller (the reference uses a strided or transposed conv there instead).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, margin=1.0, init_epochs=30,
+variant='benchmark'
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
 from .taps import preacts
 
@@ -78,28 +81,23 @@ class AB(Method):
     name = "ab"
     Params = ABParams
     needs = Needs(teacher=True, features=("preact",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params: ABParams, ctx) -> None:
         super().__init__(params, ctx)
         s_shapes, t_shapes = preacts(ctx.student_features), preacts(ctx.teacher_features)
         if not t_shapes:
-            raise ValueError("ab needs a single teacher's pre-activation taps; this teacher gives none "
+            raise Incompatible("ab needs a single teacher's pre-activation taps; this teacher gives none "
                              "(an ensemble has no features)")
         if len(s_shapes) != len(t_shapes):
-            raise ValueError(f"ab pairs stages one to one: student has {len(s_shapes)}, teacher {len(t_shapes)}")
+            raise Incompatible(f"ab pairs stages one to one: student has {len(s_shapes)}, teacher {len(t_shapes)}")
         always = params.variant == "paper"
         self.connectors = nn.ModuleList(connector(s, t, always) for s, t in zip(s_shapes, t_shapes, strict=True))
-
-    @property
-    def init_epochs(self) -> int:
-        return self.params.init_epochs
 
     def forward(self, batch, student, teacher, state):
         p: ABParams = self.params
         if state.stage == "main":  # AB's own term is zero here: r·CE + a·KD only
             return label_and_kd(p, batch, student.logits, teacher)
-        if not teacher.features:
-            raise ValueError("ab needs a single teacher's feature taps; an ensemble gives none")
         pairs = [same_size(c(s), t.detach()) for c, s, t in
                  zip(self.connectors, preacts(student.features), preacts(teacher.features), strict=True)]
         return {"ab": p.weight * ab_loss([s for s, _ in pairs], [t for _, t in pairs], p.margin)}

@@ -14,6 +14,8 @@ Spatial sizes: when the student and teacher maps differ, the larger is average-p
 
 Defaults: p = 2, stages feat[1:-1] = stage1..N, b = 1000, r = 1, a = 0 (RepDistiller's
 `scripts/run_cifar_distill.sh`: `--distill attention -r 1 -a 0 -b 1000`; the paper's β = 1000).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1000.0, p=2.0
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class AT(Method):
     name = "at"
     Params = ATParams
     needs = Needs(teacher=True, features=("stage",))  # stage1..N
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

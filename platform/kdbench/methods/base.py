@@ -1,9 +1,20 @@
-"""The method contract: what a distillation method declares, owns and computes.
+"""The method contract: what a distillation method declares, owns and computes (docs/adding-a-method.md).
 
 A method is an nn.Module (so its own trainable parts — heads, connectors, memory banks — are
-optimised with the student and saved in its checkpoints). It declares what it needs from the
-teacher in `needs`, its hyperparameters (defaults from its paper) in `Params`, and returns named
-loss terms; the engine sums them and never asks which method it runs.
+optimised with the student and saved in its checkpoints). A contributor learns six things:
+
+1. a registered class (`@register_method`) with a canonical `name`;
+2. `Params`: its hyperparameters with the paper's defaults (an initialisation stage is the ordinary
+   field `init_epochs`; the docstring's final `Defaults:` line lists the documented defaults);
+3. one declaration of what it needs and supports: `needs = Needs(teacher=…, features=…, indices=…)`,
+   `tasks` and `fusable`;
+4. `__init__(params, ctx)`: sizes its own modules from `MethodContext`, raising `Incompatible` for a
+   teacher/student pair it cannot work with (the planner prunes that pair and says why);
+5. `forward(batch, student, teacher, state)`: named, already weighted loss terms;
+6. the helpers: `taps` (feature taps by role) and `mixing` (r·CE + a·KD).
+
+The engine sums the terms and never asks which method it runs; it refuses a feature method for an
+ensemble teacher itself (`create_method`), so methods never check for that.
 """
 
 from __future__ import annotations
@@ -22,17 +33,37 @@ from kdbench.tasks.classification import Classification
 from kdbench.zoo.models.base import ModelOutput
 
 
+class Incompatible(ValueError):
+    """Raised while building a method for a teacher/student pair it cannot work with (e.g. unequal stage
+    counts): the planner prunes such a pair before training and reports the message as the reason."""
+
+
 class MethodParams(BaseModel):
-    """Base of every method's hyperparameters: frozen, unknown keys are errors."""
+    """Base of every method's hyperparameters: frozen, unknown keys are errors. A method with an
+    initialisation stage declares the ordinary field `init_epochs: int` (the engine reads it; 0 or
+    absent: no such stage)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
 class Needs:
-    teacher: bool = True  # False: trained on labels alone (the baseline)
-    features: tuple[str, ...] = ()  # teacher/student feature taps the loss reads
-    indices: bool = False  # sample indices of the batch (e.g. CRD's memory bank)
+    """What a method reads besides the student's logits and the labels.
+
+    teacher: False for a method trained on labels alone (the baseline).
+    features: the feature taps it reads, by role (`"stage"`, `"preact"`, `"stem"`, `"embedding"` or a tap
+        name such as `"stage2"`), or True for "some taps"; () / False: logits only. A method that reads
+        features needs one teacher's taps: the engine and the planner refuse it for an ensemble.
+    indices: the batch's sample indices (e.g. CRD's memory bank).
+    """
+
+    teacher: bool = True
+    features: tuple[str, ...] | bool = ()
+    indices: bool = False
+
+    @property
+    def reads_features(self) -> bool:
+        return bool(self.features)
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,11 @@ class Method(nn.Module):
     name: ClassVar[str]
     Params: ClassVar[type[MethodParams]] = MethodParams
     needs: ClassVar[Needs] = Needs()
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks it can train; the planner prunes others
+    # Can N jobs of it train as one `torch.vmap`-ed model (engine/fused.py)? Only a method without modules
+    # or an initialisation stage of its own that reads logits alone can; data-dependent control flow,
+    # boolean-mask indexing and `.item()` break under vmap. False: its jobs always train one at a time.
+    fusable: ClassVar[bool] = True
 
     def __init__(self, params: MethodParams, ctx: MethodContext) -> None:
         super().__init__()
@@ -75,9 +111,9 @@ class Method(nn.Module):
 
     @property
     def init_epochs(self) -> int:
-        """Epochs of an initialisation stage run before the recipe's epochs (AB, FSP, FT's paraphraser):
-        the engine calls `forward` with `state.stage == "init"` for them. 0: no such stage."""
-        return 0
+        """Epochs of the initialisation stage run before the recipe's (AB, FSP, FT): `params.init_epochs`, 0
+        when the Params have no such field. The engine calls `forward` with `state.stage == "init"` then."""
+        return init_epochs(self.params)
 
     def forward(self, batch: Batch, student: ModelOutput, teacher: TeacherOutput | None,
                 state: TrainState) -> dict[str, torch.Tensor]:
@@ -89,9 +125,32 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    return METHODS.register(cls.name)(cls)
+    """Register `cls` under `cls.name`, checking its declarations (a mistake fails at import, not in training)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__}: a method needs a class attribute `name` (the key suites use)")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, MethodParams)):
+        raise TypeError(f"method {name}: Params must subclass MethodParams")
+    if not cls.tasks:
+        raise TypeError(f"method {name}: `tasks` lists no task")
+    if cls.fusable and (cls.needs.features or cls.needs.indices or "init_epochs" in cls.Params.model_fields):
+        raise TypeError(f"method {name} reads feature taps or sample indices, or has an initialisation stage: "
+                        "it cannot train fused; declare `fusable = False`")
+    return METHODS.register(name)(cls)
+
+
+def init_epochs(params: MethodParams) -> int:
+    """The initialisation stage's length in epochs, read from the Params (0 without an `init_epochs` field)."""
+    return int(getattr(params, "init_epochs", 0) or 0)
+
+
+def ensemble_refusal(name: str) -> str:
+    return f"{name} reads the teacher's feature taps, which only a single teacher has; an ensemble of teachers has none"
 
 
 def create_method(name: str, params: dict, ctx: MethodContext) -> Method:
+    """Build a method for a pair; raises `Incompatible` (a ValueError) when it cannot work for it."""
     cls = METHODS.get(name)
+    if cls.needs.reads_features and not ctx.teacher_features and cls.needs.teacher:
+        raise Incompatible(ensemble_refusal(name))
     return cls(cls.Params(**params), ctx)

@@ -24,6 +24,9 @@ would let both sides collapse to constant correlations); P = 2, γ = 0.4, the va
 Defaults: feat[-1] = the pooled embedding, heads to 128 (`--feat_dim 128`), b = 0.02, r = 1, a = 0
 (RepDistiller's `scripts/run_cifar_distill.sh`: `--distill correlation -r 1 -a 0 -b 0.02`). b was tuned for the
 benchmark variant; set it in the suite for the paper variant.
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.02, variant='benchmark', feat_dim=128,
+gamma=0.4, order=2
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from torch import nn
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding, require_teacher_taps
+from .taps import embedding
 
 
 def cc_benchmark_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
@@ -71,10 +74,10 @@ class CC(Method):
     name = "cc"
     Params = CCParams
     needs = Needs(teacher=True, features=("embedding",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
         (d_s,), (d_t,) = embedding(ctx.student_features), embedding(ctx.teacher_features)
         if params.variant == "benchmark":
             self.embed_s, self.embed_t = nn.Linear(d_s, params.feat_dim), nn.Linear(d_t, params.feat_dim)

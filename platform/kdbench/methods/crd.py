@@ -24,6 +24,9 @@ student; gradients reach both heads, never the teacher's features.
 
 Defaults: b = 0.8 (RepDistiller scripts `-r 1 -a 0 -b 0.8`; mdistiller CFG.CRD.LOSS.FEAT_WEIGHT),
 feat_dim 128, K = 16384, τ = 0.07, μ = 0.5 (train_student.py --feat_dim/--nce_k/--nce_t/--nce_m).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.8, feat_dim=128, nce_k=16384,
+nce_t=0.07, nce_m=0.5
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from .base import Method, MethodContext, Needs, register_method
+from .base import Incompatible, Method, MethodContext, Needs, register_method
 from .mixing import MixParams, label_and_kd
 from .taps import embedding
 
@@ -78,13 +81,14 @@ class CRD(Method):
     name = "crd"
     Params = CRDParams
     needs = Needs(teacher=True, features=("embedding",), indices=True)
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params: CRDParams, ctx: MethodContext) -> None:
         super().__init__(params, ctx)
         if not ctx.teacher_features:
-            raise ValueError("crd needs the teacher's features; an ensemble teacher has none")
+            raise Incompatible("crd needs the teacher's features; an ensemble teacher has none")
         if ctx.train_labels is None:
-            raise ValueError("crd needs ctx.train_labels to draw negatives from other classes")
+            raise Incompatible("crd needs ctx.train_labels to draw negatives from other classes")
         n, d = ctx.num_train, params.feat_dim
         self.embed_s = nn.Linear(embedding(ctx.student_features)[0], d)  # then L2-normalised, as RepDistiller's Embed
         self.embed_t = nn.Linear(embedding(ctx.teacher_features)[0], d)
@@ -100,7 +104,7 @@ class CRD(Method):
         self.register_buffer("count", count, persistent=False)
         self.k = min(params.nce_k, n - int(count.max()))
         if self.k < 1:
-            raise ValueError("crd needs training samples of at least two classes")
+            raise Incompatible("crd needs training samples of at least two classes")
 
     def forward(self, batch, student, teacher, state):
         p: CRDParams = self.params

@@ -21,6 +21,8 @@ an ensemble — the same target as `kd` uses, so that KD = TCKD + (1 − p^T_t)�
 
 Defaults: r = 1, α = 1, β = 8, T = 4, warm-up 20 epochs — mdistiller/engine/cfg.py (CFG.DKD); its
 per-pair CIFAR configs lower β for some pairs (docs/methods.md). DKD replaces KD: it has no KD term.
+
+Params defaults: ce_weight=1.0, alpha=1.0, beta=8.0, temperature=4.0, warmup=20
 """
 
 from __future__ import annotations
@@ -34,19 +36,33 @@ from .base import Method, MethodParams, Needs, register_method
 
 def dkd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, target: torch.Tensor,
              temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(TCKD, NCKD), each T²·KL summed over classes, mean over the batch. teacher_log_probs: (B, K) at T."""
-    batch = student_logits.shape[0]
-    gt = F.one_hot(target, student_logits.shape[1]).bool()  # (B, K)
+    """(TCKD, NCKD), each T²·KL summed over classes, mean over the batch. teacher_log_probs: (B, K) at T.
+
+    Written with `gather` and `masked_fill` only (no boolean-mask indexing, no `kl_div`), so it runs under
+    `torch.vmap` (fused training, kdbench/engine/fused.py)."""
+    batch, classes = student_logits.shape
+    gt = torch.arange(classes, device=target.device) == target.unsqueeze(1)  # (B, K), True at the label
     log_q = F.log_softmax(student_logits / temperature, dim=1)  # (B, K)
     # Binary split in log space: [log p_t, log Σ_{i≠t} p_i], (B, 2).
-    log_b_s = torch.stack([log_q[gt], log_q.masked_fill(gt, float("-inf")).logsumexp(1)], dim=1)
-    b_t = torch.stack([teacher_log_probs[gt], teacher_log_probs.masked_fill(gt, float("-inf")).logsumexp(1)], 1).exp()
-    tckd = F.kl_div(log_b_s, b_t, reduction="sum") / batch
+    log_b_s = _split(log_q, target, gt)
+    b_t = _split(teacher_log_probs, target, gt).exp()
+    tckd = _kl_sum(b_t, log_b_s) / batch
     # Non-target distributions; the target entry becomes p = 0 and log q = 0 so it adds exactly 0.
     log_q_hat = F.log_softmax(log_q.masked_fill(gt, float("-inf")), dim=1).masked_fill(gt, 0.0)
     p_hat = F.softmax(teacher_log_probs.masked_fill(gt, float("-inf")), dim=1)  # (B, K), 0 at the target
-    nckd = F.kl_div(log_q_hat, p_hat, reduction="sum") / batch
+    nckd = _kl_sum(p_hat, log_q_hat) / batch
     return tckd * temperature**2, nckd * temperature**2
+
+
+def _split(log_p: torch.Tensor, target: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(B, K) log-probabilities -> (B, 2): [log p_t, log Σ_{i≠t} p_i]."""
+    return torch.stack([log_p.gather(1, target.unsqueeze(1)).squeeze(1),
+                        log_p.masked_fill(gt, float("-inf")).logsumexp(1)], dim=1)
+
+
+def _kl_sum(p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Σ p·(log p − log q) with 0·log 0 = 0: `F.kl_div(log_q, p, reduction="sum")`, written out."""
+    return (torch.xlogy(p, p) - p * log_q).sum()
 
 
 def warmup_factor(epoch: int, warmup: int) -> float:

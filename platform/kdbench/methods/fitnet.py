@@ -14,24 +14,25 @@ The regressor is RepDistiller's `ConvReg`, trained with the student: a 3×3 stri
 
 Schedule: the benchmark trains the hint jointly with CE in a single stage (default, `hint_epochs: 0`). The paper
 first pre-trains the student up to the guided layer on L_HT alone, then trains the whole student with KD (§2.2,
-Algorithm 1). `hint_epochs: N` runs that first stage as the engine's initialisation stage, minimising the
-unweighted MSE (like RepDistiller's `init()` for its two-stage methods); the main stage then keeps the mix above,
-so the paper's schedule is `{hint_epochs: N, weight: 0, kd_weight: …}`.
+Algorithm 1). `hint_epochs: N` (or `init_epochs: N`, the same field) runs that first stage as the engine's
+initialisation stage, minimising the unweighted MSE (like RepDistiller's `init()` for its two-stage methods); the
+main stage then keeps the mix above, so the paper's schedule is `{hint_epochs: N, weight: 0, kd_weight: …}`.
 
 Defaults: hint layer feat[2] = stage2 (`--hint_layer 2`), b = 100, r = 1, a = 0 (RepDistiller's
 `scripts/run_cifar_distill.sh`: `--distill hint -r 1 -a 0 -b 100`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=100.0, init_epochs=0
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import AliasChoices, Field, model_serializer
 from torch import nn
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import require_teacher_taps
 
 TAP = "stage2"  # RepDistiller's feat[2]
 
@@ -51,13 +52,22 @@ def regressor(s_shape: tuple[int, ...], t_shape: tuple[int, ...]) -> nn.Sequenti
     elif h_s >= h_t and w_s >= w_t:
         conv = nn.Conv2d(c_s, c_t, (1 + h_s - h_t, 1 + w_s - w_t))
     else:
-        raise ValueError(f"fitnet cannot regress a student hint of {h_s}×{w_s} onto a teacher hint of {h_t}×{w_t}")
+        raise Incompatible(f"fitnet cannot regress a student hint of {h_s}×{w_s} onto a teacher hint of {h_t}×{w_t}")
     return nn.Sequential(conv, nn.BatchNorm2d(c_t), nn.ReLU())
 
 
 class FitNetParams(MixParams):
     weight: float = Field(default=100.0, ge=0.0)  # b
-    hint_epochs: int = Field(default=0, ge=0)  # the paper's hint pre-training stage; 0: single stage
+    # The paper's hint pre-training stage, the engine's initialisation stage; 0: single stage. Given as
+    # `hint_epochs` (its name in suites) or `init_epochs`; dumped as `hint_epochs`, so job ids stay unchanged.
+    init_epochs: int = Field(default=0, ge=0, validation_alias=AliasChoices("hint_epochs", "init_epochs"))
+
+    @model_serializer(mode="wrap")
+    def _dump_as_hint_epochs(self, handler):
+        out = handler(self)
+        if "init_epochs" in out:
+            out["hint_epochs"] = out.pop("init_epochs")
+        return out
 
 
 @register_method
@@ -65,19 +75,15 @@ class FitNet(Method):
     name = "fitnet"
     Params = FitNetParams
     needs = Needs(teacher=True, features=(TAP,))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
         s_shape, t_shape = ctx.student_features.get(TAP), ctx.teacher_features.get(TAP)
         if s_shape is None or t_shape is None or len(s_shape) != 3 or len(t_shape) != 3:
-            raise ValueError(f"fitnet needs a (C, H, W) '{TAP}' tap on student and teacher, got {s_shape} and "
+            raise Incompatible(f"fitnet needs a (C, H, W) '{TAP}' tap on student and teacher, got {s_shape} and "
                              f"{t_shape}")
         self.regressor = regressor(s_shape, t_shape)
-
-    @property
-    def init_epochs(self) -> int:
-        return self.params.hint_epochs
 
     def forward(self, batch, student, teacher, state):
         p: FitNetParams = self.params

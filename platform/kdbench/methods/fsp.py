@@ -23,6 +23,8 @@ of its own — the loss is r·CE + a·KD (the benchmark's `loss_kd = 0` for `fsp
 
 Defaults (benchmark): init_epochs = 30 (`train_student.py --init_epochs`), b = 1 (the init loop sums the
 terms unweighted; `-b 50` in `scripts/run_cifar_distill.sh` multiplies the zero main-stage term).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, init_epochs=30
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
 from .taps import stages
 
@@ -67,27 +69,22 @@ class FSP(Method):
     name = "fsp"
     Params = FSPParams
     needs = Needs(teacher=True, features=("stem", "stage"))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params: FSPParams, ctx) -> None:
         super().__init__(params, ctx)
         if not ctx.teacher_features:
-            raise ValueError("fsp needs a single teacher's feature taps; this teacher gives none "
+            raise Incompatible("fsp needs a single teacher's feature taps; this teacher gives none "
                              "(an ensemble has no features)")
         s_ch = [s[0] for s in fsp_taps(ctx.student_features)]
         t_ch = [t[0] for t in fsp_taps(ctx.teacher_features)]
         if s_ch != t_ch:
-            raise ValueError(f"fsp needs equal channels at every tap [stem, stage1, …]: student {s_ch}, "
+            raise Incompatible(f"fsp needs equal channels at every tap [stem, stage1, …]: student {s_ch}, "
                              f"teacher {t_ch}")
-
-    @property
-    def init_epochs(self) -> int:
-        return self.params.init_epochs
 
     def forward(self, batch, student, teacher, state):
         p: FSPParams = self.params
         if state.stage == "main":  # FSP's own term is zero here: r·CE + a·KD only
             return label_and_kd(p, batch, student.logits, teacher)
-        if not teacher.features:
-            raise ValueError("fsp needs a single teacher's feature taps; an ensemble gives none")
         t_taps = [t.detach() for t in fsp_taps(teacher.features)]
         return {"fsp": p.weight * fsp_loss(fsp_taps(student.features), t_taps)}

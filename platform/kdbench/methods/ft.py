@@ -25,6 +25,9 @@ Defaults (benchmark): b = 200 (`scripts/run_cifar_distill.sh`, FT: `-a 0 -b 200`
 (`train_student.py --init_epochs`). Deviations: the init stage uses the recipe's optimizer and learning rate
 (RepDistiller uses a fresh SGD, with lr 0.01 for ResNet/WRN students), and the engine keeps the (untrained)
 student in train mode then, so its BN statistics move (RepDistiller holds it in eval mode).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=200.0, rate=0.5, init_epochs=30,
+variant='benchmark'
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
 from .taps import stages
 
@@ -84,28 +87,23 @@ class FT(Method):
     name = "ft"
     Params = FTParams
     needs = Needs(teacher=True, features=("stage",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params: FTParams, ctx) -> None:
         super().__init__(params, ctx)
         t_shapes = stages(ctx.teacher_features)
         if not t_shapes:
-            raise ValueError("ft needs a single teacher's stage taps; this teacher gives none "
+            raise Incompatible("ft needs a single teacher's stage taps; this teacher gives none "
                              "(an ensemble has no features)")
         c_t, c_s = t_shapes[-1][0], stages(ctx.student_features)[-1][0]
         f = int(c_t * params.rate)  # factor channels
         if f < 1:
-            raise ValueError(f"ft: rate {params.rate} leaves no factor channels for {c_t} teacher channels")
+            raise Incompatible(f"ft: rate {params.rate} leaves no factor channels for {c_t} teacher channels")
         self.paraphraser = Paraphraser(c_t, f)
         self.translator = _stack(nn.Conv2d, ((c_s, c_s), (c_s, f), (f, f)), bn=True)
 
-    @property
-    def init_epochs(self) -> int:
-        return self.params.init_epochs
-
     def forward(self, batch, student, teacher, state):
         p: FTParams = self.params
-        if not teacher.features:
-            raise ValueError("ft needs a single teacher's feature taps; an ensemble gives none")
         x = stages(teacher.features)[-1].detach()  # (B, C_T, H, W)
         if state.stage == "init":  # only the paraphraser learns: reconstruct the teacher's map
             return {"rec": F.mse_loss(self.paraphraser(x)[1], x)}

@@ -17,6 +17,8 @@ Default None: never stops (kdbench/jobs/identity.py keeps KD's job ids from befo
 
 Defaults: T = 4, α = 0.9 — the CRD benchmark's KD settings (Tian et al. 2020, RepDistiller:
 `-r 0.1 -a 0.9 --kd_T 4`). Hinton et al. used T = 20 on MNIST; set it in the suite.
+
+Params defaults: temperature=4.0, alpha=0.9, stop_epoch=None
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """`none`: the student trained on its targets alone — the baseline every method is compared with.
 
 Loss: the task's supervised loss (classification: cross-entropy, mean over the batch; regression: MSE).
+
+Params defaults: (none)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from .base import Method, Needs, register_method
 class NoDistillation(Method):
     name = "none"
     needs = Needs(teacher=False)
+    tasks = ("classification", "regression")
 
     def forward(self, batch, student, teacher, state):
         task = self.ctx.task

@@ -15,6 +15,8 @@ term λ/2; the benchmark's b multiplies it directly.
 Defaults (benchmark): b = 50 (`scripts/run_cifar_distill.sh`, NST: `-a 0 -b 50`), taps feat[1:-1] (every
 stage output). Where student and teacher maps differ in size the larger is average-pooled to the smaller's
 (the reference does the same for square maps).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=50.0
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
 from .taps import stages
 
@@ -50,20 +52,19 @@ class NST(Method):
     name = "nst"
     Params = NSTParams
     needs = Needs(teacher=True, features=("stage",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params: NSTParams, ctx) -> None:
         super().__init__(params, ctx)
         n_s, n_t = len(stages(ctx.student_features)), len(stages(ctx.teacher_features))
         if n_t == 0:
-            raise ValueError("nst needs a single teacher's stage taps; this teacher gives none "
+            raise Incompatible("nst needs a single teacher's stage taps; this teacher gives none "
                              "(an ensemble has no features)")
         if n_s != n_t:
-            raise ValueError(f"nst pairs stages one to one: student has {n_s}, teacher {n_t}")
+            raise Incompatible(f"nst pairs stages one to one: student has {n_s}, teacher {n_t}")
 
     def forward(self, batch, student, teacher, state):
         p: NSTParams = self.params
-        if not teacher.features:
-            raise ValueError("nst needs a single teacher's feature taps; an ensemble gives none")
         pairs = zip(stages(student.features), stages(teacher.features), strict=True)
         loss = sum(nst_loss(s, t.detach()) for s, t in pairs)
         return label_and_kd(p, batch, student.logits, teacher) | {"nst": p.weight * loss}

@@ -12,6 +12,8 @@ rows are divided by ‖x‖ + ε, and ε = 1e-7. The teacher side carries no gra
 
 Defaults: the embedding feat[-1], b = 30000, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`:
 `--distill pkt -r 1 -a 0 -b 30000`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=30000.0
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding, require_teacher_taps
+from .taps import embedding
 
 EPS = 1e-7
 
@@ -47,10 +49,10 @@ class PKT(Method):
     name = "pkt"
     Params = PKTParams
     needs = Needs(teacher=True, features=("embedding",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: PKTParams = self.params

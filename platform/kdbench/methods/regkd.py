@@ -10,6 +10,8 @@ prediction s, teacher prediction t (an ensemble: the mean of its members) and ta
 Reduction: each squared error averaged over targets and batch (`F.mse_loss`'s mean). The teacher is
 detached. Default α = 0.5: kdbench's choice (the cited paper weights per sample; there is no paper value for
 a constant α); set it in the suite.
+
+Params defaults: alpha=0.5
 """
 
 from __future__ import annotations

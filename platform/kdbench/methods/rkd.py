@@ -14,6 +14,9 @@ Distances are √max(‖x_i‖² + ‖x_j‖² − 2x_iᵀx_j, 1e-12) with a zer
 
 Defaults: the embedding feat[-1], w_D = 25, w_A = 50 (the paper's and RepDistiller's `RKDLoss(w_d=25, w_a=50)`),
 b = 1, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`: `--distill rkd -r 1 -a 0 -b 1`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, distance_weight=25.0,
+angle_weight=50.0
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pydantic import Field
 
 from .base import Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import embedding, require_teacher_taps
+from .taps import embedding
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -65,10 +68,10 @@ class RKD(Method):
     name = "rkd"
     Params = RKDParams
     needs = Needs(teacher=True, features=("embedding",))
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
 
     def forward(self, batch, student, teacher, state):
         p: RKDParams = self.params

@@ -12,6 +12,8 @@ only the B×B similarities are compared.
 
 Defaults: the last stage feat[-2], b = 3000, r = 1, a = 0 (RepDistiller's `scripts/run_cifar_distill.sh`:
 `--distill similarity -r 1 -a 0 -b 3000`; the paper's γ = 3000 on CIFAR-10).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=3000.0
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from .base import Method, Needs, register_method
+from .base import Incompatible, Method, Needs, register_method
 from .mixing import MixParams, label_and_kd
-from .taps import require_teacher_taps, stages
+from .taps import stages
 
 
 def similarity(f: torch.Tensor) -> torch.Tensor:
@@ -46,12 +48,12 @@ class SP(Method):
     name = "sp"
     Params = SPParams
     needs = Needs(teacher=True, features=("stage",))  # the last stage only
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)
-        require_teacher_taps(self.name, ctx.teacher_features)
         if not stages(ctx.student_features) or not stages(ctx.teacher_features):
-            raise ValueError("sp needs a stage tap (stage1..N) on both the student and the teacher")
+            raise Incompatible("sp needs a stage tap (stage1..N) on both the student and the teacher")
 
     def forward(self, batch, student, teacher, state):
         p: SPParams = self.params

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+from .base import Incompatible
+
 T = TypeVar("T")
 
 
@@ -36,18 +38,11 @@ def _numbered(taps: Mapping[str, T], prefix: str) -> list[T]:
     return out
 
 
-def require_teacher_taps(method: str, teacher_features: Mapping) -> None:
-    """Feature methods need one teacher's taps; an ensemble (or a teacher without taps) has none."""
-    if not teacher_features:
-        raise ValueError(f"{method} needs the teacher's feature taps; an ensemble of teachers has none")
-
-
 def paired_stage_maps(method: str, student: Mapping[str, tuple], teacher: Mapping[str, tuple]) -> tuple[list, list]:
-    """Student and teacher stage shapes paired one to one, each a (C, H, W) map."""
-    require_teacher_taps(method, teacher)
+    """Student and teacher stage shapes paired one to one, each a (C, H, W) map; `Incompatible` otherwise."""
     s, t = stages(student), stages(teacher)
     if len(s) != len(t) or not s:
-        raise ValueError(f"{method} pairs stages one to one: the student has {len(s)}, the teacher {len(t)}")
+        raise Incompatible(f"{method} pairs stages one to one: the student has {len(s)}, the teacher {len(t)}")
     if any(len(shape) != 3 for shape in s + t):
-        raise ValueError(f"{method} needs (C, H, W) stage maps, got {s} and {t}")
+        raise Incompatible(f"{method} needs (C, H, W) stage maps, got {s} and {t}")
     return s, t

@@ -17,6 +17,8 @@ regressor (RepDistiller pools to a square of the smaller height; here to the sma
 
 Defaults: stages feat[1:-1] = stage1..N, initial variance 5.0, ε = 1e-5, b = 1, r = 1, a = 0 (RepDistiller's
 `VIDLoss(init_pred_var=5.0, eps=1e-5)` and `scripts/run_cifar_distill.sh`: `--distill vid -r 1 -a 0 -b 1`).
+
+Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=1.0, init_var=5.0, eps=1e-05
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class VID(Method):
     name = "vid"
     Params = VIDParams
     needs = Needs(teacher=True, features=("stage",))  # stage1..N
+    fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

@@ -3,8 +3,9 @@
 Each job keeps its own fate: a deterministic failure (JobFailed) is that job's result; any other
 exception is written to the job's error file and propagates, so Tune retries the whole pack — and
 the retry skips the jobs that already finished (their `final.json` exists), resuming the one that
-was running from its checkpoint. A fused pack that cannot be fused after all (a model with batch
-norm or dropout) or whose fused training fails (one model's non-finite loss) runs its jobs in turn.
+was running from its checkpoint. A fused pack that cannot be fused after all (a model with dropout)
+or whose fused training raises anything (one model's non-finite loss, an op `torch.vmap` refuses)
+runs its jobs in turn, from scratch, and the log says why.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def run_pack(jobs: list[Job], store: Store, device: str | torch.device) -> dict[
         try:
             finals = train_fused(jobs, store, device=device)
             return {j.job_id: {"final": dataclasses.asdict(f)} for j, f in zip(jobs, finals, strict=True)}
-        except (ValueError, JobFailed) as e:
-            log.info("pack of %d jobs trains one job at a time: %s", len(jobs), e)
+        except Exception as e:  # any failure of the fused step (e.g. an op vmap refuses): train them in turn
+            log.warning("pack of %d jobs trains one job at a time: fused training failed: %s: %s", len(jobs),
+                        type(e).__name__, e)
     outcomes = {}
     for job in jobs:
         try:

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS
+from kdbench.methods.base import init_epochs
 from kdbench.store import Store
 from kdbench.suite.load import Suite
 from kdbench.suite.plan import Plan, expand
@@ -155,7 +156,8 @@ def _run_cell(cell: SearchCell, suite: Suite, store: Store, ray) -> dict:
 
     s = suite.search
     # Tune counts reports: one per epoch, a method's initialisation stage included (e.g. AB's init_epochs).
-    epochs = cell.template.recipe.epochs + int(cell.template.method.params.get("init_epochs") or 0)
+    method = cell.template.method
+    epochs = cell.template.recipe.epochs + init_epochs(METHODS.get(method.name).Params(**method.params))
     sampler = OptunaSearch(seed=s.seed)  # TPE (Optuna's default sampler), seeded: the same trials every time
     # max_t one past the last epoch: ASHA stops a trial *at* max_t, which would kill it in its last report,
     # before the engine writes its result; trials that survive every rung finish on their own.

@@ -98,7 +98,15 @@ def stage(suite: Suite, folder: Path) -> str:
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(suite.reference, folder / rel)
     for name in suite.plugins:
-        _stage_module(name, folder)
+        if os.path.isabs(name):  # a plugin file of the suite's folder: the same place relative to the suite
+            rel = os.path.relpath(name, suite_path.parent)
+            if rel.startswith(".."):
+                raise ClusterError(f"{suite.path}: plugin {name} is outside the suite's folder; "
+                                   "move it beside the suite to submit it")
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(name, folder / rel)
+        else:
+            _stage_module(name, folder)
     return suite_path.name
 
 

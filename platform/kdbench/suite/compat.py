@@ -1,9 +1,11 @@
 """Pruning a plan of the jobs whose method cannot work for their teacher/student pair.
 
-FSP needs equal channel counts, AT the same number of stages, feature methods a single teacher…
-Each method says so by raising ValueError when it is built from the pair's feature shapes. That is
-checked here, once per distinct (method, student, teachers), by building the models on the CPU —
-so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
+FSP needs equal channel counts, AT the same number of stages… Each method says so by raising
+`Incompatible` (a ValueError) when it is built from the pair's feature shapes; a method that reads
+feature taps is refused for an ensemble teacher by `create_method` itself, and a method whose `tasks`
+do not include the suite's task is pruned without being built. That is checked here for every
+student job, once per distinct (method, student, teachers), by building the models and the method on
+the CPU — so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS, MethodContext, create_method
+from kdbench.methods.base import ensemble_refusal
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import create_model
 from kdbench.zoo.models.features import feature_shapes
@@ -30,6 +33,16 @@ class Pruned:
     def describe(self) -> str:
         """`method: teacher → student: reason` (equal for every seed of a cell, so lines group)."""
         return f"{self.entry.job.method.name}: {' → '.join(self.entry.chain)}: {self.reason}"
+
+
+def suite_task(suite) -> str:
+    """The task a suite trains: its dataset's (kdbench/tasks/)."""
+    return DATASETS.get(suite.dataset.name).params.task
+
+
+def _task_reason(method: str, task: str) -> str | None:
+    tasks = METHODS.get(method).tasks
+    return None if task in tasks else f"{method} supports the tasks {', '.join(tasks)}, not {task}"
 
 
 @cache
@@ -57,21 +70,22 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
 def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     """The plan without incompatible jobs (and the chain links that depend on them), and why each went."""
     described = DATASETS.get(plan.suite.dataset.name).params(**plan.suite.dataset.params).describe()
-    if described is None:  # cannot size the models without loading the data: let the jobs tell
-        return plan, []
-    shape, classes, n_train = described
+    task = suite_task(plan.suite)
     verdicts: dict[str, str | None] = {}
     pruned: list[Pruned] = []
     keep = []
     for e in plan.entries:  # topological order: a pruned upstream is seen first
         gone = next((t.job_id for t in e.job.teachers if t.job_id in {p.entry.job_id for p in pruned}), None)
-        reason = f"its teacher job {gone} was pruned" if gone else None
-        if reason is None and e.job.kind == "student" and METHODS.get(e.job.method.name).needs.features:
-            key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
-                                  [[t.model.name, t.model.params] for t in e.job.teachers]])
-            if key not in verdicts:
-                verdicts[key] = _reason(e.job, shape, classes, n_train)
-            reason = verdicts[key]
+        reason = f"its teacher job {gone} was pruned" if gone else _task_reason(e.job.method.name, task)
+        if reason is None and e.job.kind == "student":
+            if METHODS.get(e.job.method.name).needs.features and len(e.job.teachers) != 1:
+                reason = ensemble_refusal(e.job.method.name)
+            elif described is not None:  # else the models cannot be sized without loading the data: the job tells
+                key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
+                                      [[t.model.name, t.model.params] for t in e.job.teachers]])
+                if key not in verdicts:
+                    verdicts[key] = _reason(e.job, *described)
+                reason = verdicts[key]
         if reason is None:
             keep.append(e)
         else:

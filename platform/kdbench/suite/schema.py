@@ -128,8 +128,9 @@ class TeacherCache(Strict):
 
 class SuiteFile(Strict):
     name: str = Field(pattern=NAME)
-    # Importable modules that register your own models, datasets or methods; imported before the
-    # suite is checked and in every worker.
+    # Modules that register your own models, datasets or methods, imported before the suite is checked
+    # and in every worker: `my_method` (my_method.py beside the suite), a path to a .py file relative to
+    # the suite, or an importable module name (e.g. `mypkg.methods`).
     plugins: list[str] = []
     version: int = Field(default=1, ge=1)
     description: str = ""

@@ -1,4 +1,6 @@
-"""Hinton et al.'s KD objective on fixed inputs, against values computed here with NumPy."""
+"""Tests of the `kd` method (kdbench/methods/kd.py): its loss against references written from the paper or
+the benchmark code, its defaults and where its gradients go (tests/methods/test_contract.py checks what every
+method shares)."""
 
 from __future__ import annotations
 
