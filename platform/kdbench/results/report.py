@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -39,12 +40,12 @@ class Leaderboard:
     failures: pa.Table  # failed and skipped jobs with their errors
 
 
-def build_leaderboard(store: Store, suite: str, jobs: SuiteJobs | None = None) -> Leaderboard:
+def build_leaderboard(store: Store | str | os.PathLike, suite: str, jobs: SuiteJobs | None = None) -> Leaderboard:
     """The suite's leaderboard tables as Arrow, from its latest plan joined with the results (read once; pass
     `jobs` from `views.jobs.load_jobs` to reuse a join):
 
     - `methods` (the `methods` view): every (teacher, student, chain, method, params) cell, the student alone
-      included: n, failed, mean/std/95% t-interval of test accuracy over seeds, the paired gain over the
+      included: n, failed, mean/std/95% t-interval of the test metric over seeds, the paired gain over the
       student alone with its interval, rank within (teacher, student), `chosen_by`, `paper_acc`/`paper_source`
       from the suite's reference CSV;
     - `teacher_size` (the `teacher-size` view): direct distillation from each teacher by teacher size, with the
@@ -52,8 +53,10 @@ def build_leaderboard(store: Store, suite: str, jobs: SuiteJobs | None = None) -
       smaller teacher;
     - `failures`: failed and skipped jobs with their errors.
 
-    Accuracies are fractions.
+    `store`: a Store or what `open_results` takes (a folder or URI). Values are in the task's primary metric
+    (`metric` column; accuracy as a fraction); ranks follow its direction.
     """
+    store = store if isinstance(store, Store) else Store(store)
     jobs = jobs or load_jobs(store, suite)
     return Leaderboard(suite, jobs, VIEWS["methods"](store, suite, jobs), VIEWS["teacher-size"](store, suite, jobs),
                        failures(store, suite, jobs))
