@@ -60,8 +60,10 @@ def test_data_root_option_points_validation_at_the_data(tmp_path, monkeypatch):
 
 
 def builtin_methods() -> set[str]:
-    """kdbench's own methods (kdbench/methods/); a plugin's methods need no place in the benchmark suites."""
-    return {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("kdbench.methods.")}
+    """kdbench's own classification methods (kdbench/methods/): the CRD benchmark suites are classification
+    suites; a plugin's methods, and methods of other tasks (regkd), need no place in them."""
+    return {n for n in METHODS.names() if METHODS.get(n).__module__.startswith("kdbench.methods.")
+            and "classification" in METHODS.get(n).tasks}
 
 
 def test_both_benchmark_suites_cover_every_built_in_method(fake_cifar100):
