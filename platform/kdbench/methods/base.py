@@ -25,7 +25,7 @@ from kdbench.zoo.models.base import ModelOutput
 class MethodParams(BaseModel):
     """Base of every method's hyperparameters: frozen, unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no .inf or .nan
 
 
 @dataclass(frozen=True)
