@@ -56,6 +56,10 @@ def model_size(arch: str, params: dict, shape: tuple[int, ...], classes: int) ->
             model = create_model(arch, params, shape, classes)
     except ValueError as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
+    except RuntimeError as e:
+        if "overflow" in str(e):  # a tensor whose size does not fit in 64 bits
+            return MAX_MODEL_PARAMS + 1
+        return None
     except Exception:  # an operation the meta device lacks: the model is sized when it is built
         return None
     return count_parameters(model)

@@ -43,7 +43,7 @@ MAX_CACHE_GIB = 1_000_000.0
 MAX_INT = 2**31 - 1
 # Parameters of one model (summed over a teacher's or student's tensors), counted without allocating
 # them: validate builds every model for its compute estimate, so an absurd width must be refused first.
-MAX_MODEL_PARAMS = 10_000_000_000
+MAX_MODEL_PARAMS = 2_000_000_000  # 8 GB of fp32 weights; the largest zoo model (ResNet-152) has 60 M
 # One sample's input (ImageNet: 150,528 values) and a dataset's training samples (ImageNet: 1.28 M):
 # validate builds a zero sample and one label per training sample for its checks.
 MAX_INPUT_VALUES = 100_000_000
