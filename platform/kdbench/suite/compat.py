@@ -36,7 +36,14 @@ class Pruned:
 def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
     import json
 
-    return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
+    def shapes() -> dict:
+        return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
+
+    try:  # shapes only: on the meta device nothing is allocated, whatever the model's size
+        with torch.device("meta"):
+            return shapes()
+    except (NotImplementedError, RuntimeError):  # an operation the meta device lacks
+        return shapes()
 
 
 def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str | None:
@@ -44,11 +51,20 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
         return _shapes(model.name, canonical_json(model.params), shape, classes)
 
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
-    labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
-    ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=taps(job.model),
-                        teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
-    try:
+    student = taps(job.model)
+
+    def build() -> None:
+        labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
+        ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=student,
+                            teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
         create_method(job.method.name, job.method.params, ctx)
+
+    try:
+        try:  # on the meta device a method's buffers (e.g. CRD's memory of every sample) cost nothing
+            with torch.device("meta"):
+                build()
+        except (NotImplementedError, RuntimeError):  # a method that reads its tensors' values
+            build()
     except ValueError as e:
         return str(e)
     return None

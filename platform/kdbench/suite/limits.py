@@ -47,7 +47,7 @@ MAX_MODEL_PARAMS = 2_000_000_000  # 8 GB of fp32 weights; the largest zoo model 
 # One sample's input (ImageNet: 150,528 values) and a dataset's training samples (ImageNet: 1.28 M):
 # validate builds a zero sample and one label per training sample for its checks.
 MAX_INPUT_VALUES = 100_000_000
-MAX_SAMPLES = 100_000_000
+MAX_SAMPLES = 20_000_000  # ImageNet-21k: 14 M
 
 # -- the plan ----------------------------------------------------------------------------------------------
 
