@@ -25,21 +25,25 @@ _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
 
 
-class _TooDeep(Exception):
-    def __init__(self, mark) -> None:
-        self.mark = mark
+class _Bound(Exception):
+    def __init__(self, mark, message: str) -> None:
+        self.mark, self.message = mark, message
 
 
 class _Loader(yaml.SafeLoader):
-    """Composes nodes no deeper than MAX_DEPTH (PyYAML's composer recurses once per level)."""
+    """Composes at most MAX_NODES nodes, no deeper than MAX_DEPTH (PyYAML's composer recurses once per level)."""
 
     _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent, index):
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _TooDeep(self.peek_event().start_mark)
+                raise _Bound(self.peek_event().start_mark, f"nested more than {MAX_DEPTH} levels deep")
+            if self._nodes > MAX_NODES:
+                raise _Bound(self.peek_event().start_mark, f"the document holds more than {MAX_NODES:,} values")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -63,7 +67,7 @@ def read_text(path: str) -> str:
     except OSError as e:
         raise SpecError(path, None, (), f"cannot read the file: {e.strerror}") from None
     if len(raw) > MAX_BYTES:
-        raise SpecError(path, None, (), f"file is larger than {MAX_BYTES // 2**20} MiB; not a suite")
+        raise SpecError(path, None, (), f"file is larger than {MAX_BYTES // 2**10:,} KiB; not a suite")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -78,8 +82,8 @@ def load_yaml(path: str) -> tuple[Any, dict[Loc, int]]:
     try:
         loader = _Loader(text)  # the reader refuses control characters here
         node = loader.get_single_node()
-    except _TooDeep as e:
-        raise SpecError(path, e.mark.line + 1, (), f"nested more than {MAX_DEPTH} levels deep") from None
+    except _Bound as e:
+        raise SpecError(path, e.mark.line + 1, (), e.message) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
@@ -115,7 +119,7 @@ class _Builder:
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise self.fail(node, loc, f"the document builds more than {MAX_NODES:,} values (aliases are "
+            raise self.fail(node, loc, f"the document holds more than {MAX_NODES:,} values (aliases are "
                             "counted at every use)")
         self.lines[loc] = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
