@@ -3,6 +3,7 @@ status 2 — no traceback, no hang, no memory blow-up, nothing written, no Ray (
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -215,10 +216,15 @@ PROBES = [  # (arguments, a fragment of the one error line)
     (["sync", "no-such-suite", "--store", "{store}"], "no suite 'no-such-suite'"),
     (["leaderboard", "[/]", "--store", "{store}"], "no suite '[/]'"),
     (["ui", "--port", "70000", "--store", "{store}"], "--port must be"),
+    (["query", "select 1", "--store", ""], "names no folder or bucket"),
+    (["query", "select 1", "--store", "s3://"], "names no folder or bucket"),
+    (["query", "select * from range(20000000)", "--store", "{store}"], "add a LIMIT"),
+    (["validate", "{tmp}"], "not a regular file"),
+    (["validate", "/dev/zero"], "not a regular file"),
 ]
 
 
-@pytest.mark.parametrize("args,fragment", PROBES, ids=[" ".join(p[0][:3]) for p in PROBES])
+@pytest.mark.parametrize("args,fragment", PROBES, ids=[f"{i}-{p[0][0]}" for i, p in enumerate(PROBES)])
 def test_hostile_command_lines_get_one_error_line(tmp_path, args, fragment, monkeypatch):
     import kdbench.orchestrate.ray_session as ray_session
 
@@ -232,6 +238,13 @@ def test_hostile_command_lines_get_one_error_line(tmp_path, args, fragment, monk
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert fragment in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.yaml"]  # nothing written
+
+
+def test_a_pipe_as_the_suite_does_not_hang(tmp_path):
+    fifo = tmp_path / "suite.yaml"
+    os.mkfifo(fifo)  # opening it would block until a writer came
+    result = runner.invoke(app, ["validate", str(fifo)])
+    assert result.exit_code == 2 and "not a regular file" in result.output
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])

@@ -86,10 +86,14 @@ def weights_file(path: str) -> str | None:
             return f"cannot read the file: {e.strerror}"
         if head[:1] != b"\x80":  # neither a zip (torch.save) nor a legacy pickle
             return "not a PyTorch checkpoint (no torch.save header)"
+    import warnings
+
     import torch
 
     try:
-        obj = torch.load(path, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the verdict below is what the user sees
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as e:  # noqa: BLE001 - any reason a checkpoint cannot be read is the user's to see
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return f"not a weights-only PyTorch checkpoint: {first[:200]}"

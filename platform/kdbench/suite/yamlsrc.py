@@ -13,7 +13,9 @@ merged mapping that has the key. `.inf` and `.nan` are refused: no suite value i
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from typing import Any
 
 import yaml
@@ -62,6 +64,8 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 def read_text(path: str) -> str:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block or never end
+            raise SpecError(path, None, (), "not a regular file")
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as e:
