@@ -171,6 +171,15 @@ def test_a_weights_file_that_holds_code_is_refused(tmp_path):
         _refused(runner.invoke(app, ["validate", str(path)]), path, "teachers[0].weights", fragment)
 
 
+@pytest.mark.parametrize("content,fragment", [(b"\xff\xfe", "not a CSV table"), (b"a,b\n1,2,3\n", "not a CSV table"),
+                                              (b"x" * (11 * 2**20), "larger than 10 MiB")],
+                         ids=["not UTF-8", "ragged rows", "11 MiB"])
+def test_a_reference_that_is_not_a_small_csv_is_refused(tmp_path, content, fragment):
+    (tmp_path / "ref.csv").write_bytes(content)
+    path = write_suite(tmp_path, TINY_SUITE + "reference: ref.csv\n")
+    _refused(runner.invoke(app, ["validate", str(path)]), path, "reference", fragment)
+
+
 def test_the_plan_limit_is_configurable(tmp_path, monkeypatch):
     from kdbench.suite import SpecError, load_suite
 

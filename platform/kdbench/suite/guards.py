@@ -7,6 +7,7 @@
 - `model_size`: a model's parameter count, counted on PyTorch's meta device (nothing allocated).
 - `planned_jobs`: an upper bound on the plan's job count, by arithmetic (before expanding anything).
 - `weights_file`: a teacher's weights file is a PyTorch checkpoint (its header, and a weights-only load).
+- `reference_file`: the published-numbers CSV is a small regular file that parses as CSV.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from .errors import Loc
-from .limits import MAX_INT, MAX_MODEL_PARAMS
+from .limits import MAX_INT, MAX_MODEL_PARAMS, MAX_REFERENCE_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,3 +104,29 @@ def weights_file(path: str) -> str | None:
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return None
     return "holds no state dict of tensors (a state dict, {model: …} or {state_dict: …})"
+
+
+def reference_file(path: str) -> str | None:
+    """None when `path` is a CSV the leaderboard can read (it is copied into the store); else why not."""
+    import io
+    import os
+    import stat
+
+    import pyarrow.csv as pacsv
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        if info.st_size > MAX_REFERENCE_BYTES:
+            return f"larger than {MAX_REFERENCE_BYTES // 2**20} MiB; not a table of published numbers"
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"cannot read the file: {e.strerror}"
+    try:
+        data.decode("utf-8")
+        pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False))
+    except (UnicodeDecodeError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        return f"not a CSV table: {(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}"
+    return None

@@ -50,6 +50,9 @@ MAX_MODEL_PARAMS = 2_000_000_000  # 8 GB of fp32 weights; the largest zoo model 
 MAX_INPUT_VALUES = 100_000_000
 MAX_SAMPLES = 20_000_000  # ImageNet-21k: 14 M
 
+# A suite's `reference:` CSV of published numbers, copied into the store by `kdbench run`.
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+
 # -- the plan ----------------------------------------------------------------------------------------------
 
 PLAN_LIMIT_ENV = "KDBENCH_MAX_JOBS"

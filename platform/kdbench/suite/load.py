@@ -454,4 +454,7 @@ def _reference(check: _Checker, path: str, ref: str | None) -> str | None:
     full = os.path.join(os.path.dirname(os.path.abspath(path)), ref)
     if not os.path.isfile(full):
         raise check.fail(("reference",), f"file not found: {full}")
+    problem = guards.reference_file(full)
+    if problem:
+        raise check.fail(("reference",), f"{full}: {problem}")
     return full
