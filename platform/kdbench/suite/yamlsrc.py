@@ -28,27 +28,43 @@ _STR = "tag:yaml.org,2002:str"
 
 
 class _Bound(Exception):
-    def __init__(self, mark, message: str) -> None:
-        self.mark, self.message = mark, message
+    def __init__(self, mark, loc: Loc, message: str) -> None:
+        self.mark, self.loc, self.message = mark, loc, message
 
 
 class _Loader(yaml.SafeLoader):
     """Composes at most MAX_NODES nodes, no deeper than MAX_DEPTH (PyYAML's composer recurses once per level)."""
 
-    _depth = 0
     _nodes = 0
+    _depth = 0  # the composer's recursion, complex keys (`? [[…]]`) included
+
+    def _loc(self) -> Loc:
+        """The path of the node being composed, up to any key it is part of."""
+        path = self._path
+        return tuple(path[: path.index(None)] if None in path else path)
 
     def compose_node(self, parent, index):
-        self._depth += 1
+        # `index`: a list item's position, a mapping value's key node, None for a key: the path for messages
+        if not hasattr(self, "_path"):
+            self._path: list = []
+        part = index if isinstance(index, int) else getattr(index, "value", None) if index is not None else None
+        step = (index is None and parent is not None) or isinstance(part, int | str)  # None: a key's own nodes
+        if step:
+            self._path.append(part if not isinstance(part, str) else part[:MAX_KEY_CHARS])
         self._nodes += 1
+        self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise _Bound(self.peek_event().start_mark, f"nested more than {MAX_DEPTH} levels deep")
+                raise _Bound(self.peek_event().start_mark, self._loc()[:8],
+                             f"nested more than {MAX_DEPTH} levels deep")
             if self._nodes > MAX_NODES:
-                raise _Bound(self.peek_event().start_mark, f"the document holds more than {MAX_NODES:,} values")
+                raise _Bound(self.peek_event().start_mark, self._loc(),
+                             f"the document holds more than {MAX_NODES:,} values")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+            if step:
+                self._path.pop()
 
 
 # YAML 1.2-style floats: 1e-4, 5E3, .5, 1.0e+3 (and the usual inf/nan spellings).
@@ -87,7 +103,7 @@ def load_yaml(path: str) -> tuple[Any, dict[Loc, int]]:
         loader = _Loader(text)  # the reader refuses control characters here
         node = loader.get_single_node()
     except _Bound as e:
-        raise SpecError(path, e.mark.line + 1, (), e.message) from None
+        raise SpecError(path, e.mark.line + 1, e.loc, e.message) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
