@@ -68,9 +68,41 @@ LINES = [
 _SCALAR = re.compile(r"(?<=: )[^\s,\[\]{}][^,\[\]{}\n]*|(?<=[\[,] )[^\s,\[\]{}]+|(?<=\[)[^\s,\[\]{}]+")
 
 
+NUMBERS = ["0", "1", "-1", "2", "3", "0.5", "1.5", "-0.5", "100", "1e6", "1e12", "4294967296", "0.999", "1e-12", "true",
+           "null", "[]", "[1, 2]", "[0]", "[-1]", "'x'", ".inf", "{}", "[4, 0]", "[100000, 100000]"]
+
+
+def component(rng: random.Random) -> str:
+    """A registered method's, architecture's or dataset's parameter set to a hostile value."""
+    from kdbench.methods import METHODS
+    from kdbench.zoo.datasets import DATASETS
+    from kdbench.zoo.models import ARCHS
+
+    kind = rng.randrange(3)
+    registry = (METHODS, ARCHS, DATASETS)[kind]
+    name = rng.choice(sorted(registry.names()))
+    entry = registry.get(name)
+    params = (entry.Params if kind == 0 else entry.params).model_fields
+    chosen = rng.sample(sorted(params), min(len(params), rng.randint(1, 2))) if params else []
+    values = ", ".join(f"{k}: {rng.choice(NUMBERS)}" for k in chosen)
+    if kind == 0:
+        return f"methods: [none, {{{name}: {{{values}}}}}]"
+    if kind == 1:
+        return f"students:\n  - {{name: small, arch: {name}{', ' if values else ''}{values}}}"
+    return f"dataset: {{name: {name}{', ' if values else ''}{values}}}"
+
+
 def mutate(text: str, rng: random.Random) -> str:
     lines = text.splitlines()
-    op = rng.randrange(7)
+    op = rng.randrange(8)
+    if op == 7:  # a component's parameters (and the key it replaces)
+        line = component(rng)
+        key = line.split(":", 1)[0]
+        start = next((i for i, x in enumerate(lines) if x.startswith(key + ":")), len(lines))
+        end = start + 1
+        while end < len(lines) and lines[end].startswith(" "):
+            end += 1
+        return "\n".join(lines[:start] + [line] + lines[end:]) + "\n"
     if op == 0:  # a value replaced
         spots = list(_SCALAR.finditer(text))
         if spots:

@@ -267,3 +267,25 @@ def test_a_malformed_report_interval_is_one_error_line(tmp_path, monkeypatch, va
     result = runner.invoke(app, ["run", str(write_suite(tmp_path, TINY_SUITE)), "--store", str(store)])
     assert result.exit_code == 2 and "KDBENCH_REPORT_INTERVAL_S" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not store.exists()
+
+
+def test_validate_sizes_a_large_model_without_allocating_it(tmp_path):
+    """A 1.6-billion-parameter student (6.4 GB of fp32 weights) and CRD's memory of 19 M samples are within the
+    limits: validate sizes them, builds their compatibility checks and counts their FLOPs on the meta device."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = _sub("widths: [4]}", "widths: [40000, 40000]}").replace("[none, kd]", "[none, kd, crd]")
+    path = write_suite(tmp_path, text.replace("n_train: 256", "n_train: 19000000"))
+    code = ("import json, resource, sys\nfrom kdbench.cli import app\n"
+            "try:\n    app(['validate', sys.argv[1]])\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(json.dumps([code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "platform"), str(root)])}
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    status, peak_mib = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert status == 0, proc.stderr[-2000:]
+    assert peak_mib < 2048, peak_mib  # allocated, the student alone would be 6.4 GB

@@ -53,8 +53,9 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
     student = taps(job.model)
 
+    labels = torch.arange(n_train, device="cpu") % classes  # balanced stand-in labels: the data is not loaded here
+
     def build() -> None:
-        labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
         ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=student,
                             teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
         create_method(job.method.name, job.method.params, ctx)
