@@ -79,9 +79,10 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     shape, classes, n_train = described
     verdicts: dict[str, str | None] = {}
     pruned: list[Pruned] = []
+    pruned_ids: set[str] = set()  # linear in the plan: no set rebuilt per job
     keep = []
     for e in plan.entries:  # topological order: a pruned upstream is seen first
-        gone = next((t.job_id for t in e.job.teachers if t.job_id in {p.entry.job_id for p in pruned}), None)
+        gone = next((t.job_id for t in e.job.teachers if t.job_id in pruned_ids), None)
         reason = f"its teacher job {gone} was pruned" if gone else None
         if reason is None and e.job.kind == "student" and METHODS.get(e.job.method.name).needs.features:
             key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
@@ -93,4 +94,5 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
             keep.append(e)
         else:
             pruned.append(Pruned(e, reason))
+            pruned_ids.add(e.job_id)
     return replace(plan, entries=tuple(keep)), pruned
