@@ -59,7 +59,7 @@ def test_a_missing_suite_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("content,fragment", [(b"name: ok\ndescription: caf\xe9\n", "not UTF-8"),
-                                              (b"# " + b"x" * (100 * 2**20), "larger than 10 MiB")],
+                                              (b"# " + b"x" * (100 * 2**20), "larger than 1,024 KiB")],
                          ids=["non-UTF-8 bytes", "a 100 MB file"])
 def test_kdbench_run_refuses_unreadable_files(tmp_path, content, fragment):
     path = tmp_path / "suite.yaml"

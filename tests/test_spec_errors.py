@@ -101,7 +101,7 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
 def test_huge_file_is_refused_without_parsing(tmp_path):
     path = tmp_path / "suite.yaml"
     path.write_bytes(b"# " + b"x" * (11 * 2**20))
-    with pytest.raises(SpecError, match="larger than 10 MiB"):
+    with pytest.raises(SpecError, match="larger than 1,024 KiB"):
         load_suite(str(path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -9,8 +10,40 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+try:  # typer >= 0.26 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
+
+
+class _OneLineErrors(TyperGroup):
+    """Command-line mistakes (an unknown option, `--num-cpus abc`) end like every other bad input: one
+    `error:` line on stderr and exit status 2, not a usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click_errors.NoArgsIsHelpError as e:
+            err.print(e.format_message(), highlight=False, markup=False)
+            sys.exit(e.exit_code)
+        except click_errors.ClickException as e:
+            message = " ".join(e.format_message().split())
+            command = getattr(getattr(e, "ctx", None), "command_path", None)
+            err.print("[bold red]error:[/] ", end="", highlight=False)
+            err.print(f"{message}" + (f" (see `{command} --help`)" if command else ""), highlight=False,
+                      markup=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            err.print("aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="kdbench: benchmark knowledge distillation — suites on Ray Tune, results in "
                        "Parquet, browsing in MLflow.")
 out = Console()
@@ -38,7 +71,9 @@ DEFAULT_STORE = "kdbench-store"
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # user text, not markup
     return typer.Exit(code)
 
 
@@ -47,9 +82,26 @@ def _known_errors():
     from kdbench.results import QueryError
     from kdbench.store import StoreError
     from kdbench.suite import SpecError
+    from kdbench.suite.limits import LimitError
     from kdbench.track.backfill import TrackingError
 
-    return SpecError, StoreError, ClusterError, QueryError, TrackingError
+    return SpecError, StoreError, ClusterError, QueryError, TrackingError, LimitError
+
+
+def _positive(name: str, value: float | None, whole: bool = False, most: float = math.inf) -> None:
+    """A numeric option in 0 < value <= most (finite), refused in one line before anything starts."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= most):
+        bound = f" and <= {most:g}" if math.isfinite(most) else ""
+        raise fail(f"{name} must be {'a whole number ' if whole else 'a number '}> 0{bound} (got {value:g})")
+
+
+def _report_interval() -> None:
+    from kdbench.orchestrate.progress import report_interval
+
+    try:
+        report_interval()
+    except ValueError as e:
+        raise fail(str(e)) from None
 
 
 def _guard(fn, *args, **kwargs):
@@ -65,6 +117,7 @@ def validate(suite: SuiteArg,
              tflops: Annotated[float, typer.Option(help="Effective TFLOP/s of one GPU for the estimate.")] = 25.0,
              data_root: DataRootOpt = None) -> None:
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
+    _positive("--tflops", tflops, most=1e9)
     _set_data_root(data_root)
     from kdbench.suite import expand, load_suite
     from kdbench.suite.compat import prune_incompatible
@@ -99,6 +152,8 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or leaderboard.")] = False,
         data_root: DataRootOpt = None) -> None:
     """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
+    _positive("--num-cpus", num_cpus, whole=True, most=1 << 16)
+    _report_interval()
     _set_data_root(data_root)
     from kdbench.orchestrate import RunOptions, run_suite
     from kdbench.suite import load_suite
@@ -200,6 +255,8 @@ def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `re
     """Query the results store with SQL."""
     from kdbench.results import open_results
 
+    if fmt not in ("table", "csv", "json"):  # before the query runs
+        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
     table = _guard(lambda: open_results(store).sql(sql))
     if fmt == "csv":
         table.to_pandas().to_csv(sys.stdout, index=False)
@@ -230,6 +287,7 @@ def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
        host: Annotated[str, typer.Option(help="Interface to bind; loopback unless you mean it.")] = "127.0.0.1",
        ) -> None:
     """Serve the embedded MLflow of the store (MLflow's UI) on 127.0.0.1."""
+    _positive("--port", port, whole=True, most=65535)
     from kdbench.store import Store
     from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri
 
@@ -246,10 +304,14 @@ def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
 def sync(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
          tracking_uri: TrackingOpt = None) -> None:
     """Backfill MLflow from the results store (after a tracking-server outage)."""
+    from kdbench.results.store import suites
     from kdbench.store import Store
     from kdbench.track import backfill, resolve
 
     st = _guard(Store, store)
+    if suite not in suites(st):  # before any tracking database is created
+        known = ", ".join(suites(st)) or "none yet"
+        raise fail(f"no suite '{suite}' in store {store} (suites there: {known})")
     uri, artifacts = _guard(resolve, st, tracking_uri)
     created = _guard(backfill, st, suite, uri, artifacts)
     out.print(f"created {created} MLflow run(s) for suite {suite}")

@@ -21,6 +21,8 @@ class RegistryError(KeyError):
 
 def suggest(name: str, choices: list[str]) -> str:
     """' (did you mean 'x'?)' for the closest choice, or ''."""
+    if len(name) > 100:  # no name is this long; difflib would take its time to say so
+        return ""
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -47,7 +49,8 @@ class Registry(Generic[T]):
 
     def unknown(self, name: str) -> str:
         names = sorted(self._entries)
-        return f"unknown {self.kind} '{name}'{suggest(name, names)}; known: {', '.join(names)}"
+        shown = name if len(name) <= 60 else f"{name[:50]}… ({len(name):,} characters)"
+        return f"unknown {self.kind} '{shown}'{suggest(name, names)}; known: {', '.join(names)}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -39,6 +39,8 @@ class StoreError(ValueError):
 class Store:
     def __init__(self, uri: str | os.PathLike) -> None:
         uri = os.fspath(uri)
+        if not uri.strip() or (uri.split("://", 1)[-1].strip("/") == "" and "://" in uri):
+            raise StoreError(f"store {uri!r} names no folder or bucket")
         # Local paths are made absolute: Ray workers run in other directories than the driver.
         self.uri = uri if "://" in uri else os.path.abspath(uri)
         if "://" in uri and not uri.startswith(("file://", "s3://", "gs://", "gcs://", "hdfs://")):
@@ -48,7 +50,10 @@ class Store:
         if uri.startswith("s3://") and "?" not in uri:  # query options in the URI: pyarrow parses them
             self.fs, self.root = s3_filesystem(), uri[len("s3://"):].rstrip("/")
         elif "://" in uri:
-            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+            try:
+                self.fs, self.root = pafs.FileSystem.from_uri(uri)
+            except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
+                raise StoreError(f"store {uri!r}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
         else:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(uri)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)

@@ -12,14 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Sane ranges (kdbench/suite/limits.py documents them); kept here as literals: jobs/ sits below suite/.
+MAX_EPOCHS = 100_000
 
 
 class Optimizer(Strict):
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(default=0.05, gt=0)
+    lr: float = Field(default=0.05, gt=0, le=1000)
     momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd only
-    weight_decay: float = Field(default=5e-4, ge=0)
+    weight_decay: float = Field(default=5e-4, ge=0, le=1)
     nesterov: bool = False
 
 
@@ -27,14 +31,14 @@ class Schedule(Strict):
     """Learning-rate schedule over epochs: constant, cosine (to 0) or step (×gamma at milestones)."""
 
     name: Literal["constant", "cosine", "step"] = "cosine"
-    milestones: tuple[int, ...] = ()
+    milestones: tuple[int, ...] = Field(default=(), max_length=1000)
     gamma: float = Field(default=0.1, gt=0, le=1)
-    warmup_epochs: int = Field(default=0, ge=0)
+    warmup_epochs: int = Field(default=0, ge=0, le=MAX_EPOCHS)
 
 
 class Recipe(Strict):
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(default=64, gt=0)
+    epochs: int = Field(gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(default=64, gt=0, le=1 << 20)
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     select: Literal["best_val", "last"] = "best_val"  # which epoch's weights are the job's result

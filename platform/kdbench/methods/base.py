@@ -43,7 +43,7 @@ class MethodParams(BaseModel):
     initialisation stage declares the ordinary field `init_epochs: int` (the engine reads it; 0 or
     absent: no such stage)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no .inf or .nan
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ def report_interval() -> float:
     try:
         value = float(raw) if raw else DEFAULT_INTERVAL_S
     except ValueError:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r} must be >= 0")
+        raise ValueError(f"{INTERVAL_ENV}={raw[:40]!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:  # also refuses nan and inf
+        raise ValueError(f"{INTERVAL_ENV}={raw[:40]!r} must be a number of seconds in 0..86400")
     return value
 
 

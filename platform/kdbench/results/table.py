@@ -11,7 +11,20 @@ from kdbench.store import Store
 
 from .store import read_plan, read_results
 
-_DB = duckdb.connect()
+# Queries see the two views and nothing else: the store's rows are read by Python and handed over, so the
+# database needs no file or network access at all — no COPY … TO, ATTACH, read_csv('/etc/…'), no extension
+# installed or loaded (INSTALL httpfs would reach the network), and the settings locked so SQL cannot undo it.
+_CONFIG = {"enable_external_access": False, "autoinstall_known_extensions": False,
+           "autoload_known_extensions": False, "memory_limit": "4GB", "lock_configuration": True}
+MAX_ROWS = 10_000_000  # a query's result is held in memory (and printed): beyond this, ask for a LIMIT
+_DB = None
+
+
+def _db():
+    global _DB
+    if _DB is None:
+        _DB = duckdb.connect(config=_CONFIG)
+    return _DB
 
 
 class QueryError(ValueError):
@@ -44,15 +57,23 @@ class ResultsTable:
 
     def sql(self, query: str) -> pa.Table:
         """Run DuckDB SQL over the views `results` and `plans`; returns an Arrow table."""
-        con = _DB.cursor()  # a cursor of one in-memory database: a new connection costs ~20 ms
+        con = _db().cursor()  # a cursor of one in-memory database: a new connection costs ~20 ms
         con.register("results", self.to_arrow())
         con.register("plans", self.plans())
         try:
-            return con.sql(query).to_arrow_table()
-        except duckdb.Error as e:
-            raise QueryError(str(e).strip()) from None
-        except AttributeError:  # a statement with no result set (e.g. SET)
-            return pa.table({})
+            relation = con.sql(query)
+            if relation is None:  # a statement with no result set (e.g. SET)
+                return pa.table({})
+            reader = relation.to_arrow_reader(100_000)
+            batches, rows = [], 0
+            for batch in reader:
+                rows += batch.num_rows
+                if rows > MAX_ROWS:
+                    raise QueryError(f"the result has more than {MAX_ROWS:,} rows: add a LIMIT")
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.Error as e:  # DuckDB's message is several lines (the query, a caret): keep the first
+            raise QueryError((str(e).strip().splitlines() or [type(e).__name__])[0]) from None
         finally:
             con.close()
 

@@ -49,7 +49,14 @@ def _task_reason(method: str, task: str) -> str | None:
 def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
     import json
 
-    return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
+    def shapes() -> dict:
+        return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
+
+    try:  # shapes only: on the meta device nothing is allocated, whatever the model's size
+        with torch.device("meta"):
+            return shapes()
+    except (NotImplementedError, RuntimeError):  # an operation the meta device lacks
+        return shapes()
 
 
 def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str | None:
@@ -57,11 +64,21 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
         return _shapes(model.name, canonical_json(model.params), shape, classes)
 
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
-    labels = torch.arange(n_train) % classes  # balanced stand-in labels: the data is not loaded here
-    ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=taps(job.model),
-                        teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
-    try:
+    student = taps(job.model)
+
+    labels = torch.arange(n_train, device="cpu") % classes  # balanced stand-in labels: the data is not loaded here
+
+    def build() -> None:
+        ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=student,
+                            teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
         create_method(job.method.name, job.method.params, ctx)
+
+    try:
+        try:  # on the meta device a method's buffers (e.g. CRD's memory of every sample) cost nothing
+            with torch.device("meta"):
+                build()
+        except (NotImplementedError, RuntimeError):  # a method that reads its tensors' values
+            build()
     except ValueError as e:
         return str(e)
     return None
@@ -73,9 +90,10 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     task = suite_task(plan.suite)
     verdicts: dict[str, str | None] = {}
     pruned: list[Pruned] = []
+    pruned_ids: set[str] = set()  # linear in the plan: no set rebuilt per job
     keep = []
     for e in plan.entries:  # topological order: a pruned upstream is seen first
-        gone = next((t.job_id for t in e.job.teachers if t.job_id in {p.entry.job_id for p in pruned}), None)
+        gone = next((t.job_id for t in e.job.teachers if t.job_id in pruned_ids), None)
         reason = f"its teacher job {gone} was pruned" if gone else _task_reason(e.job.method.name, task)
         if reason is None and e.job.kind == "student":
             if METHODS.get(e.job.method.name).needs.features and len(e.job.teachers) != 1:
@@ -90,4 +108,5 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
             keep.append(e)
         else:
             pruned.append(Pruned(e, reason))
+            pruned_ids.add(e.job_id)
     return replace(plan, entries=tuple(keep)), pruned

@@ -15,14 +15,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kdbench.jobs import Component, Recipe
+from kdbench.jobs import Component, Recipe, canonical_json
 from kdbench.methods import METHODS
 from kdbench.registry import Registry, suggest
 from kdbench.tasks import task_of
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 
+from . import guards
 from .errors import Loc, SpecError
+from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
 from .messages import line_of, spec_error
 from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml
@@ -96,12 +98,15 @@ class _Checker:
 
     def params(self, model: type[BaseModel], data: dict, loc: Loc, extra_names: list[str] = ()) -> dict:
         """Validated parameters with defaults filled in, as plain JSON-able values."""
+        found = guards.big_int(data, loc)
+        if found:
+            raise self.fail(found[0], f"must be <= {MAX_INT:,} in absolute value (got {found[1]:.3g})")
         return self.typed(model, data, loc, extra_names).model_dump(mode="json")
 
     def typed(self, model: type[BaseModel], data: dict, loc: Loc, extra_names: list[str] = ()) -> BaseModel:
         """`data` validated as `model` (defaults filled in)."""
         try:
-            return model(**data)
+            return guards.strict(model, data)
         except ValidationError as e:
             raise spec_error(e, self.path, self.lines, loc, model, list(extra_names)) from None
 
@@ -114,7 +119,7 @@ def load_suite(path: str) -> Suite:
     data, lines = load_yaml(path)
     check = _Checker(path, lines)
     try:
-        raw = SuiteFile(**data)
+        raw = guards.strict(SuiteFile, data)
     except ValidationError as e:
         raise spec_error(e, path, lines, (), SuiteFile) from None
     plugins = _plugins(check, raw.plugins, path)
@@ -122,6 +127,7 @@ def load_suite(path: str) -> Suite:
     recipe = raw.recipe
     teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
     students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
+    _model_sizes(check, dataset, teachers, students)
     for i, t in enumerate(teachers):
         if t.stop_epoch is not None and t.stop_epoch > t.recipe.epochs:
             raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe.epochs})")
@@ -129,6 +135,7 @@ def load_suite(path: str) -> Suite:
     _unique_names(check, raw)
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
+    _method_epochs(check, methods, students)
     _seeds(check, raw.seeds)
     chains = _chains(check, raw, teachers, students, ensembles)
     pairs = _pairs(check, raw, teachers, students, ensembles)
@@ -139,6 +146,7 @@ def load_suite(path: str) -> Suite:
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
+    _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
@@ -194,8 +202,9 @@ def _plugins(check: _Checker, names: list[str], path: str) -> tuple[str, ...]:
         entry = plugin_location(name, folder)
         try:
             import_plugins([entry])
-        except Exception as e:  # any import error is the user's to see, as one line
-            raise check.fail(("plugins", i), f"cannot import '{name}': {type(e).__name__}: {e}") from None
+        except (Exception, SystemExit) as e:  # any import error (or a plugin's sys.exit) is the user's to see
+            why = (str(e).strip().splitlines() or [""])[0][:300]
+            raise check.fail(("plugins", i), f"cannot import '{name}': {type(e).__name__}: {why}") from None
         resolved.append(entry)
     return tuple(resolved)
 
@@ -229,6 +238,9 @@ def _weights(check: _Checker, entry: TeacherEntry, loc: Loc) -> tuple[str | None
     path = os.path.join(os.path.dirname(os.path.abspath(check.path)), entry.weights)
     if not os.path.isfile(path):
         raise check.fail(loc + ("weights",), f"file not found: {path}")
+    problem = guards.weights_file(path)
+    if problem:
+        raise check.fail(loc + ("weights",), f"{path}: {problem}")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -292,6 +304,7 @@ def _ensembles(check: _Checker, raw: SuiteFile, teacher_names: set[str]) -> tupl
 
 def _methods(check: _Checker, items: list[Any]) -> tuple[Component, ...]:
     out: list[Component] = []
+    seen: set[str] = set()
     for i, item in enumerate(items):
         if isinstance(item, str):
             name, params, loc = item, {}, ("methods", i)
@@ -303,16 +316,20 @@ def _methods(check: _Checker, items: list[Any]) -> tuple[Component, ...]:
                              "hyperparameters (`kd: {temperature: 4}`)")
         check.name_in(METHODS, name, loc)
         component = Component(name, check.params(METHODS.get(name).Params, params, loc))
-        if component in out:
+        key = canonical_json([component.name, component.params])
+        if key in seen:
             raise check.fail(("methods", i), f"method '{name}' with these hyperparameters is listed twice")
+        seen.add(key)
         out.append(component)
     return tuple(out)
 
 
 def _seeds(check: _Checker, seeds: list[int]) -> None:
+    seen: set[int] = set()
     for i, s in enumerate(seeds):
-        if s in seeds[:i]:
+        if s in seen:
             raise check.fail(("seeds", i), f"seed {s} is listed twice")
+        seen.add(s)
 
 
 def _chains(check, raw, teachers, students, ensembles) -> tuple[tuple[str, ...], ...]:
@@ -344,17 +361,19 @@ def _pairs(check, raw, teachers, students, ensembles) -> tuple[tuple[str, str], 
         return None
     sources = source_names(teachers, ensembles)
     student_names = [m.name for m in students]
+    known_sources, known_students, seen = set(sources), set(student_names), set()
     if not raw.pairs:
         raise check.fail(("pairs",), "must not be empty (leave it out for the full teachers × students grid)")
     for i, pair in enumerate(raw.pairs):
         if len(pair) != 2:
             raise check.fail(("pairs", i), "a pair is [teacher, student]")
-        if pair[0] not in sources:
+        if pair[0] not in known_sources:
             raise check.fail(("pairs", i, 0), f"'{pair[0]}' is not a teacher or ensemble{suggest(pair[0], sources)}")
-        if pair[1] not in student_names:
+        if pair[1] not in known_students:
             raise check.fail(("pairs", i, 1), f"'{pair[1]}' is not a student{suggest(pair[1], student_names)}")
-        if pair in raw.pairs[:i]:
+        if tuple(pair) in seen:
             raise check.fail(("pairs", i), f"pair {pair} is listed twice")
+        seen.add(tuple(pair))
     return tuple((a, b) for a, b in raw.pairs)
 
 
@@ -392,19 +411,21 @@ def _search(check, raw, teachers, students, ensembles, pairs, recipe) -> SearchD
         if kind == "choice" and not args:
             raise check.fail(loc + (kind,), "choice needs at least one value")
         space.append((name, kind, tuple(args)))
-    for k in (0, -1):  # the fixed values with each end of the space (every choice's value, for choices)
+    check.params(cls.Params, dict(s.params), ("search", "params"))  # the fixed values alone
+    for n, kind, args in space:  # each end of a range, each choice: blamed on itself
+        for j, v in enumerate(args):
+            _space_value(check, cls.Params, s.params, n, v, ("search", "space", n, kind, j))
+    for k in (0, -1):  # the ends together (rules across hyperparameters)
         ends = {n: a[k] for n, _, a in space}
-        check.params(cls.Params, {**s.params, **ends}, ("search", "params"))
-    for n, kind, args in space:
-        for v in args if kind == "choice" else ():
-            check.params(cls.Params, {**s.params, n: v}, ("search", "space", n))
+        check.params(cls.Params, {**s.params, **ends}, ("search", "space"))
     if s.grace_epochs > recipe.epochs:
         raise check.fail(("search", "grace_epochs"), f"must be <= recipe.epochs ({recipe.epochs})")
     sources = source_names(teachers, ensembles)
     names = [m.name for m in students]
     cells = s.pairs if s.pairs is not None else (pairs or [(a, b) for a in sources for b in names])
+    known_sources, known_names = set(sources), set(names)
     for i, pair in enumerate(cells):
-        if len(pair) != 2 or pair[0] not in sources or pair[1] not in names:
+        if len(pair) != 2 or pair[0] not in known_sources or pair[1] not in known_names:
             raise check.fail(("search", "pairs", i), f"{list(pair)} is not a [teacher or ensemble, student] pair")
     seed = raw.seeds[0] if s.seed is None else s.seed
     metric, maximize = _search_metric(check, raw.dataset.name, s.metric)
@@ -423,6 +444,67 @@ def _search_metric(check: _Checker, dataset: str, metric: str | None) -> tuple[s
     return name, allowed[name].higher_is_better
 
 
+def _space_value(check: _Checker, params: type[BaseModel], fixed: dict, name: str, value: Any, loc: Loc) -> None:
+    """One value of a search space, valid for its hyperparameter (with the fixed ones)."""
+    try:
+        guards.strict(params, {**fixed, name: value})
+    except ValidationError as e:
+        raise check.fail(loc, spec_error(e, check.path, check.lines, loc, params).message) from None
+
+
+def _model_sizes(check: _Checker, dataset: Component, teachers, students) -> None:
+    """The dataset's inputs and every model, sized without allocating anything: an absurd width or input is
+    refused here, before `validate` builds the models for its estimate (or a worker for training)."""
+    described = DATASETS.get(dataset.name).params(**dataset.params).describe()
+    if described is None:
+        return
+    shape, classes, n_train = described
+    if guards.input_values(shape) > MAX_INPUT_VALUES:
+        raise check.fail(("dataset",), f"inputs of shape {tuple(shape)} exceed {MAX_INPUT_VALUES:,} values per sample")
+    if n_train > MAX_SAMPLES:
+        raise check.fail(("dataset",), f"{n_train:,} training samples exceed {MAX_SAMPLES:,}")
+    for group, models in (("teachers", teachers), ("students", students)):
+        for i, m in enumerate(models):
+            n = guards.model_size(m.model.name, m.model.params, tuple(shape), classes)
+            if isinstance(n, str):
+                raise check.fail((group, i, "arch"), f"cannot build '{m.model.name}' with these parameters: {n}")
+            if guards.too_big(n):
+                raise check.fail((group, i), f"'{m.name}' has {n:,} parameters, more than {MAX_MODEL_PARAMS:,}")
+
+
+def _method_epochs(check: _Checker, methods: tuple[Component, ...], students) -> None:
+    """A method's `stop_epoch` lies within the training of every student it is applied to."""
+    for i, m in enumerate(methods):
+        stop = m.params.get("stop_epoch")
+        if not isinstance(stop, int):
+            continue
+        for s in students:
+            if stop > s.recipe.epochs:
+                raise check.fail(("methods", i, m.name, "stop_epoch"),
+                                 f"must be <= recipe.epochs ({s.recipe.epochs}, student '{s.name}')")
+
+
+def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, methods, chains, pairs,
+               search) -> None:
+    """An upper bound of the plan's job count, by arithmetic, within the limit (KDBENCH_MAX_JOBS)."""
+    seeds = len(raw.seeds)
+    distill = sum(1 for m in methods if METHODS.get(m.name).needs.teacher)
+    n_sources = len(source_names(teachers, ensembles))
+    cells = len(pairs) if pairs is not None else n_sources * len(students)
+    links = sum(len(c) - 1 for c in chains)
+    searched = len(search.pairs) * (search.trials + seeds) if search else 0
+    # teachers, their output jobs (at most one per teacher and student seed), baselines, students, chains, search
+    total = (len(teachers) * (1 + seeds) + len(students) * seeds + cells * distill * seeds
+             + links * distill * seeds + searched)
+    limit = max_jobs()
+    if total > limit:
+        factors = {("seeds",): seeds, ("students",): len(students), ("teachers",): len(teachers),
+                   ("methods",): len(methods)}
+        loc = max(factors, key=factors.get)
+        raise check.fail(loc, f"the plan would have up to {total:,} jobs, more than the limit of {limit:,} "
+                         f"(set {PLAN_LIMIT_ENV} to raise it)")
+
+
 def _reference(check: _Checker, path: str, ref: str | None) -> str | None:
     """The reference CSV, relative to the suite file; it must exist."""
     if ref is None:
@@ -430,4 +512,7 @@ def _reference(check: _Checker, path: str, ref: str | None) -> str | None:
     full = os.path.join(os.path.dirname(os.path.abspath(path)), ref)
     if not os.path.isfile(full):
         raise check.fail(("reference",), f"file not found: {full}")
+    problem = guards.reference_file(full)
+    if problem:
+        raise check.fail(("reference",), f"{full}: {problem}")
     return full

@@ -34,6 +34,16 @@ def _model_at(model: type[BaseModel] | None, loc: Loc) -> type[BaseModel] | None
     return model
 
 
+def _shown(value) -> str:
+    """A value as the user wrote it, cut short: an error message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}… ({len(text):,} characters)"
+
+
+# Suites are validated as JSON data (kdbench/suite/guards.py); name the types as YAML users know them.
+_TYPE_WORDS = {"a valid array": "a valid list", "a valid object": "a mapping", "a valid dictionary": "a mapping"}
+
+
 def _words(err: dict, model: type[BaseModel] | None, extra_names: list[str]) -> str:
     kind, ctx = err["type"], err.get("ctx", {})
     if kind == "missing":
@@ -45,18 +55,20 @@ def _words(err: dict, model: type[BaseModel] | None, extra_names: list[str]) -> 
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         value = next(v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le"))
-        return f"must be {bounds[kind]} {value} (got {err['input']!r})"
+        return f"must be {bounds[kind]} {value} (got {_shown(err['input'])})"
     if kind == "too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else \
             f"needs at least {ctx.get('min_length')} items"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')} (got {err['input']!r})"
+        return f"must be one of {ctx.get('expected')} (got {_shown(err['input'])})"
     if kind == "string_pattern_mismatch":
-        return f"{err['input']!r} is not a valid name (letters, digits, '_', '.', '+', '-')"
+        return f"{_shown(err['input'])} is not a valid name (letters, digits, '_', '.', '+', '-')"
     msg = err["msg"].removeprefix("Value error, ")
     msg = msg[:1].lower() + msg[1:]
     if kind.endswith(("_type", "_parsing")):
-        msg += f" (got {err['input']!r})"
+        for json_word, word in _TYPE_WORDS.items():
+            msg = msg.replace(json_word, word)
+        msg += f" (got {_shown(err['input'])})"
     return msg
 
 

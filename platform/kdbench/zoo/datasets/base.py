@@ -54,7 +54,7 @@ class DataSplits:
 class DatasetParams(BaseModel):
     """Base of every dataset's parameters: frozen, unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no .inf or .nan
     # The registered task (kdbench/tasks/) whose targets this dataset holds: what its `y` is, how a model's
     # outputs on it are scored.
     task: ClassVar[str] = "classification"

@@ -23,7 +23,7 @@ class ModelOutput:
 class ArchParams(BaseModel):
     """Base of every architecture's hyperparameters: frozen, unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no .inf or .nan
 
 
 @dataclass(frozen=True)
