@@ -16,7 +16,7 @@ from kdbench.store import Store
 from kdbench.suite import expand, load_suite
 from kdbench.track import Tracker
 
-from .conftest import TINY_SUITE, write_suite
+from .conftest import TINY_SUITE, write_plan_rows, write_suite
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,7 @@ def test_sync_backfills_a_suite_from_an_s3_store(mlflow_server, postgres, client
 
 
 def test_sync_against_an_s3_store_without_a_server_is_a_clear_error(s3_server):
+    write_plan_rows(Store(f"s3://{s3_server.bucket}/none"), "x", [])  # a suite the store knows
     result = CliRunner().invoke(app, ["sync", "x", "--store", f"s3://{s3_server.bucket}/none"],
                                 catch_exceptions=False, env={"MLFLOW_TRACKING_URI": ""})
     assert result.exit_code == 2 and "give an MLflow tracking server URI" in result.output

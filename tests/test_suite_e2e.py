@@ -98,9 +98,9 @@ def test_rerun_runs_nothing_and_resumes_what_is_missing(finished):
 
 
 def test_failed_jobs_are_recorded_and_do_not_stop_the_suite(tmp_path, ray_local):
-    # Baselines diverge (lr 1e30 → non-finite loss) with retries on: failure is deterministic, so it
+    # Baselines diverge (lr 1000, momentum 0.99 → non-finite loss) with retries on: failure is deterministic, so it
     # is recorded at once; teachers' dependants are skipped with the reason.
-    text = TINY_SUITE.replace("lr: 0.1", "lr: 1e30").replace("name: tiny", "name: broken")
+    text = TINY_SUITE.replace("lr: 0.1", "lr: 1000, momentum: 0.99").replace("name: tiny", "name: broken")
     counts = run_suite(str(write_suite(tmp_path, text)), RunOptions(store=str(tmp_path / "s"), track=False))
     table = open_results(tmp_path / "s").to_arrow().to_pylist()
     by_status = {}

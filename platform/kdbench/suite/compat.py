@@ -94,7 +94,9 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     keep = []
     for e in plan.entries:  # topological order: a pruned upstream is seen first
         gone = next((t.job_id for t in e.job.teachers if t.job_id in pruned_ids), None)
-        reason = f"its teacher job {gone} was pruned" if gone else _task_reason(e.job.method.name, task)
+        reason = f"its teacher job {gone} was pruned" if gone else None
+        if reason is None and e.job.kind in ("baseline", "student"):  # the kinds that run a registered method
+            reason = _task_reason(e.job.method.name, task)
         if reason is None and e.job.kind == "student":
             if METHODS.get(e.job.method.name).needs.features and len(e.job.teachers) != 1:
                 reason = ensemble_refusal(e.job.method.name)
