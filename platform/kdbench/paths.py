@@ -12,6 +12,7 @@
     plans/<suite>/<stamp>-<digest>.parquet   each suite's plans
     references/<suite>.csv               a suite's published numbers
     leaderboards/<suite>/…               a suite's report; leaderboards/<suite>/views/… its study views
+    searches/<key>/trials.parquet, selected.json   a search cell's trials and choice; searches/<suite>/<key>.json
     costs/<digest>.json                  measured costs of an architecture (parameters, FLOPs, latency)
     mlflow/                              the embedded MLflow; ray/  Ray Tune's experiment state
 """
@@ -57,3 +58,13 @@ def leaderboard(suite: str, name: str = "") -> str:
 
 def cost(digest: str) -> str:
     return f"{COSTS}/{digest}.json"
+
+
+def search(key: str, name: str) -> str:
+    """A search cell's files (its key is a content hash of the cell)."""
+    return f"searches/{key}/{name}"
+
+
+def suite_searches(suite: str) -> str:
+    """Where a suite links the searches it ran (one JSON per cell)."""
+    return f"searches/{suite}"

@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdbench import paths
 from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS
 from kdbench.methods.base import init_epochs
@@ -213,23 +214,23 @@ def _how(suite: Suite, n: int, best_val: float) -> str:
 def _write(store: Store, suite: Suite, cell: SearchCell, rows: list[dict], best: dict) -> dict:
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=SEARCH_TRIALS_SCHEMA), buf)
-    store.write_bytes(f"searches/{cell.key}/trials.parquet", buf.getvalue())
+    store.write_bytes(paths.search(cell.key, "trials.parquet"), buf.getvalue())
     record = {"key": cell.key, "method": suite.search.method, "selected_params": json.loads(best["params"]),
               "best_val": best["val"], "trials": len(rows), "sampler": "optuna-tpe",
               "scheduler": suite.search.scheduler, "grace_epochs": suite.search.grace_epochs,
               "metric": suite.search.metric, "seed": suite.search.seed, "trial_job_id": best["job_id"],
               "how": _how(suite, len(rows), best["val"])}
-    store.write_bytes(f"searches/{cell.key}/selected.json", json.dumps(record, sort_keys=True).encode())
+    store.write_bytes(paths.search(cell.key, "selected.json"), json.dumps(record, sort_keys=True).encode())
     return record
 
 
 def _link(store: Store, suite: Suite, cell: SearchCell, record: dict) -> None:
     named = record | {"teacher": cell.teacher, "student": cell.student, "suite": suite.name}
-    store.write_bytes(f"searches/{suite.name}/{cell.key}.json", json.dumps(named, sort_keys=True).encode())
+    store.write_bytes(f"{paths.suite_searches(suite.name)}/{cell.key}.json", json.dumps(named, sort_keys=True).encode())
 
 
 def finished(store: Store, cell: SearchCell) -> dict | None:
-    data = store.read_bytes(f"searches/{cell.key}/selected.json")
+    data = store.read_bytes(paths.search(cell.key, "selected.json"))
     return None if data is None else json.loads(data)
 
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from functools import cache
 
+from kdbench import paths
 from kdbench.store import Store
 
 log = logging.getLogger("kdbench.results")
@@ -41,7 +42,7 @@ def describe(dataset: str, params_json: str) -> tuple[tuple[int, ...], int] | No
 def cost_path(key: ModelKey, shape: tuple[int, ...], classes: int, device: str) -> str:
     arch, params, _, _ = key
     digest = hashlib.sha256(json.dumps([arch, params, list(shape), classes, device]).encode()).hexdigest()
-    return f"costs/{digest[:32]}.json"
+    return paths.cost(digest[:32])
 
 
 def model_costs(store: Store, keys: Iterable[ModelKey], device: str = "cpu") -> dict[ModelKey, dict]:

@@ -15,13 +15,14 @@ import json
 from functools import cache
 from pathlib import Path
 
+from kdbench import paths
 from kdbench.store import Store
 from kdbench.version import __version__
 
 from .views.jobs import SuiteJobs
 from .views.reference import reference_path
 
-MANIFEST = "leaderboards/{suite}/report.json"  # {"fingerprint": …, "paths": {file name: path}}
+MANIFEST = paths.leaderboard("{suite}", "report.json")  # {"fingerprint": …, "paths": {file name: path}}
 
 
 @cache
@@ -39,11 +40,11 @@ def fingerprint(store: Store, suite: str, jobs: SuiteJobs) -> str | None:
     suite's plan joined with the results, as the report computes its tables from them."""
     from kdbench.zoo.models.cost import device_tag
 
-    plans = store.list_files(f"plans/{suite}", ".parquet")
+    plans = store.list_files(paths.plans(suite), ".parquet")
     if not plans:
         return None
     results = sorted((r["job_id"], r["status"], str(r["finished_at"])) for r in jobs.rows if r["status"] != "pending")
-    searches = store.list_files(f"searches/{suite}", ".json")  # what the methods view's `chosen_by` reads
+    searches = store.list_files(paths.suite_searches(suite), ".json")  # what the methods view's `chosen_by` reads
     parts = {
         "plan": max(plans), "results": results, "version": __version__, "code": _code_digest(),
         "reference": hashlib.sha256(store.read_bytes(reference_path(suite)) or b"").hexdigest(),

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from kdbench import paths as store_paths
 from kdbench.store import Store
 
 from .views import VIEWS
@@ -107,7 +108,7 @@ def _write_files(store: Store, suite: str, jobs: SuiteJobs) -> dict[str, str]:
              "teacher_size.parquet": _parquet(teacher_size)}
     paths = {}
     for name, data in files.items():
-        paths[name] = f"leaderboards/{suite}/{name}"
+        paths[name] = store_paths.leaderboard(suite, name)
         store.write_bytes(paths[name], data)
     paths.update(_write_views(store, suite, tables, pngs))
     return paths
@@ -143,7 +144,7 @@ def _write_views(store: Store, suite: str, tables: dict[str, pa.Table],
         if table.num_rows == 0:  # a suite without TA chains has no `takd` page
             continue
         for name, data in view_files(store, suite, view, table, pngs.get(view)).items():
-            paths[name] = f"leaderboards/{suite}/views/{name}"
+            paths[name] = store_paths.leaderboard(suite, f"views/{name}")
             store.write_bytes(paths[name], data)
     return paths
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from kdbench import paths
 from kdbench.jobs import canonical_json
 from kdbench.store import Store
 from kdbench.suite.plan import Plan
@@ -36,7 +37,7 @@ _READ_ATTEMPTS = 5  # a compaction may delete a listed file between listing and 
 
 
 def result_path(job_id: str) -> str:
-    return f"results/{job_id[:2]}/{job_id}.parquet"
+    return paths.result(job_id)
 
 
 def is_loose(rel: str) -> bool:
@@ -114,11 +115,11 @@ def write_plan(store: Store, plan: Plan) -> str:
     data = _parquet_bytes(pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
     # Over names too: renaming a model keeps every job id but must show in the leaderboard.
     digest = hashlib.sha256(canonical_json(rows).encode()).hexdigest()[:12]
-    existing = store.list_files(f"plans/{plan.suite.name}", ".parquet")
+    existing = store.list_files(paths.plans(plan.suite.name), ".parquet")
     if existing and existing[-1].endswith(f"-{digest}.parquet"):  # the latest plan is this one
         return existing[-1]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-    rel = f"plans/{plan.suite.name}/{stamp}-{digest}.parquet"
+    rel = f"{paths.plans(plan.suite.name)}/{stamp}-{digest}.parquet"
     store.write_bytes(rel, data)
     return rel
 

@@ -12,6 +12,7 @@ import io
 
 import pyarrow.csv as pacsv
 
+from kdbench import paths
 from kdbench.store import Store
 
 PERCENT = {"paper_acc"}  # published in percent; the tables hold fractions
@@ -19,7 +20,7 @@ PERCENT = {"paper_acc"}  # published in percent; the tables hold fractions
 
 def reference_path(suite: str) -> str:
     """Where a run keeps the suite's table of published numbers, if it declares one."""
-    return f"references/{suite}.csv"
+    return paths.reference(suite)
 
 
 def reference_rows(store: Store, suite: str) -> list[dict]:
