@@ -16,7 +16,7 @@ from kdbench.results.report import build_leaderboard
 from kdbench.store import Store
 from kdbench.suite import expand, load_suite
 from kdbench.suite.compat import prune_incompatible
-from kdbench.suite.load import import_plugins
+from kdbench.suite.plugins import import_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ROOT / "benchmarks" / "suites"

@@ -10,7 +10,7 @@ import pytest
 
 from kdbench.methods import METHODS
 from kdbench.suite import SpecError, load_suite
-from kdbench.suite.load import import_plugins, plugin_location
+from kdbench.suite.plugins import import_plugins, plugin_location
 
 from .conftest import TINY_SUITE, write_suite
 

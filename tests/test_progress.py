@@ -86,7 +86,7 @@ def test_a_job_that_fails_reports_the_epochs_it_finished_before_its_failure(tmp_
     from kdbench.orchestrate import trainable
     from kdbench.store import Store
     from kdbench.suite import expand, load_suite
-    from kdbench.suite.load import import_plugins
+    from kdbench.suite.plugins import import_plugins
 
     import_plugins(["tests.faulty_plugin"])
     plan = expand(load_suite(str(write_suite(tmp_path, NAN_SUITE))))

@@ -24,7 +24,7 @@ from kdbench.engine.fused import fusable
 from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS, Batch, MethodContext, TeacherOutput, TrainState, create_method
 from kdbench.store import Store
-from kdbench.suite.load import import_plugins
+from kdbench.suite.plugins import import_plugins
 from kdbench.suite.schema import Recipe
 from kdbench.tasks import TASKS
 from kdbench.zoo.models import create_model

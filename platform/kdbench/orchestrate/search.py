@@ -126,7 +126,7 @@ def search_trial(config: dict, template: dict, store: str, plugins: list[str], c
 
     from kdbench.engine import run_job
     from kdbench.engine.device import worker_device
-    from kdbench.suite.load import import_plugins
+    from kdbench.suite.plugins import import_plugins
 
     import_plugins(plugins)
     device = worker_device(cpus, gpus)

@@ -16,7 +16,7 @@ from kdbench.engine import JobFailed, run_job
 from kdbench.engine.device import worker_device
 from kdbench.jobs import Job
 from kdbench.store import Store
-from kdbench.suite.load import import_plugins
+from kdbench.suite.plugins import import_plugins
 
 from .progress import ThrottledProgress
 from .trial_io import ERROR, FINAL, STATUS, error_excerpt, record_placement, write_error
