@@ -11,7 +11,6 @@ Each view is written as soon as it is computed, so an interrupted job resumes at
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 
@@ -36,6 +35,7 @@ from kdbench.teachers.load import load_member
 from kdbench.zoo.datasets import Split
 
 from .data import dataset_on, ordered_batches, shuffled_batches
+from .loop import autocast
 from .run import environment
 
 
@@ -57,17 +57,10 @@ def _view(engine: TeacherEngine, job: Job, split: Split, augment, view: int) -> 
             x = augment(x, idx, job.seed, view)
         if job.recipe.channels_last and x.dim() == 4:  # as the student's loop hands x to its teacher
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(x.device, job.recipe.precision):
+        with autocast(x.device, job.recipe.precision):  # as the student's loop runs its live teacher
             logits.append(engine(x).member_logits[0])  # (B, C), bf16/fp16 under a mixed-precision recipe
         index.append(idx)
     return torch.cat(index), torch.cat(logits)
-
-
-def _autocast(device: torch.device, precision: str):
-    """The student's mixed precision, under which its live teacher would run (engine/loop.py)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def run_teacher_outputs(job: Job, store: Store, device: torch.device, report=None) -> JobFinal:

@@ -7,7 +7,6 @@ predicts the mean of its members' outputs (its `combine` rule is for distributio
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from kdbench.outputs import TeacherOutput
@@ -30,11 +29,11 @@ class Regression(Task):
         return F.mse_loss(prediction, y)
 
     def batch_sums(self, prediction, y):
-        err = prediction - y
-        return {"squared": (err * err).sum(), "count": torch.tensor(float(y.numel()), device=y.device)}
+        err = prediction - y  # (B, K): every sample has K targets, so per-sample means average to the whole mean
+        return {"squared": (err * err).mean(-1).sum()}
 
     def train_metrics(self, sums, n):
-        return {"train_rmse": (sums["squared"] / sums["count"]).sqrt()}
+        return {"train_rmse": (sums["squared"] / n).sqrt()}
 
     def score(self, predictions, y):
         err = predictions - y
