@@ -134,7 +134,7 @@ thread.start()
 wait_for(lambda: all(epochs_done(store, t) >= 2 for t in teachers), 180, "both teachers running")
 cluster.remove_node(doomed, allow_graceful=False)  # the node is lost with the job it was running
 thread.join(timeout=400)
-print(json.dumps(result))
+print("RESULT " + json.dumps(result), flush=True)  # Ray's raylet may print after this line
 import ray
 ray.shutdown()
 cluster.shutdown()
@@ -157,7 +157,8 @@ def test_a_lost_node_s_jobs_are_rescheduled_and_finish(tmp_path):
     out = subprocess.run([sys.executable, "-c", NODE_LOST_SCRIPT, str(path), store.uri], capture_output=True,
                          text=True, timeout=500, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr[-4000:]
-    counts = json.loads(out.stdout.strip().splitlines()[-1])["counts"]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    counts = json.loads(line.removeprefix("RESULT "))["counts"]
     assert (counts["total"], counts["run"], counts["failed"]) == (5, 5, 0)
     rows = one_row_per_job(store, path)
     assert all(r["status"] == "ok" for r in rows.values())
