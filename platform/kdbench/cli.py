@@ -79,13 +79,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def _known_errors():
     from kdbench.orchestrate.ray_session import ClusterError
+    from kdbench.orchestrate.rerun import SelectorError
     from kdbench.results import QueryError
     from kdbench.store import StoreError
     from kdbench.suite import SpecError
     from kdbench.suite.limits import LimitError
     from kdbench.track.backfill import TrackingError
 
-    return SpecError, StoreError, ClusterError, QueryError, TrackingError, LimitError
+    return SpecError, StoreError, ClusterError, QueryError, TrackingError, LimitError, SelectorError
 
 
 def _positive(name: str, value: float | None, whole: bool = False, most: float = math.inf) -> None:
@@ -150,9 +151,16 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
         num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or leaderboard.")] = False,
-        data_root: DataRootOpt = None) -> None:
+        data_root: DataRootOpt = None,
+        rerun: Annotated[list[str] | None, typer.Option(
+            help="Recompute matching jobs and their dependents on purpose (e.g. method=kd,seed=0; job=<id>; "
+                 "all); repeatable. Their old files move under superseded/.")] = None) -> None:
     """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
     _positive("--num-cpus", num_cpus, whole=True, most=1 << 16)
+    from kdbench.orchestrate.rerun import parse_selector
+
+    for text in rerun or ():
+        _guard(parse_selector, text)  # a malformed selector is refused before the suite is even loaded
     _report_interval()
     _set_data_root(data_root)
     from kdbench.orchestrate import RunOptions, run_suite
@@ -163,7 +171,7 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     spec = _guard(load_suite, str(suite))  # validate before starting anything; the run uses this one load
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
-                      num_cpus=num_cpus)
+                      num_cpus=num_cpus, rerun=tuple(rerun or ()))
     with SuiteProgress(err, enabled=not quiet) as progress:
         counts = _guard(run_suite, spec, opts, progress.update)
     if not quiet:

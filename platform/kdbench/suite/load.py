@@ -23,7 +23,7 @@ from . import guards
 from .errors import Loc, SpecError
 from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
 from .messages import line_of, spec_error
-from .plugins import resolve_plugins
+from .plugins import component_code, resolve_plugins
 from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml
 
@@ -155,14 +155,14 @@ def _dataset(check: _Checker, raw: SuiteFile) -> Component:
     name = raw.dataset.name
     check.name_in(DATASETS, name, ("dataset", "name"))
     params = check.params(DATASETS.get(name).params, dict(raw.dataset.model_extra), ("dataset",), ["name"])
-    return Component(name, params)
+    return Component(name, params, component_code("dataset", name))
 
 
 def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: Recipe, teacher: bool) -> ModelDef:
     check.name_in(ARCHS, entry.arch, loc + ("arch",))
     own = list((TeacherEntry if teacher else ModelEntry).model_fields)
     params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
-    model = Component(entry.arch, params)
+    model = Component(entry.arch, params, component_code("model", entry.arch))
     if entry.recipe:
         recipe = check.typed(Recipe, _merge(recipe.model_dump(mode="json"), entry.recipe), loc + ("recipe",))
     if teacher:
@@ -257,7 +257,8 @@ def _methods(check: _Checker, items: list[Any]) -> tuple[Component, ...]:
             raise check.fail(("methods", i), "a method is a name (`kd`) or a mapping of one name to its "
                              "hyperparameters (`kd: {temperature: 4}`)")
         check.name_in(METHODS, name, loc)
-        component = Component(name, check.params(METHODS.get(name).Params, params, loc))
+        component = Component(name, check.params(METHODS.get(name).Params, params, loc),
+                              component_code("method", name))
         key = canonical_json([component.name, component.params])
         if key in seen:
             raise check.fail(("methods", i), f"method '{name}' with these hyperparameters is listed twice")
