@@ -192,12 +192,17 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
                 html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
                 view: Annotated[str | None, typer.Option(help="A study view: takd, teacher-size, eskd, methods, "
-                                                           "ensembles, hinton or efficiency.")] = None) -> None:
+                                                           "ensembles, hinton or efficiency.")] = None,
+                fmt: Annotated[str, typer.Option("--format", help="table (the terminal's), or the paper's table: "
+                                                 "markdown, latex or csv.")] = "table") -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""
+    from kdbench.results.export import FORMATS
     from kdbench.results.report import write_report
     from kdbench.results.store import suites
     from kdbench.store import Store
 
+    if fmt != "table" and fmt not in FORMATS:  # before anything is read
+        raise fail(f"unknown --format '{fmt}' (table, {', '.join(FORMATS)})")
     st = _guard(Store, store)
     if suite not in suites(st):
         known = ", ".join(suites(st)) or "none yet"
@@ -207,6 +212,12 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
     from kdbench.results.views.jobs import load_jobs
 
     jobs = load_jobs(st, suite)  # one read of the plan and the results for the tables and the page
+    if fmt != "table":
+        from kdbench.results.export import render
+        from kdbench.results.report import build_leaderboard
+
+        sys.stdout.write(render(suite, build_leaderboard(st, suite, jobs).methods, fmt))
+        return
     _print_leaderboard(st, suite, jobs)
     if html is not None:
         paths = write_report(st, suite, jobs)
@@ -259,23 +270,25 @@ def _print_leaderboard(store: str | Store, suite: str, jobs: SuiteJobs | None = 
 @app.command()
 def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `results` and `plans`.")],
           store: StoreOpt = DEFAULT_STORE,
-          fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
+          fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table") -> None:
     """Query the results store with SQL."""
     from kdbench.results import open_results
 
-    if fmt not in ("table", "csv", "json"):  # before the query runs
-        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
+    if fmt not in ("table", "csv", "json", "markdown"):  # before the query runs
+        raise fail(f"unknown --format '{fmt}' (table, csv, json or markdown)")
     table = _guard(lambda: open_results(store).sql(sql))
     if fmt == "csv":
         table.to_pandas().to_csv(sys.stdout, index=False)
     elif fmt == "json":
         sys.stdout.write(table.to_pandas().to_json(orient="records", indent=1) + "\n")
-    elif fmt == "table":
+    elif fmt == "markdown":
+        from kdbench.results.export import arrow_markdown
+
+        sys.stdout.write(arrow_markdown(table))
+    else:
         from .display import arrow_table
 
         out.print(arrow_table(table))
-    else:
-        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
 
 
 @app.command()
