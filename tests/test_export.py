@@ -57,8 +57,9 @@ def test_latex_is_escaped_and_bold_and_csv_holds_numbers():
     assert r"t\_big $\to$ s" in tex and r"kd(temperature=8) & \textbf{95.00 $\pm$ 1.00} \\" in tex
     assert r"demo\_1: test accuracy (\%)" in tex and tex.count(r"\begin{tabular}{lr}") == 1
     parsed = list(csv.reader(io.StringIO(render("demo", _table(rows), "csv"))))
-    assert parsed[0] == ["method", "t_big → s mean", "t_big → s ci95"]
-    assert parsed[1:] == [["kd(temperature=4)", "93.12", "1.00"], ["kd(temperature=8)", "95.00", "1.00"]]
+    assert parsed[0] == ["method", "t_big → s mean", "t_big → s ci95_low", "t_big → s ci95_high"]
+    assert parsed[1:] == [["kd(temperature=4)", "93.12", "92.12", "94.12"],
+                          ["kd(temperature=8)", "95.00", "94.00", "96.00"]]
     assert latex_escape("a&b%c_d{e}") == r"a\&b\%c\_d\{e\}"
 
 
@@ -73,3 +74,17 @@ def test_an_unknown_format_is_refused_before_reading_anything(tmp_path):
     assert result.exit_code == 2 and "unknown --format 'xml'" in result.output
     with pytest.raises(ValueError, match="unknown format"):
         render("x", _table(ROWS), "xml")
+
+
+def test_an_interval_clipped_to_the_metric_s_range_shows_its_ends():
+    from kdbench.results.views.cells import cell
+
+    rows = [{"kind": "student", "status": "ok", "seed": s, "task": "classification", "score": a}
+            for s, a in enumerate([1.0, 0.98, 1.0])]
+    c = cell(rows, None)
+    assert c["ci_high"] == 1.0 and c["ci_low"] < c["mean"] < 1.0  # the t-interval passes 100%: clipped
+    t = paper_table("clip", _table([_row("t", "s", "kd", c["mean"], c["ci_low"], c["ci_high"])]))
+    low = 100 * c["ci_low"]
+    assert render("clip", _table([_row("t", "s", "kd", c["mean"], c["ci_low"], c["ci_high"])]),
+                  "markdown").splitlines()[2] == f"| kd | **99.33 [{low:.2f}, 100.00]** |"
+    assert t.best == {("kd", "t → s")}

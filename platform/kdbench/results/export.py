@@ -4,8 +4,9 @@ Markdown (`kdbench query --format markdown`).
 The paper table pivots the `methods` view: a row per method (the student alone first), a column per
 (teacher → student) pair (with its teacher assistants, when a chain), each cell the mean over seeds ± the half
 width of its 95% t-interval, in the unit a person reads (accuracy in %, to two decimals; RMSE as is, to four).
-The best mean of each column is in bold, in the metric's direction. CSV holds the same cells as numbers, a
-`mean` and a `ci95` column per pair (half widths; empty where one seed gives no interval).
+The best mean of each column is in bold, in the metric's direction. An interval clipped to the metric's range
+(accuracy cannot pass 100%) is no longer symmetric and shows as `mean [low, high]`. CSV holds the same cells
+as numbers: `mean`, `ci95_low` and `ci95_high` per pair (empty where one seed gives no interval).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from .views.render import Units, short_labels
+from .views.render import Units, interval, short_labels
 
 FORMATS = ("markdown", "latex", "csv")
 ALONE = "student alone"
@@ -27,7 +28,8 @@ class PaperTable:
     caption: str
     columns: list[str]  # "teacher → student" pairs
     rows: list[str]  # method labels, the student alone first
-    cells: dict[tuple[str, str], tuple[float | None, float | None]]  # (row, column) -> (mean, half CI), raw
+    # (row, column) -> (mean, CI low, CI high), raw values; the interval is clipped to the metric's range
+    cells: dict[tuple[str, str], tuple[float | None, float | None, float | None]]
     best: set[tuple[str, str]]  # the best mean of each column
     units: Units
 
@@ -39,18 +41,18 @@ def paper_table(suite: str, methods: pa.Table) -> PaperTable:
     labels = short_labels(records)
     columns: list[str] = []
     rows: list[str] = [ALONE] if any(r["teacher"] is None for r in records) else []
-    cells: dict[tuple[str, str], tuple[float | None, float | None]] = {}
-    alone: dict[str, tuple[float | None, float | None]] = {}
+    cells: dict[tuple[str, str], tuple[float | None, float | None, float | None]] = {}
+    alone: dict[str, tuple[float | None, float | None, float | None]] = {}
     for r in records:
-        half = None if r.get("ci_low") is None else (r["ci_high"] - r["ci_low"]) / 2
+        value = (r["mean"], r.get("ci_low"), r.get("ci_high"))
         if r["teacher"] is None:
-            alone[r["student"]] = (r["mean"], half)
+            alone[r["student"]] = value
             continue
         column = r["chain"] or f"{r['teacher']} → {r['student']}"
         label = labels.get((r["method"], r["method_params"]), r["method"])
         columns += [column] if column not in columns else []
         rows += [label] if label not in rows else []
-        cells[(label, column)] = (r["mean"], half)
+        cells[(label, column)] = value
     if not columns:  # no teacher: the students alone are the table
         columns = sorted(alone)
         cells = {(ALONE, s): v for s, v in alone.items()}
@@ -67,16 +69,14 @@ def paper_table(suite: str, methods: pa.Table) -> PaperTable:
             best |= {(row, column) for m, row in means if m == top}
     better = "higher" if u.metric.higher_is_better else "lower"
     unit = " (%)" if u.metric.unit == "%" else ""
-    caption = (f"{suite}: test {u.metric.title}{unit}, mean ± half-width of the 95% t-interval over seeds; "
+    caption = (f"{suite}: test {u.metric.title}{unit}, mean ± half-width of the 95% t-interval over seeds "
+               "([low, high] where clipped to the metric's range); "
                f"bold: the best of each column ({better} is better)")
     return PaperTable(caption, columns, rows, cells, best, u)
 
 
 def _text(t: PaperTable, row: str, column: str) -> str:
-    mean, half = t.cells.get((row, column), (None, None))
-    if mean is None:
-        return "—"
-    return t.units.fmt(mean) + ("" if half is None else f" ± {t.units.fmt(half)}")
+    return interval(*t.cells.get((row, column), (None, None, None)), t.units)
 
 
 def to_markdown(t: PaperTable) -> str:
@@ -114,12 +114,13 @@ def to_latex(t: PaperTable) -> str:
 def to_csv(t: PaperTable) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["method", *(f"{c} {k}" for c in t.columns for k in ("mean", "ci95"))])
+    writer.writerow(["method", *(f"{c} {k}" for c in t.columns for k in ("mean", "ci95_low", "ci95_high"))])
     for row in t.rows:
         values = []
         for c in t.columns:
-            mean, half = t.cells.get((row, c), (None, None))
-            values += ["" if mean is None else t.units.fmt(mean), "" if half is None else t.units.fmt(half)]
+            mean, low, high = t.cells.get((row, c), (None, None, None))
+            values += ["" if mean is None else t.units.fmt(mean), "" if low is None else t.units.fmt(low),
+                       "" if high is None else t.units.fmt(high)]
         writer.writerow([row, *values])
     return buf.getvalue()
 

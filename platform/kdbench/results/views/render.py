@@ -88,11 +88,19 @@ ACC = Units(metric_named("acc"))
 
 
 def mean_ci(r: dict, u: Units = ACC) -> str:
-    if r.get("mean") is None:
+    return interval(r.get("mean"), r.get("ci_low"), r.get("ci_high"), u)
+
+
+def interval(mean: float | None, low: float | None, high: float | None, u: Units = ACC) -> str:
+    """`mean ± half-width`; `mean [low, high]` where the interval was clipped to the metric's range (so it is
+    no longer symmetric: 99.50 [98.10, 100.00]); `—` without a mean."""
+    if mean is None:
         return "—"
-    if r.get("ci_low") is None:
-        return u.value(r["mean"])
-    return f"{u.value(r['mean'])} ± {u.fmt((r['ci_high'] - r['ci_low']) / 2)}"
+    if low is None or high is None:
+        return u.value(mean)
+    if abs((high - mean) - (mean - low)) > 1e-9 * max(1.0, abs(mean)):
+        return f"{u.value(mean)} [{u.fmt(low)}, {u.fmt(high)}]"
+    return f"{u.value(mean)} ± {u.fmt((high - low) / 2)}"
 
 
 def diff(r: dict, prefix: str, u: Units = ACC) -> str:
