@@ -125,6 +125,7 @@ def validate(suite: SuiteArg,
     from kdbench.suite.estimate import cache_size, estimate
 
     plan, pruned = _guard(lambda: prune_incompatible(expand(load_suite(str(suite)))))
+    _print_warnings(plan.suite.warnings)
     _print_pruned([p.describe() for p in pruned])
     counts = plan.counts()
     s = plan.suite
@@ -169,6 +170,7 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     from .display import SuiteProgress
 
     spec = _guard(load_suite, str(suite))  # validate before starting anything; the run uses this one load
+    _print_warnings(spec.warnings)
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
                       num_cpus=num_cpus, rerun=tuple(rerun or ()))
@@ -242,6 +244,12 @@ def _print_view(st, suite: str, view: str, html: Path | None) -> None:
 
         html.write_bytes(view_files(st, suite, view, table)[f"view-{view}.html"])
         out.print(f"wrote {html}")
+
+
+def _print_warnings(lines) -> None:
+    """What the suite says that is valid but probably not meant (e.g. a warm-up as long as the training)."""
+    for line in lines:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _print_pruned(lines: list[str]) -> None:

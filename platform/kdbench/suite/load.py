@@ -69,6 +69,7 @@ class Suite:
     teacher_inference: dict[str, Any] | None = None  # `teacher_inference` (None: plain PyTorch, fp32)
     teacher_cache: dict[str, Any] | None = None  # `teacher_cache` (None: its defaults)
     search: SearchDef | None = None  # `search`: a hyperparameter search per cell
+    warnings: tuple[str, ...] = ()  # what is valid but probably not meant (file:line: field: why), shown
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def load_suite(path: str) -> Suite:
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
     _method_epochs(check, methods, students)
+    warnings = _schedule_warnings(check, methods, students)
     _seeds(check, raw.seeds)
     chains = _chains(check, raw, teachers, students, ensembles)
     pairs = _pairs(check, raw, teachers, students, ensembles)
@@ -148,7 +150,7 @@ def load_suite(path: str) -> Suite:
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
-                 raw.teacher_cache.model_dump(mode="json"), search)
+                 raw.teacher_cache.model_dump(mode="json"), search, warnings)
 
 
 def _dataset(check: _Checker, raw: SuiteFile) -> Component:
@@ -425,6 +427,19 @@ def _method_epochs(check: _Checker, methods: tuple[Component, ...], students) ->
             if stop > s.recipe.epochs:
                 raise check.fail(("methods", i, m.name, "stop_epoch"),
                                  f"must be <= recipe.epochs ({s.recipe.epochs}, student '{s.name}')")
+
+
+def _schedule_warnings(check: _Checker, methods: tuple[Component, ...], students) -> tuple[str, ...]:
+    """Methods whose own schedule does not fit a student's recipe (`Method.schedule_warning`), once per method."""
+    out = []
+    for i, m in enumerate(methods):
+        cls = METHODS.get(m.name)
+        for epochs in sorted({s.recipe.epochs for s in students}):
+            why = cls.schedule_warning(cls.Params(**m.params), epochs)
+            if why:
+                out.append(str(check.fail(("methods", i, m.name), why)))
+                break
+    return tuple(out)
 
 
 def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, methods, chains, pairs,
