@@ -276,6 +276,48 @@ def _print_leaderboard(store: str | Store, suite: str, jobs: SuiteJobs | None = 
 
 
 @app.command()
+def compare(names: Annotated[list[str], typer.Argument(help="Two or more suite names.")],
+            store: StoreOpt = DEFAULT_STORE,
+            fmt: Annotated[str, typer.Option("--format", help="table, markdown or csv.")] = "table") -> None:
+    """The same cells (teacher, student, method) of several suites side by side."""
+    from kdbench.results.compare import as_table
+    from kdbench.results.compare import compare as compare_suites
+    from kdbench.results.store import suites
+    from kdbench.store import Store
+
+    if fmt not in ("table", "markdown", "csv"):
+        raise fail(f"unknown --format '{fmt}' (table, markdown or csv)")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise fail("compare needs two or more different suite names")
+    st = _guard(Store, store)
+    known = suites(st)
+    for name in names:
+        if name not in known:
+            raise fail(f"no suite '{name}' in store {store} (suites there: {', '.join(known) or 'none yet'})")
+    try:
+        result = compare_suites(st, names)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if fmt == "markdown":
+        from kdbench.results.export import arrow_markdown
+
+        sys.stdout.write(arrow_markdown(as_table(result)))
+    elif fmt == "csv":
+        as_table(result).to_pandas().to_csv(sys.stdout, index=False)
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"{' vs '.join(names)}: test {result.units.label} ± 95% CI over seeds",
+                      title_justify="left")
+        for h in result.headers:
+            table.add_column(h, justify="left" if h in ("teacher", "student", "via", "method") else "right")
+        for row in result.rows:
+            table.add_row(*map(Text, row))
+        out.print(table)
+
+
+@app.command()
 def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `results` and `plans`.")],
           store: StoreOpt = DEFAULT_STORE,
           fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table") -> None:
