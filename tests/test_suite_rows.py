@@ -37,3 +37,15 @@ def test_a_shared_job_is_a_row_of_every_suite_that_plans_it(tmp_path):
     assert results.of_suite("tiny").num_rows == len(a.entries)
     both = results.sql("select suite, count(*) n from suite_results group by suite order by suite").to_pylist()
     assert both == [{"suite": "other", "n": len(shared)}, {"suite": "tiny", "n": len(a.entries)}]
+
+
+def test_a_chain_row_names_its_root_teacher_and_the_assistant_it_learned_from(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
+    rows = {(e.job.kind, tuple(e.chain)): result_row(e, "tiny") for e in plan.entries if e.job.seed == 0}
+    link = rows[("student", ("big", "mid", "small"))]
+    assert (link["teacher"], link["direct_teacher"]) == ("big", "mid")  # teacher_params: mid's size
+    direct = rows[("student", ("big", "small"))]
+    assert (direct["teacher"], direct["direct_teacher"]) == ("big", "big")
+    assert rows[("student", ("both", "small"))]["direct_teacher"] == "both"  # an ensemble: its name
+    assert rows[("baseline", ("small",))]["direct_teacher"] is None
+    assert rows[("teacher", ("big",))]["direct_teacher"] is None

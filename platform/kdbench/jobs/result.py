@@ -81,6 +81,9 @@ class JobResult:
     dataset: str | None
     dataset_params: str | None  # canonical JSON
     teacher: str | None  # teacher/ensemble name in `suite` (the chain's root)
+    # The name of the model the job learned from directly: `teacher` for direct distillation, the previous
+    # teacher assistant on a chain. `teacher_arch` and `teacher_params` describe this one.
+    direct_teacher: str | None
     teacher_arch: str | None  # architecture(s) of the direct teacher(s), '+'-joined for ensembles
     teacher_params: int | None  # parameter count of the direct teacher(s) (sum over an ensemble's members)
     student: str | None  # name of the trained model in `suite`

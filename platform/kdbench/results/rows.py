@@ -32,6 +32,7 @@ def result_row(entry: PlanEntry, suite: str, final: JobFinal | dict[str, Any] | 
     row = JobResult(
         job_id=job.job_id, kind=job.kind, status=status, error=error, suite=suite, task=done.task,
         dataset=job.dataset.name, dataset_params=canonical_json(job.dataset.params), teacher=entry.teacher,
+        direct_teacher=entry.chain[-2] if job.teachers and len(entry.chain) > 1 else None,
         teacher_arch="+".join(t.model.name for t in job.teachers) or None,
         student=entry.student, student_arch=job.model.name, student_arch_params=canonical_json(job.model.params),
         method=job.method.name, method_params=canonical_json(job.method.params), chain=list(entry.chain),
