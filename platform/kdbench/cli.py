@@ -120,6 +120,16 @@ def validate(suite: SuiteArg,
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
     _positive("--tflops", tflops, most=1e9)
     _set_data_root(data_root)
+    from kdbench.zoo.datasets.base import data_checked_later
+
+    with data_checked_later() as missing:  # a machine without the data validates too (the jobs' machines check)
+        _validate(suite, tflops)
+    for note in dict.fromkeys(missing):
+        err.print(f"[yellow]note:[/] not on this machine: {note}. `kdbench run` checks the data where the jobs "
+                  "run, before the first job.", highlight=False, soft_wrap=True)
+
+
+def _validate(suite: Path, tflops: float) -> None:
     from kdbench.suite import expand, load_suite
     from kdbench.suite.compat import prune_incompatible
     from kdbench.suite.estimate import cache_size, estimate
@@ -415,8 +425,13 @@ def submit(suite: SuiteArg, address: JobsAddressOpt = "http://127.0.0.1:8265",
     _set_data_root(data_root)
     from kdbench.orchestrate import submit as jobs
     from kdbench.suite import load_suite
+    from kdbench.zoo.datasets.base import data_checked_later
 
-    spec = _guard(load_suite, str(suite))  # bad input fails here, before anything is sent
+    with data_checked_later() as missing:  # the cluster's nodes hold the data, maybe not this machine
+        spec = _guard(load_suite, str(suite))  # bad input fails here, before anything is sent
+    for note in dict.fromkeys(missing):
+        err.print(f"[yellow]note:[/] not on this machine: {note}; the cluster checks it before the first job",
+                  highlight=False, soft_wrap=True)
     _guard(jobs.check_store, store, tracking_uri, not no_track)
     client = _jobs_client(address)
     sub = _guard(jobs.submit, client, spec, store, tracking_uri, not no_track)
