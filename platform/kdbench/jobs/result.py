@@ -98,6 +98,7 @@ class JobResult:
     seed: int | None
     stop_epoch: int | None  # early-stopped teachers
     recipe: str | None  # canonical JSON of the training recipe
+    protocol: str | None  # validation (a held-out split; the recipe's `select`) or paper (whole train set, last epoch)
     metrics: dict[str, float] | None  # every metric of the task: test_<m>, val_<m>, teacher_test_<m>
     test_acc: float | None  # classification: metrics["test_acc"], kept as a column for SQL and old readers
     val_acc: float | None  # classification: metrics["val_acc"] (validation split, the selection split)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from .views.render import Units, interval, short_labels
+from .views.render import Units, interval, protocol_note, short_labels
 
 FORMATS = ("markdown", "latex", "csv")
 ALONE = "student alone"
@@ -71,7 +71,7 @@ def paper_table(suite: str, methods: pa.Table) -> PaperTable:
     unit = " (%)" if u.metric.unit == "%" else ""
     caption = (f"{suite}: test {u.metric.title}{unit}, mean ± half-width of the 95% t-interval over seeds "
                "([low, high] where clipped to the metric's range); "
-               f"bold: the best of each column ({better} is better)")
+               f"bold: the best of each column ({better} is better){protocol_note(records)}")
     return PaperTable(caption, columns, rows, cells, best, u)
 
 

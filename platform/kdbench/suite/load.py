@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -19,7 +19,7 @@ from kdbench.tasks import task_of
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 
-from . import guards
+from . import guards, protocol
 from .errors import Loc, SpecError
 from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
 from .messages import line_of, spec_error
@@ -70,6 +70,9 @@ class Suite:
     teacher_cache: dict[str, Any] | None = None  # `teacher_cache` (None: its defaults)
     search: SearchDef | None = None  # `search`: a hyperparameter search per cell
     warnings: tuple[str, ...] = ()  # what is valid but probably not meant (file:line: field: why), shown
+    protocol: str = "validation"  # `protocol`: validation or paper (suite/protocol.py)
+    # `pair_params`: (teacher, student, method) -> the method's full hyperparameters for that pair
+    pair_params: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,16 @@ def load_suite(path: str) -> Suite:
     plugins = resolve_plugins(check, raw.plugins, path)
     dataset = _dataset(check, raw)
     recipe = raw.recipe
+    if raw.protocol == protocol.PAPER:  # the whole training set, the last epoch (suite/protocol.py)
+        dataset = protocol.paper_dataset(check, dataset)
+        recipe = protocol.paper_recipe(check, recipe, data.get("recipe"), ("recipe",))
     teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
     students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
+    if raw.protocol == protocol.PAPER:  # a model's own recipe changes keep the protocol too
+        teachers = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("teachers", i, "recipe")))
+                         for i, (m, e) in enumerate(zip(teachers, raw.teachers, strict=True)))
+        students = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("students", i, "recipe")))
+                         for i, (m, e) in enumerate(zip(students, raw.students, strict=True)))
     _model_sizes(check, dataset, teachers, students)
     for i, t in enumerate(teachers):
         if t.stop_epoch is not None and t.stop_epoch > t.recipe.epochs:
@@ -146,11 +157,16 @@ def load_suite(path: str) -> Suite:
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
+    if search is not None and raw.protocol == protocol.PAPER:
+        raise check.fail(("search",), "a search selects on the validation split, which protocol paper does not "
+                                      "hold out: use protocol validation for searches")
+    per_pair = protocol.pair_params(check, raw, methods, source_names(teachers, ensembles),
+                                    [m.name for m in students], pairs)
     _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
-                 raw.teacher_cache.model_dump(mode="json"), search, warnings)
+                 raw.teacher_cache.model_dump(mode="json"), search, warnings, raw.protocol, per_pair)
 
 
 def _dataset(check: _Checker, raw: SuiteFile) -> Component:

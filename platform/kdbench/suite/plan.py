@@ -96,6 +96,8 @@ def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) 
     for src, name in pairs:
         ups, combine = sources[src]
         for m in methods:
+            params = suite.pair_params.get((src, name, m.name))  # a paper's setting for this pair
+            m = m if params is None else Component(m.name, params, m.code)
             for seed in suite.seeds:
                 add(PlanEntry(job("student", students[name], m, seed, ups, combine), src, name, (src, name)))
 

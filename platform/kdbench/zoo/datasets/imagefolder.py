@@ -92,7 +92,7 @@ def load_images(paths: list[Path], labels: np.ndarray, size: int) -> Split:
 class ImageFolderParams(DatasetParams):
     root: str  # the folder holding train/ and val/; no default, there is no conventional place
     image_size: int = Field(default=64, ge=8)  # S: images are (3, S, S)
-    val_size: int = Field(default=50, ge=1)  # carved out of train/; val/ is the test split
+    val_size: int = Field(default=50, ge=0)  # carved out of train/ (0: none); val/ is the test split
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # use a stratified subset of the training split
     augment: bool = True  # random crop S with padding S//8 and horizontal flip
 

@@ -34,7 +34,7 @@ def _default_root() -> str:
 
 class VisionParams(DatasetParams):
     root: str = Field(default_factory=_default_root, validate_default=True)  # env read when the suite loads
-    val_size: int = Field(default=5000, ge=1)  # carved out of the official training set
+    val_size: int = Field(default=5000, ge=0)  # carved out of the official training set (0: none, `protocol: paper`)
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # use a stratified subset of the training split
     title: ClassVar[str]
     url: ClassVar[str]
