@@ -173,6 +173,7 @@ def _assert_cell(row: dict, accs: dict[int, float], alone: dict[int, float] | No
     a = np.array([accs[s] for s in sorted(accs)])
     assert row["n"] == len(a) and row["mean"] == pytest.approx(a.mean()) and row["std"] == pytest.approx(a.std(ddof=1))
     low, high = sps.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=sps.sem(a))
+    low, high = max(low, 0.0), min(high, 1.0)  # an accuracy's interval is clipped to [0, 1]
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     if alone:
         d = a - np.array([alone[s] for s in sorted(accs)])
