@@ -38,7 +38,8 @@ def test_the_twin_runs_through_ray_tune_and_shows_pck_against_flops_per_frame(tm
     result = CliRunner().invoke(app, ["run", str(SUITE), "--store", str(tmp_path / "s"), "--no-track"])
     assert result.exit_code == 0, result.output
     assert "jobs: 7 total, 0 cached, 7 run, 0 failed" in result.output  # 1 teacher, 2×2 alone, 2 dkd_pose
-    rows = {(r["role"], r["model"], r["method"]): r for r in VIEWS["pose"](Store(tmp_path / "s"), "dkd_pose_twin").to_pylist()}
+    table = VIEWS["pose"](Store(tmp_path / "s"), "dkd_pose_twin").to_pylist()
+    rows = {(r["role"], r["model"], r["method"]): r for r in table}
     teacher = rows[("teacher", "teacher-pose-cnn", None)]
     alone = rows[("alone", "student-alone", None)]
     dkd = rows[("distilled", "dkd-student", "dkd_pose")]
@@ -47,8 +48,9 @@ def test_the_twin_runs_through_ray_tune_and_shows_pck_against_flops_per_frame(tm
     assert teacher["frames"] == 4 and teacher["mflops_per_frame"] == pytest.approx(teacher["mflops"] / 4)
     assert dkd["mflops_per_frame"] < teacher["mflops_per_frame"] and alone["mflops_per_frame"] < dkd["mflops_per_frame"]
     trivial = trivial_pcks()
-    print(f"\ntest PCK: teacher {teacher['mean']:.3f}, student alone {alone['mean']:.3f}, dkd_pose {dkd['mean']:.3f} "
-          f"[{dkd['ci_low']:.3f}, {dkd['ci_high']:.3f}], zero {trivial['zero']:.3f}, mean pose {trivial['mean_pose']:.3f}; "
+    print(f"\ntest PCK: teacher {teacher['mean']:.3f}, student alone {alone['mean']:.3f}, "
+          f"dkd_pose {dkd['mean']:.3f} [{dkd['ci_low']:.3f}, {dkd['ci_high']:.3f}], zero {trivial['zero']:.3f}, "
+          f"mean pose {trivial['mean_pose']:.3f}; "
           f"MFLOPs/frame: teacher {teacher['mflops_per_frame']:.2f}, alone {alone['mflops_per_frame']:.2f}, "
           f"dkd {dkd['mflops_per_frame']:.2f}")
     assert trivial["zero"] < 0.01 and trivial["mean_pose"] < 0.2

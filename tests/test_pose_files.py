@@ -89,7 +89,8 @@ def test_missing_or_broken_files_are_clear_errors(tmp_path):
         load_dataset("sub_jhmdb", {"root": str(tmp_path / "j")})
 
 
-@pytest.mark.parametrize(("suite", "write"), [("dkd_pose_penn_action.yaml", "penn"), ("dkd_pose_sub_jhmdb.yaml", "jhmdb")])
+@pytest.mark.parametrize(("suite", "write"), [("dkd_pose_penn_action.yaml", "penn"),
+                                              ("dkd_pose_sub_jhmdb.yaml", "jhmdb")])
 def test_the_paper_scale_suites_validate_from_folders_in_the_real_formats(tmp_path, monkeypatch, suite, write):
     monkeypatch.delenv("KDBENCH_DATA_ROOT", raising=False)
     missing = CliRunner().invoke(app, ["validate", str(SUITES / suite), "--data-root", str(tmp_path / "none")])

@@ -1,6 +1,7 @@
 """`none`: the student trained on its targets alone — the baseline every method is compared with.
 
-Loss: the task's supervised loss (classification: cross-entropy, mean over the batch; regression: MSE; video_pose: heatmap MSE).
+Loss: the task's supervised loss (classification: cross-entropy, mean over the batch; regression: MSE;
+video_pose: heatmap MSE).
 
 Params defaults: (none)
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdbench.tasks.video_pose import pack
+from .pose_targets import pack
 
 CONTEXT = 1.25
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])

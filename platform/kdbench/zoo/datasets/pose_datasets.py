@@ -104,7 +104,8 @@ def penn_video(root: Path, name: str) -> Video:
     frames = [root / "frames" / name / f"{i:06d}.jpg" for i in range(1, n + 1)]
     missing = [f for f in frames if not f.is_file()]
     if joints.shape[1] != 13 or missing:
-        raise DatasetCorrupt(f"Penn Action video {name}: {joints.shape[1]} joints, {len(missing)} of {n} frames missing")
+        raise DatasetCorrupt(f"Penn Action video {name}: {joints.shape[1]} joints, "
+                             f"{len(missing)} of {n} frames missing")
     boxes = np.concatenate([joints.min(1), joints.max(1)], -1)
     given = np.asarray(m["bbox"], np.float64).reshape(-1, 4)[:n]
     boxes[:len(given)] = given

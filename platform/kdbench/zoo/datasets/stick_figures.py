@@ -1,5 +1,5 @@
 """Generated stick-figure videos (the `video_pose` task's offline twin of Penn Action): 13 joints in Penn
-Action's order (kdbench.tasks.video_pose.PENN_JOINTS), articulated motion, occlusion, bounding boxes.
+Action's order (pose_targets.PENN_JOINTS), articulated motion, occlusion, bounding boxes.
 
 Each clip: a figure facing the viewer (its left side on the image's right) drifts across a noisy background
 at a constant velocity; each limb angle swings sinusoidally (its own amplitude and phase, one angular speed
@@ -18,9 +18,8 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from kdbench.tasks.video_pose import pack
-
 from .base import DatasetParams, DataSplits, Split, register_dataset
+from .pose_targets import pack
 
 # Limbs: (from, to, colour) over PENN_JOINTS indices; -1 is the shoulders' midpoint, -2 the hips'.
 RED, BLUE, GREEN = (1.0, 0.2, 0.2), (0.2, 0.4, 1.0), (0.2, 1.0, 0.3)
