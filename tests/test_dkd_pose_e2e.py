@@ -55,6 +55,8 @@ def test_the_twin_runs_through_ray_tune_and_shows_pck_against_flops_per_frame(tm
           f"dkd {dkd['mflops_per_frame']:.2f}")
     assert trivial["zero"] < 0.01 and trivial["mean_pose"] < 0.2
     assert dkd["mean"] > 2 * trivial["mean_pose"] and teacher["mean"] > 0.8
+    # measured (6 epochs, seeds 0 and 1): teacher 92%, alone 62%, dkd_pose 87%, mean pose 14%, zero 0.1%
+    assert dkd["mean"] > alone["mean"]  # the previous frame's kernels beat the same light net alone
     shown = CliRunner().invoke(app, ["leaderboard", "dkd_pose_twin", "--store", str(tmp_path / "s"), "--view", "pose",
                                      "--html", str(tmp_path / "pose.html")])
     assert shown.exit_code == 0, shown.output
