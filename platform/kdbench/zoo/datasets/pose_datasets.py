@@ -16,6 +16,7 @@ rest train; the official test videos test. Clips: kdbench.zoo.datasets.pose_clip
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -89,11 +90,17 @@ class PennActionParams(PoseVideoParams):
 
     @classmethod
     def videos(cls, root, split=1):
-        labels = sorted((root / "labels").glob("*.mat"))
-        if not (root / "frames").is_dir() or not labels:
+        if not (root / "frames").is_dir() or not any((root / "labels").glob("*.mat")):
             raise DatasetMissing(f"Penn Action needs {root / 'frames'} and .mat files in {root / 'labels'}")
-        flags = {p.stem: int(np.asarray(_loadmat(p)["train"]).ravel()[0]) for p in labels}
-        return [v for v, f in flags.items() if f == 1], [v for v, f in flags.items() if f != 1]
+        flags = _penn_flags(str(root.resolve()), tuple(p.stat().st_mtime_ns for p in (root / "labels").glob("*.mat")))
+        return [v for v, f in flags if f == 1], [v for v, f in flags if f != 1]
+
+
+@lru_cache(maxsize=8)
+def _penn_flags(root: str, stamps: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    """(video, train flag) of every label file, read once per folder state (validation asks twice)."""
+    return tuple((p.stem, int(np.asarray(_loadmat(p)["train"]).ravel()[0]))
+                 for p in sorted(Path(root, "labels").glob("*.mat")))
 
 
 def penn_video(root: Path, name: str) -> Video:
