@@ -49,6 +49,19 @@ def _fake_data_root(root: Path) -> None:
         (root / folder).mkdir(parents=True, exist_ok=True)
         for name in files:
             (root / folder / name).write_bytes(b"")
+    _fake_pose_videos(root)
+
+
+def _fake_pose_videos(root: Path) -> None:
+    """Penn Action labels with train flags and Sub-JHMDB split files (validation reads the splits; no frame)."""
+    from scipy.io import savemat
+
+    for folder in ("frames", "labels", "joint_positions", "Rename_Images", "sub_splits"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(60):
+        savemat(root / "labels" / f"{i:04d}.mat", {"train": [[1 if i < 55 else -1]]})
+    (root / "sub_splits" / "run_test_split1.txt").write_text("".join(f"v{i}.avi {1 if i < 25 else 2}\n"
+                                                                     for i in range(27)))
 
 
 def test_existing_job_ids_are_unchanged(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ TITLES = {
     "hinton": "Test errors (misclassified test images) of the teacher, the student alone and distilled",
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
+    "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -45,12 +46,15 @@ _IDS = {
                ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
     "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
                    ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
+    "pose": [("role", "role"), ("model", "model"), ("method", "method"), ("params", "params"),
+             ("frames", "frames"), ("MFLOPs/frame", "mflops_per_frame")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
            "ensembles": [("vs best single pp", "vs_best_single")]}
 _EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
-          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")]}
+          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")],
+          "pose": [("front: FLOPs/frame", "pareto_flops")]}
 
 
 def pct(x: float | None, digits: int = 2) -> str:
