@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (registration side effects)
     mlp,
     mobilenetv2,
     shufflenet,
+    svd_nets,
     takd_cnn,
     vgg,
     wrn,
