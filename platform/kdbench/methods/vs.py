@@ -125,7 +125,7 @@ class VS(Method):
         s = student.logits.float()
         terms = {"ce": F.cross_entropy(s, batch.y)}
         terms["kd"] = (p.lambda_t * p.c * p.temperature**2
-                       * distill_kl(s, teacher.member_logits[0].float(), p.temperature, p.kl_direction))
+                       * distill_kl(s, teacher.member_logits[0].detach().float(), p.temperature, p.kl_direction))
         kl = self.ctx.student.variational_kl()
         terms["vd"] = p.lambda_v * self.warmup(state.epoch) * kl / self.ctx.num_train
         if self._teacher_groups:
