@@ -285,5 +285,8 @@ def plot_efficiency(table: pa.Table) -> bytes:
     return _png(fig)
 
 
+from .sparsity import plot_sparsity  # noqa: E402  (it reads this module's helpers when it draws)
+
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
-         "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency}
+         "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency,
+         "sparsity": plot_sparsity}
