@@ -8,8 +8,10 @@ compression against the teacher with a 95% interval.
   counted as non-zero (its `student_params`).
 - Compression = the teacher's parameters / the model's non-zero parameters, per seed: the row's own teacher;
   for the teacher and students alone the suite's single teacher (none when the suite has several).
-- `category`: teacher, dense alone, dense distilled, sparse alone, sparse distilled. `vs` with λ_T = λ_g = 0 (no
-  teacher term) is Molchanov's sparse VD alone, so its cells count as "sparse alone".
+- `category`: teacher, dense alone, dense distilled, sparse alone, sparse distilled, and "VD net, no KL". Sparse
+  means trained variationally: a model that reports its sparsity, trained by `vs` (the method that adds the VD
+  KL); `vs` with λ_T = λ_g = 0 (no teacher term) is Molchanov's sparse VD alone, so "sparse alone". The same VD
+  network trained by another method (`none`, `kd`: no VD KL) is the control "VD net, no KL".
 - `paper_compression`: the published compression for the cell, from the suite's reference CSV.
 """
 
@@ -52,6 +54,19 @@ def _teacher_alone(params: str | None, method: str | None) -> bool:
     return method == "vs" and p.get("lambda_t") == 0 and p.get("lambda_g") == 0
 
 
+CATEGORIES = ["teacher", "dense alone", "dense distilled", "VD net, no KL", "sparse alone", "sparse distilled"]
+
+
+def _category(role: str, reports_sparsity: bool, method: str | None, params: str | None) -> str:
+    if role == "teacher":
+        return "teacher"
+    if not reports_sparsity:
+        return f"dense {role}"
+    if role == "alone" or method != "vs":
+        return "VD net, no KL"
+    return "sparse alone" if _teacher_alone(params, method) else "sparse distilled"
+
+
 def sparsity_rows(jobs: SuiteJobs, store: Store) -> list[dict]:
     counters = _counters(store, jobs.rows)
     teachers = {r["student_params"] for r in jobs.rows if ROLES.get(r["kind"]) == "teacher" and r["student_params"]}
@@ -69,8 +84,7 @@ def sparsity_rows(jobs: SuiteJobs, store: Store) -> list[dict]:
         nonzero = [c.get("nonzero_params", r["student_params"]) for r, c in zip(ok, reports, strict=True)]
         ref = [(r["teacher_params"] if role == "distilled" else suite_teacher) for r in ok]
         compression = summarize(t / n for t, n in zip(ref, nonzero, strict=True) if t and n)
-        trained = "alone" if role == "alone" or _teacher_alone(params, method) else "distilled"
-        kind = "teacher" if role == "teacher" else f"{'sparse' if sparse else 'dense'} {trained}"
+        kind = _category(role, sparse, method, params)
         paper, source = (lookup(refs, "paper_compression", teacher=teacher, student=model, method=method)
                          if refs and kind == "sparse distilled" else (None, None))
         out.append({"dataset": dataset_of(rows), "category": kind, "model": model, "arch": first(rows, "student_arch"),
@@ -82,8 +96,7 @@ def sparsity_rows(jobs: SuiteJobs, store: Store) -> list[dict]:
                     "sparsity": summarize(c["sparsity"] for c in reports if "sparsity" in c).mean if sparse else None,
                     "compression": compression.mean, "compression_ci_low": compression.ci_low,
                     "compression_ci_high": compression.ci_high, "paper_compression": paper, "paper_source": source})
-    order = ["teacher", "dense alone", "dense distilled", "sparse alone", "sparse distilled"]
-    out.sort(key=lambda r: (r["dataset"] or "", order.index(r["category"]), r["model"], r["method"] or ""))
+    out.sort(key=lambda r: (r["dataset"] or "", CATEGORIES.index(r["category"]), r["model"], r["method"] or ""))
     return out
 
 
@@ -103,7 +116,7 @@ def plot_sparsity(t: pa.Table) -> bytes:
     u = Units.of(rows)
     sc = u.metric.scale
     styles = {"teacher": ("s", "C3"), "dense alone": ("D", "0.5"), "dense distilled": ("o", "C0"),
-              "sparse alone": ("v", "C2"), "sparse distilled": ("^", "C1")}
+              "VD net, no KL": ("x", "0.3"), "sparse alone": ("v", "C2"), "sparse distilled": ("^", "C1")}
     datasets = sorted({r["dataset"] or "" for r in rows})
     fig = _figure(6.5, 4.2 * len(datasets))
     for i, dataset in enumerate(datasets, 1):
