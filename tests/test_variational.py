@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,6 +46,35 @@ def test_vs_is_planned_for_sparse_students_of_a_single_live_teacher(tmp_path):
     assert {(e.teacher, e.student) for e in kept} == {("a", "sparse")}
     # `teacher_cache: true` caches logit-only students: vs reads the live teacher's weights, so never a cache
     assert all(not e.job.outputs for e in kept) and "teacher_outputs" not in plan.counts()
+
+
+def test_jobs_of_a_sparse_model_report_its_sparsity_and_are_never_fused(tmp_path):
+    import torch
+
+    from kdbench.engine import run_job
+    from kdbench.engine.fused import _model_reason
+    from kdbench.engine.run import sparsity_counters
+    from kdbench.jobs import Component, Job
+    from kdbench.store import Store
+    from kdbench.suite.schema import Recipe
+    from kdbench.zoo.models import create_model
+
+    torch.set_num_threads(1)
+    data = Component("digits", {"train_fraction": 0.25})
+    recipe = Recipe(epochs=1, batch_size=64).model_dump(mode="json")
+    sparse = run_job(Job("baseline", data, Component("svd_mlp", {"widths": [16]}), recipe, Component("none", {}), 0),
+                     Store(tmp_path))
+    c = sparse.counters
+    assert c["deployed_params"] == 64 * 16 + 16 + 16 * 10 + 10 and 0 < c["nonzero_params"] <= c["deployed_params"]
+    assert c["sparsity"] == pytest.approx(1 - c["nonzero_params"] / c["deployed_params"])
+    assert "compression" not in c  # no teacher to compare with
+    dense = run_job(Job("baseline", data, Component("mlp", {"widths": [16]}), recipe, Component("none", {}), 0),
+                    Store(tmp_path))
+    assert "sparsity" not in dense.counters
+    model = create_model("svd_mlp", {"widths": [16]}, (64,), 10)
+    nonzero = model.sparsity_report()["nonzero_params"]
+    assert sparsity_counters(model, 2000)["compression"] == pytest.approx(2000 / nonzero)
+    assert "samples noise" in _model_reason(SimpleNamespace(model=model))  # the model is refused before the method
 
 
 @pytest.mark.slow
