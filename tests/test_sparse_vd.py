@@ -117,3 +117,22 @@ def test_svd_vgg_pairs_layer_for_layer_with_the_dense_vgg():
     shapes = [tuple(p.shape) for n, p in sparse.named_parameters() if n.endswith("weight") and p.dim() >= 2]
     assert shapes == [tuple(p.shape) for n, p in dense.named_parameters() if n.endswith("weight") and p.dim() >= 2]
     assert len(sparse.vd_layers()) == 6  # five convolutions and the classifier
+
+
+def test_svd_vgg_trains_under_vs_against_a_dense_vgg_teacher():
+    from kdbench.methods import Batch, MethodContext, TeacherOutput, TrainState, create_method
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    student = create_model("svd_vgg", {"cfg": "vgg8"}, (3, 32, 32), 10)
+    teacher = create_model("vgg8", {}, (3, 32, 32), 10).eval().requires_grad_(False)
+    method = create_method("vs", {"warmup_epochs": 0}, MethodContext(num_classes=10, num_train=1000,
+                                                                     student=student, teacher=teacher))
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    terms = method(Batch(x, y, torch.arange(2)), student(x), TeacherOutput(teacher(x).logits[None]),
+                   TrainState(0, 1))
+    sum(terms.values()).backward()
+    assert all(torch.isfinite(v) for v in terms.values()) and terms["bs"] > 0 and terms["vd"] > 0
+    assert all(layer.log_sigma2.grad is not None for layer in student.vd_layers())
+    student.eval()
+    torch.testing.assert_close(student(x).logits, student(x).logits)  # deterministic at evaluation
