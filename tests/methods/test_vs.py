@@ -138,3 +138,12 @@ def test_sparse_alone_is_the_same_method_without_teacher_terms():
     ce = -np.log(softmax(S)[np.arange(2), Y]).mean()
     assert total == pytest.approx(ce + np_vd_kl(student) / N_TRAIN, rel=1e-5)  # Molchanov's per-sample SGVB loss
     assert math.isfinite(total)
+
+
+def test_a_warm_up_as_long_as_the_recipe_is_warned_about():
+    from kdbench.methods import METHODS
+
+    cls = METHODS.get("vs")
+    assert "warm-up of 50 epochs" in cls.schedule_warning(cls.Params(), 30)
+    assert cls.schedule_warning(cls.Params(), 200) is None
+    assert cls.schedule_warning(cls.Params(lambda_v=0.0), 30) is None  # no KL: nothing to warm up

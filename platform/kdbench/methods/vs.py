@@ -116,6 +116,13 @@ class VS(Method):
             self.register_buffer(f"teacher_max{i}", group_max(t.detach().float(), p.group_axis), persistent=False)
         self._teacher_groups = len(teacher)
 
+    @classmethod
+    def schedule_warning(cls, params, epochs: int) -> str | None:
+        if params.lambda_v > 0 and params.warmup_epochs >= epochs > 0:
+            return (f"KL warm-up of {params.warmup_epochs} epochs is not shorter than the recipe's {epochs}: the "
+                    "variational KL never reaches full weight, so the student stays denser (set `warmup_epochs:`)")
+        return None
+
     def warmup(self, epoch: int) -> float:
         w = self.params.warmup_epochs
         return 1.0 if w == 0 else min(1.0, (epoch + 1) / w)
