@@ -177,6 +177,6 @@ def create_method(name: str, params: dict, ctx: MethodContext) -> Method:
     if cls.needs.weights and cls.needs.teacher and ctx.teacher is None:
         raise Incompatible(weights_refusal(name))
     if cls.needs.student and not callable(getattr(ctx.student, cls.needs.student, None)):
-        raise Incompatible(f"{name} needs a student that offers `{cls.needs.student}()` "
-                           "(e.g. a sparse variational dropout model: svd_mlp, svd_vgg)")
+        raise Incompatible(f"{name} needs a student that offers `{cls.needs.student}()`, which "
+                           f"{type(ctx.student).__name__} does not")
     return cls(cls.Params(**params), ctx)
