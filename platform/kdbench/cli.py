@@ -55,6 +55,15 @@ if TYPE_CHECKING:
     from kdbench.results.views.jobs import SuiteJobs
     from kdbench.store import Store
 
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Ray's and MLflow's own log "
+                                                   "lines (start-up notices, database migrations).")] = False) -> None:
+    """kdbench: benchmark knowledge distillation — suites on Ray Tune, results in Parquet, browsing in MLflow."""
+    if not verbose:  # kdbench says what matters itself; a user's own settings win
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("KDBENCH_RAY_LOG_LEVEL", "ERROR")
+
+
 StoreOpt = Annotated[str, typer.Option("--store", envvar="KDBENCH_STORE",
                                        help="Store folder or URI (s3://…, gs://…).")]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
