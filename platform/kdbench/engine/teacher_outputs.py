@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import torch
 
 from kdbench import paths
-from kdbench.outputs import TopK
 from kdbench.errors import JobFailed
 from kdbench.jobs import Job, JobFinal
+from kdbench.outputs import TopK
 from kdbench.store import Store
 from kdbench.tasks import task_of
 from kdbench.teachers.cache import (
@@ -53,7 +53,8 @@ def _lumped(p: dict) -> bool:
 
 
 @torch.no_grad()
-def _view(engine: TeacherEngine, job: Job, split: Split, augment, view: int) -> tuple[torch.Tensor, torch.Tensor | TopK]:
+def _view(engine: TeacherEngine, job: Job, split: Split, augment,
+          view: int) -> tuple[torch.Tensor, torch.Tensor | TopK]:
     """(R,) sample indices and (R, C) logits of one view — or, for the lumped rule, their top-k at T, reduced
     batch by batch (a view of vocabulary-sized logits need never be held whole)."""
     p, batch_size = job.method.params, job.recipe.batch_size
