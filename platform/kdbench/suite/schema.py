@@ -138,7 +138,7 @@ class TeacherCache(Strict):
     @classmethod
     def _tail(cls, v, info):
         if v == "lumped" and info.data.get("topk") is None:
-            raise ValueError("tail: lumped keeps the top-k logits and one tail bucket: give topk (e.g. topk: 64)")
+            raise ValueError("lumped keeps the top-k logits and one tail bucket: give topk (e.g. topk: 64)")
         return v
 
 
