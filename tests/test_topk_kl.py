@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.methods.kd import kd_loss, kd_term
-from kdbench.outputs import TeacherOutput, TopK, topk_kl
+from kdbench.outputs import TeacherOutput, TopK, ensemble_log_probs, topk_kl
 from kdbench.teachers.cache import topk_logits
 
 
@@ -70,6 +70,14 @@ def test_kd_reads_a_top_k_teacher_through_the_same_term_and_refuses_a_mismatched
         kd_term(s, top, 2.0)
     with pytest.raises(ValueError, match="lumped top-k cache"):
         top.log_probs(4.0)
+
+
+def test_a_single_teachers_log_probs_are_bit_identical_to_the_general_arithmetic_mean():
+    """The one-teacher shortcut of `ensemble_log_probs` changes no number (cached and live students stay equal)."""
+    x = _logits(1, 64, 100).float()
+    x[0, 0, 0] = float("-inf")
+    log_q = F.log_softmax(x / 4.0, dim=-1)
+    assert torch.equal(ensemble_log_probs(x, 4.0, "arithmetic"), torch.logsumexp(log_q, dim=0) - math.log(1))
 
 
 def _zipf(vocab: int, exponent: float, seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,7 @@ hands over `TopK` instead of logits: per output position (a sample, or each toke
 largest logits at the training temperature T, their indices and the log-normaliser lse = logsumexp(z / T).
 Its distribution is p_i = exp(z_i / T − lse) on the k indices plus ONE tail bucket of mass
 P_tail = 1 − Σ_i p_i; `topk_kl` compares the student's q = softmax(s / T) with it on the same k + 1
-outcomes, Q_tail = 1 − Σ_i q_i (computed as the student's mass off the k indices, not by subtraction).
+outcomes, Q_tail = 1 − Σ_i q_i (one pass over the vocabulary, for the student's log-normaliser).
 Lumping the tail is the KL of the coarsened distributions, so (log-sum inequality)
 
     KL(p ‖ q) − KL_lumped = P_tail · KL(p_tail / P_tail ‖ q_tail / Q_tail)  ≥ 0,
@@ -36,6 +36,10 @@ Combine = Literal["arithmetic", "geometric"]
 def ensemble_log_probs(member_logits: torch.Tensor, temperature: float, combine: Combine) -> torch.Tensor:
     """(M, B, K) member logits -> (B, K) log-probabilities of the combined distribution."""
     log_q = torch.log_softmax(member_logits / temperature, dim=-1)  # (M, B, K)
+    if member_logits.shape[0] == 1 and combine == "arithmetic":
+        # One teacher (the default combine): its own distribution, bit-identical to the formula below (a logsumexp
+        # over one element returns it exactly, and log 1 = 0) without its extra passes over (B, K).
+        return log_q[0]
     if combine == "arithmetic":
         return torch.logsumexp(log_q, dim=0) - math.log(member_logits.shape[0])
     if combine == "geometric":
@@ -83,8 +87,10 @@ def topk_kl(student_logits: torch.Tensor, teacher: TopK, temperature: float) -> 
     head = (log_p.exp() * (log_p - log_q)).sum(-1)
     if teacher.index.shape[-1] >= z.shape[-1]:  # k = V: no tail (its log-mass −inf would give NaN gradients)
         return head
-    off = z.scatter(-1, teacher.index, float("-inf"))  # the student's logits off the k indices
-    log_q_tail = torch.logsumexp(off, dim=-1) - lse_s.squeeze(-1)  # (…,) log Q_tail, no cancellation
+    # Q_tail = 1 − Σ_i q_i from k-sized terms (no second pass over V). Exact to fp32 rounding (~1e-7 absolute);
+    # a student tail below that is clamped, where the head term still pulls mass off the k classes.
+    q_tail = -torch.expm1(torch.logsumexp(log_q, dim=-1))  # (…,)
+    log_q_tail = q_tail.clamp_min(1e-30).log()
     p_tail = (-torch.expm1(torch.logsumexp(log_p, dim=-1))).clamp_min(0.0)  # (…,) 1 − Σ p_i, rounding ≥ 0
     # 0 · log(0 / ·) = 0: a tail the teacher left empty contributes nothing.
     tail = torch.where(p_tail > 0, p_tail * (p_tail.clamp_min(1e-30).log() - log_q_tail), torch.zeros_like(p_tail))
