@@ -67,6 +67,8 @@ def fusable(jobs: list[Job]) -> str | None:
         return "mixed precision and channels-last jobs are not fused"
     if len({len(j.teachers) for j in jobs}) > 1:
         return "jobs differ in their number of teachers"
+    if any((j.replay or {}).get("tail") == "lumped" for j in jobs):  # the fused step stacks dense member logits
+        return "jobs reading a lumped top-k teacher cache are not fused"
     return None
 
 

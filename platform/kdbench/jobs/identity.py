@@ -49,6 +49,10 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault(("snapshots",), [], "teacher snapshots (early-stopped teachers from one run)"),
     LaterDefault(("teacher_outputs",), None, "replayed or reduced teacher-output caches"),
     LaterDefault(("teacher_inference",), None, "the teacher inference engine (DeepSpeed, dtype)"),
+    LaterDefault(("method", "params", "tail"), "uniform", "lumped top-k teacher caches (vocabulary outputs)",
+                 "teacher_outputs"),
+    LaterDefault(("method", "params", "temperature"), None, "the temperature of a lumped top-k teacher cache",
+                 "teacher_outputs"),
 )
 
 # A teacher-output job's recipe is what its views depend on, not a training recipe.

@@ -113,6 +113,10 @@ class Method(nn.Module):
     # or an initialisation stage of its own that reads logits alone can; data-dependent control flow,
     # boolean-mask indexing and `.item()` break under vmap. False: its jobs always train one at a time.
     fusable: ClassVar[bool] = True
+    # The Params field holding the temperature T at which the method reads its teacher, for a method that reads
+    # the teacher only through `TeacherOutput.kl` (KL(p_T ‖ q_T)): such a method can train from a lumped top-k
+    # teacher cache stored at its T (teacher_cache `tail: lumped`, kdbench/teachers/cache.py). None: it cannot.
+    kl_temperature: ClassVar[str | None] = None
 
     def __init__(self, params: MethodParams, ctx: MethodContext) -> None:
         super().__init__()
