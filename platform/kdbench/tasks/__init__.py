@@ -1,4 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset) and regression.
+"""Tasks, registered by name: classification (the default of every dataset), regression, and the text tasks
+masked_lm and sequence_classification.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -6,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import classification, regression  # noqa: F401  (registration side effects)
+from . import classification, masked_lm, regression, sequence_classification  # noqa: F401  (registration)
 from .base import TASKS, Metric, Task, register_task
 
 
