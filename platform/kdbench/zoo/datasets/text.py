@@ -33,6 +33,7 @@ from .tokenize import (
     cached,
     chunk_documents,
     encode_pairs,
+    peek,
     tokenizer_identity,
 )
 from .tokenize import special_ids as specials_of
@@ -72,6 +73,25 @@ class TextMLMParams(TextParams):
         return self
 
 
+    def describe(self):
+        """(input shape, vocabulary, training chunks) once the corpus has been tokenised (its artefact is in the
+        cache); None before: describing never tokenises."""
+        try:
+            art = peek(mlm_key(self))
+        except (OSError, ValueError):
+            return None
+        if art is None:
+            return None
+        return (self.max_length,), int(art["vocab_size"]), int((_split_documents(int(art["n_docs"]), self)
+                                                                  [art["docs"]] == 0).sum())
+
+
+def mlm_key(p: TextMLMParams) -> str:
+    return artefact_key(kind="mlm", corpus=content_hash(resolve(p.root, p.file)), format=p.format,
+                        encoding=p.encoding, field=p.text_field, tokenizer=tokenizer_identity(p.tokenizer),
+                        max_length=p.max_length, max_documents=p.max_documents)
+
+
 def _split_documents(n_docs: int, p: TextParams) -> torch.Tensor:
     """(n_docs,) split of each document: 0 train, 1 val, 2 test."""
     order = torch.randperm(n_docs, generator=torch.Generator().manual_seed(p.split_seed))
@@ -85,9 +105,7 @@ def _split_documents(n_docs: int, p: TextParams) -> torch.Tensor:
 @register_dataset("text_mlm", TextMLMParams)
 def text_mlm(p: TextMLMParams) -> DataSplits:
     path = resolve(p.root, p.file)
-    key = artefact_key(kind="mlm", corpus=content_hash(path), format=p.format, encoding=p.encoding,
-                       field=p.text_field, tokenizer=tokenizer_identity(p.tokenizer), max_length=p.max_length,
-                       max_documents=p.max_documents)
+    key = mlm_key(p)
 
     def build():
         records = read_records(path, p.format, p.encoding)[:p.max_documents]

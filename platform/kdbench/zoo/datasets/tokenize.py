@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TOKENS_VERSION = 1  # bump when the layout of a tokenised artefact changes
+TOKENS_VERSION = 2  # bump when the layout of a tokenised artefact changes
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0
 
@@ -52,6 +52,12 @@ def cache_dir() -> Path:
 def artefact_key(**parts: Any) -> str:
     text = json.dumps({**parts, "version": TOKENS_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def peek(key: str) -> dict[str, Any] | None:
+    """The artefact `key` if it is in the cache, else None (never builds it)."""
+    path = cache_dir() / f"{key}.pt"
+    return torch.load(path, weights_only=True) if path.exists() else None
 
 
 def cached(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -85,6 +91,7 @@ def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
     """A `tokenizers.Tokenizer` with BERT's post-processing ([CLS] a [SEP] b [SEP])."""
     from tokenizers import Tokenizer
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.processors import BertProcessing
 
     if spec.path is None:
         wp = BertWordPieceTokenizer(lowercase=spec.lowercase)
@@ -99,7 +106,9 @@ def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
             tok = Tokenizer.from_str(wp.to_str())
         else:
             raise FileNotFoundError(f"tokenizer folder {folder} has neither tokenizer.json nor vocab.txt")
-    check_specials(tok, spec.path or "the trained vocabulary")
+    ids = check_specials(tok, spec.path or "the trained vocabulary")
+    # BERT's post-processing, also for a trained vocabulary (it had no [CLS]/[SEP] when its processor was made)
+    tok.post_processor = BertProcessing(("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"]))
     tok.no_truncation()
     tok.no_padding()
     return tok
