@@ -148,3 +148,32 @@ def test_glue_tsv_layout_makes_labelled_pair_splits(tmp_path):
     with pytest.raises(ValueError, match="not in `labels`"):
         load_dataset("text_classification", {"root": str(tmp_path), "file": "train.tsv", "text_field": "sentence1",
                                               "labels": ["entailment"], "tokenizer": {"vocab_size": 50}})
+
+
+def _load_in_process(root: str, cache: str, out: str) -> None:
+    import os
+
+    os.environ["KDBENCH_TEXT_CACHE"] = cache
+    data = load_dataset("text_mlm", {"root": root, "file": "corpus.txt", "max_length": 16,
+                                     "tokenizer": {"vocab_size": 60}})
+    torch.save({"x": data.train.x, "y": data.train.y}, out)
+
+
+def test_concurrent_jobs_share_one_tokenisation(tmp_path, text_cache):
+    """Jobs starting together on one machine (a teacher and a baseline) must not each train a vocabulary: the
+    trainer is not reproducible across processes, so the first builds under a lock and the others load."""
+    import multiprocessing as mp
+
+    (tmp_path / "corpus.txt").write_text("\n".join(DOCS) + "\n")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_load_in_process, args=(str(tmp_path), str(text_cache), str(tmp_path / f"{i}.pt")))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    a, b = (torch.load(tmp_path / f"{i}.pt") for i in range(2))
+    assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+    assert len(list(text_cache.glob("*.pt"))) == 1
+

@@ -56,9 +56,9 @@ def _model(params: dict, seed: int):
     return create_model("cnn", params, SHAPE, CLASSES)
 
 
-def _build(name: str, student, teacher):
-    ctx = MethodContext(num_classes=CLASSES, num_train=N_TRAIN, student_features=feature_shapes(student, SHAPE),
-                        teacher_features=feature_shapes(teacher, SHAPE), train_labels=torch.arange(N_TRAIN) % CLASSES)
+def _build(name: str, student, teacher, shape=SHAPE):
+    ctx = MethodContext(num_classes=CLASSES, num_train=N_TRAIN, student_features=feature_shapes(student, shape),
+                        teacher_features=feature_shapes(teacher, shape), train_labels=torch.arange(N_TRAIN) % CLASSES)
     torch.manual_seed(0)
     return create_method(name, {}, ctx)
 
@@ -66,6 +66,33 @@ def _build(name: str, student, teacher):
 def _data():
     g = torch.Generator().manual_seed(0)
     return torch.randn(B, *SHAPE, generator=g), torch.arange(B) % CLASSES, torch.arange(B)
+
+
+# Token-level methods (masked_lm): tiny BERTs of one width on token ids, 15% of them masked targets.
+BERT = {"hidden_size": 16, "heads": 2, "intermediate_size": 32, "max_positions": 12, "dropout": 0.0,
+        "attention_dropout": 0.0}
+
+
+def _token_setup(name: str):
+    torch.manual_seed(0)
+    student = create_model("hf/masked_lm", {**BERT, "num_layers": 1}, (12,), 30)
+    teacher = create_model("hf/masked_lm", {**BERT, "num_layers": 2}, (12,), 30)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(5, 30, (B, 12), generator=g)
+    x[:, -3:] = 0  # padding
+    y = torch.where(torch.rand(B, 12, generator=g) < 0.3, x, torch.full_like(x, -100))
+    y[:, -3:], y[:, 1] = -100, x[:, 1]  # never padding; at least one target per row
+    ctx = MethodContext(num_classes=30, num_train=N_TRAIN, student_features=feature_shapes(student, (12,)),
+                        teacher_features=feature_shapes(teacher, (12,)), task=TASKS.get("masked_lm")())
+    return student, teacher, create_method(name, {}, ctx), (x, y, torch.arange(B))
+
+
+def _setup(name: str):
+    """Student, teacher, the method and a batch, on the method's first task's kind of data."""
+    if METHODS.get(name).tasks[0] == "masked_lm":
+        return _token_setup(name)
+    student, teacher = _model(STUDENT, 0), _model(TEACHER, 1)
+    return student, teacher, _build(name, student, teacher), _data()
 
 
 def _stages(method) -> list[TrainState]:
@@ -81,9 +108,7 @@ def test_defaults_are_the_documented_ones(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_the_student_and_the_methods_modules_never_the_teacher(name):
-    student, teacher = _model(STUDENT, 0), _model(TEACHER, 1)
-    method = _build(name, student, teacher)
-    x, y, idx = _data()
+    student, teacher, method, (x, y, idx) = _setup(name)
     own_with_grad: set[str] = set()
     for state in _stages(method):
         for module in (student, teacher, method):
@@ -149,7 +174,20 @@ MLP = Component("mlp", {"widths": [16]})
 # Per task: its data, teacher and student architectures.
 TASK_DATA = {"classification": (Component("digits", {"train_fraction": 0.25}), T_MODEL, S_MODEL),
              "regression": (Component("synthetic_regression", {"n_train": 256, "n_val": 64, "n_test": 64,
-                                                                "dim": 8, "targets": 2}), MLP, MLP)}
+                                                                "dim": 8, "targets": 2}), MLP, MLP),
+             # the corpora inside gensim's wheel (a test dependency), a WordPiece vocabulary trained on them
+             "masked_lm": (Component("text_mlm", {"root": "package:gensim/test/test_data", "file": "lee_background.cor",
+                                                  "max_documents": 12, "max_length": 12,
+                                                  "tokenizer": {"vocab_size": 120}}),
+                           Component("hf/masked_lm", {**BERT, "num_layers": 2}),
+                           Component("hf/masked_lm", {**BERT, "num_layers": 1})),
+             "sequence_classification": (
+                 Component("text_classification", {"root": "package:gensim/test/test_data",
+                                                    "file": "pang_lee_polarity.cor", "format": "fasttext",
+                                                    "encoding": "latin-1", "max_length": 12,
+                                                    "tokenizer": {"vocab_size": 120}}),
+                 Component("hf/sequence_classification", {**BERT, "num_layers": 2, "vocab_size": 400}),
+                 Component("hf/sequence_classification", {**BERT, "num_layers": 1, "vocab_size": 400}))}
 
 
 @pytest.fixture(scope="module")

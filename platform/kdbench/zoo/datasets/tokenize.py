@@ -3,8 +3,12 @@ the tokenised corpus kept as a shared file keyed by a hash of everything it depe
 
 The tokenised artefact is a torch file under `$KDBENCH_TEXT_CACHE` (default `~/.cache/kdbench/text`), named by
 sha256 of (corpus content, record fields, tokenizer spec and files, max_length, layout, TOKENS_VERSION). The
-first process that needs it writes it atomically (temporary file, then rename); every later job and worker
-process loads it. A trained vocabulary is part of the artefact (its JSON), so all jobs share one vocabulary.
+first process that needs it builds it under a file lock (concurrent jobs on the machine wait, then load it) and
+writes it atomically; every later job and worker process loads it. A trained vocabulary is part of the artefact
+(its JSON). The `tokenizers` WordPiece trainer is not reproducible across processes: its token ids follow a hash
+map's order (renumbered canonically here) and merges of equal count are broken arbitrarily (one token of 250
+differed in 2 of 6 runs on the twin's corpus). One cache therefore serves one vocabulary to every job: on a
+cluster, put `$KDBENCH_TEXT_CACHE` on shared storage, or give a saved tokenizer (`tokenizer: {path: …}`).
 
 Token ids follow BERT's conventions, which kdbench's text models and methods rely on: [PAD] is id 0 (padding
 is where `x == 0`), and [CLS], [SEP], [MASK], [UNK] exist. A trained vocabulary puts [PAD] [UNK] [CLS] [SEP]
@@ -13,6 +17,7 @@ is where `x == 0`), and [CLS], [SEP], [MASK], [UNK] exist. A trained vocabulary 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +29,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TOKENS_VERSION = 2  # bump when the layout of a tokenised artefact changes
+TOKENS_VERSION = 3  # bump when the layout of a tokenised artefact changes
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0
 
@@ -65,13 +70,17 @@ def cached(key: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     path = cache_dir() / f"{key}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
-    value = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(value, tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
-    return value
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent jobs on this machine: one builds, the others wait and load
+        if path.exists():
+            return torch.load(path, weights_only=True)
+        value = build()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        torch.save(value, tmp)
+        os.replace(tmp, path)  # atomic: a reader without the lock sees the whole file or none
+    return torch.load(path, weights_only=True)  # what every other process reads, exactly
 
 
 def tokenizer_identity(spec: TokenizerSpec) -> dict[str, Any]:
@@ -91,12 +100,17 @@ def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
     """A `tokenizers.Tokenizer` with BERT's post-processing ([CLS] a [SEP] b [SEP])."""
     from tokenizers import Tokenizer
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.models import WordPiece
     from tokenizers.processors import BertProcessing
 
     if spec.path is None:
         wp = BertWordPieceTokenizer(lowercase=spec.lowercase)
         wp.train_from_iterator(texts, vocab_size=spec.vocab_size, special_tokens=list(SPECIALS), show_progress=False)
         tok = Tokenizer.from_str(wp.to_str())
+        # The trainer's vocabulary is reproducible, its ids are not (they follow a hash map's per-process order):
+        # renumber it canonically, specials first then sorted, so every process and machine gets the same ids.
+        ordered = list(SPECIALS) + sorted(t for t in wp.get_vocab() if t not in SPECIALS)
+        tok.model = WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##")
     else:
         folder = Path(os.path.expanduser(spec.path))
         if (folder / "tokenizer.json").exists():
