@@ -113,6 +113,7 @@ def test_text_mlm_tokenises_once_and_masks_each_epoch_anew(tmp_path, text_cache,
     original = torch.where(data.train.y[:8] >= 0, data.train.y[:8], data.train.x[:8])
     assert torch.equal(y[y >= 0], original[y >= 0])  # targets: the original ids
     assert torch.equal(x[y < 0], original[y < 0])  # the rest of the text as it was
+    assert _mlm(tmp_path, augment=False).augment is None  # static masking
     x2, y2 = augment_batch(data.augment, data.train.x[:8], data.train.y[:8], idx, 0, 4)
     assert not torch.equal(y, y2)  # another epoch, another mask
     assert torch.equal(augment_batch(data.augment, data.train.x[:8], data.train.y[:8], idx, 0, 3)[1], y)

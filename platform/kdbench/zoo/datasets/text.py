@@ -6,8 +6,8 @@ artefact (`tokenize.py`) and hold token ids as (N, max_length) int64 tensors, [P
 
 `text_mlm`: every document is cut into chunks of max_length - 2 tokens, [CLS] chunk [SEP]. Documents (not chunks)
 are split into train/val/test by a permutation drawn from `split_seed`, so no document spans two splits. val and
-test carry one fixed mask each; the training split stores a static mask, and with the recipe's `augment` (the
-default) every epoch re-masks it (`masking.MaskingAugment`), a pure function of (seed, epoch, sample index). The
+test carry one fixed mask each; the training split stores a static mask, and with `augment` (the dataset's and the
+recipe's, both true by default) every epoch re-masks it (`masking.MaskingAugment`), a pure function of (seed, epoch, sample index). The
 model's output size is the vocabulary's.
 
 `text_classification`: one record per example with `text_field` (and `text_pair_field` for sentence pairs) and
@@ -65,6 +65,7 @@ class TextMLMParams(TextParams):
     random_fraction: float = Field(default=0.1, ge=0.0, le=1.0)  # a random token; the rest stay as they are
     smoothing: float = Field(default=0.0, ge=0.0)  # selection weight count^-smoothing (DistilBERT: 0.7)
     max_documents: int | None = Field(default=None, gt=0)  # the first N documents only (small twins)
+    augment: bool = True  # dynamic masking: every epoch re-masks the training text; false: its static mask
 
     @model_validator(mode="after")
     def _actions(self):
@@ -131,7 +132,7 @@ def text_mlm(p: TextMLMParams) -> DataSplits:
         splits.append(Split(x, y))
     if min(len(s) for s in splits) == 0:
         raise ValueError(f"{path}: a split has no chunks ({[len(s) for s in splits]}); use more documents")
-    return DataSplits(*splits, num_classes=vocab, augment=MaskingAugment(rule))
+    return DataSplits(*splits, num_classes=vocab, augment=MaskingAugment(rule) if p.augment else None)
 
 
 def _fixed_key(split_seed: int, split: int) -> int:
