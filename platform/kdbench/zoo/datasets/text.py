@@ -7,8 +7,8 @@ artefact (`tokenize.py`) and hold token ids as (N, max_length) int64 tensors, [P
 `text_mlm`: every document is cut into chunks of max_length - 2 tokens, [CLS] chunk [SEP]. Documents (not chunks)
 are split into train/val/test by a permutation drawn from `split_seed`, so no document spans two splits. val and
 test carry one fixed mask each; the training split stores a static mask, and with `augment` (the dataset's and the
-recipe's, both true by default) every epoch re-masks it (`masking.MaskingAugment`), a pure function of (seed, epoch, sample index). The
-model's output size is the vocabulary's.
+recipe's, both true by default) every epoch re-masks it (`masking.MaskingAugment`), a pure function of (seed,
+epoch, sample index). The model's output size is the vocabulary's.
 
 `text_classification`: one record per example with `text_field` (and `text_pair_field` for sentence pairs) and
 `label_field`; labels are the sorted distinct values of the label field unless `labels` lists them. Either one
