@@ -28,7 +28,7 @@ def test_the_distilbert_twin_runs_through_ray_tune(tmp_path, ray_local):
     teacher = next(r for r in rows if r["kind"] == "teacher")
     student = next(r for r in rows if r["kind"] == "student")
     assert student["student_params"] < teacher["student_params"]  # half the layers
-    assert dict(teacher["metrics"])["test_ppl"] < 500  # better than a uniform guess over the vocabulary
+    assert dict(teacher["metrics"])["test_ppl"] < 250  # better than a uniform guess over the 250-token vocabulary
     copied = {r["seed"]: dict(r["metrics"])["test_mlm_acc"] for r in rows
               if r["method"] == "distilbert" and '"none"' not in (r["method_params"] or "")}
     scratch = {r["seed"]: dict(r["metrics"])["test_mlm_acc"] for r in rows
