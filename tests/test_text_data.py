@@ -178,3 +178,21 @@ def test_concurrent_jobs_share_one_tokenisation(tmp_path, text_cache):
     assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
     assert len(list(text_cache.glob("*.pt"))) == 1
 
+
+def test_a_missing_corpus_is_a_suite_error_naming_the_field(tmp_path):
+    from typer.testing import CliRunner
+
+    from kdbench.cli import app
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"""name: t
+dataset: {{name: text_mlm, root: {tmp_path}, file: nowhere.txt}}
+recipe: {{epochs: 1}}
+students: [{{name: s, arch: hf/masked_lm, num_layers: 1, hidden_size: 8, heads: 2, intermediate_size: 8}}]
+methods: [none]
+seeds: [0]
+""")
+    result = CliRunner().invoke(app, ["validate", str(suite)])
+    assert result.exit_code != 0
+    assert "suite.yaml:2" in result.output and "nowhere.txt not found" in result.output, result.output
+

@@ -55,6 +55,13 @@ class TextParams(DatasetParams):
     def _fractions(self):
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must leave a training split (sum < 1)")
+        # Checked when the suite loads, so a missing file is a SpecError, not a failed job.
+        for name in (self.file, getattr(self, "test_file", None)):
+            if name is not None:
+                try:
+                    resolve(self.root, name)
+                except FileNotFoundError as e:
+                    raise ValueError(str(e)) from None
         return self
 
 
