@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from kdbench.zoo.datasets import load_dataset
+from kdbench.zoo.datasets import DATASETS, load_dataset
 from kdbench.zoo.datasets import tokenize as tokenize_module
 from kdbench.zoo.datasets.base import augment_batch
 from kdbench.zoo.datasets.masking import IGNORE, MaskingRule
@@ -122,8 +122,6 @@ def test_text_mlm_tokenises_once_and_masks_each_epoch_anew(tmp_path, text_cache,
 
 
 def test_text_mlm_describes_itself_once_tokenised(tmp_path):
-    from kdbench.zoo.datasets import DATASETS
-
     (tmp_path / "corpus.txt").write_text("\n".join(DOCS) + "\n")
     params = DATASETS.get("text_mlm").params(root=str(tmp_path), file="corpus.txt", max_length=16,
                                              tokenizer={"vocab_size": 60})
@@ -143,6 +141,11 @@ def test_glue_tsv_layout_makes_labelled_pair_splits(tmp_path):
         "text_pair_field": "sentence2", "max_length": 12, "tokenizer": {"vocab_size": 50},
         "labels": ["not_entailment", "entailment"], "val_fraction": 0.25})
     assert (len(data.train), len(data.val), len(data.test)) == (18, 6, 6) and data.num_classes == 2
+    params = DATASETS.get("text_classification").params(
+        root=str(tmp_path), file="train.tsv", test_file="dev.tsv", text_field="sentence1",
+        text_pair_field="sentence2", max_length=12, tokenizer={"vocab_size": 50},
+        labels=["not_entailment", "entailment"], val_fraction=0.25)
+    assert params.describe() == ((12,), 2, 18)  # the efficiency view's input shape, classes, training size
     assert data.test.y.tolist() == [0, 1, 0, 1, 0, 1]  # dev.tsv rows 24..29 in order
     seps = (data.train.x == 3).sum(1)  # [SEP] after each sentence of the pair
     assert (seps == 2).all() and (data.train.x[:, 0] == 2).all()

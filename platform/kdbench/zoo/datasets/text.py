@@ -162,15 +162,39 @@ class TextClassificationParams(TextParams):
     label_field: str = "label"
     labels: list[str] | None = None  # the label values in class order (default: sorted distinct values)
 
+    def describe(self):
+        """(input shape, classes, training examples) once tokenised (its artefact is cached); None before."""
+        try:
+            art = peek(classification_key(self))
+        except (OSError, ValueError):
+            return None
+        return None if art is None else ((self.max_length,), int(art["classes"]), len(_which(self, art)[0]))
+
+
+def classification_key(p: TextClassificationParams) -> str:
+    test_path = resolve(p.root, p.test_file) if p.test_file else None
+    return artefact_key(kind="classification", corpus=content_hash(resolve(p.root, p.file)),
+                        test=content_hash(test_path) if test_path else None, format=p.format, encoding=p.encoding,
+                        fields=[p.text_field, p.text_pair_field, p.label_field], labels=p.labels,
+                        tokenizer=tokenizer_identity(p.tokenizer), max_length=p.max_length)
+
+
+def _which(p: TextClassificationParams, art: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training rows' positions, and every row's split (0 train, 1 val, 2 test)."""
+    n, n_file = len(art["labels"]), int(art["n_train_file"])
+    if p.test_file is None:
+        which = _split_documents(n, p)
+    else:  # the test file is the test split; validation from the training file
+        q = p.model_copy(update={"test_fraction": 0.0})
+        which = torch.cat([_split_documents(n_file, q), torch.full((n - n_file,), 2)])
+    return torch.nonzero(which == 0).flatten(), which
+
 
 @register_dataset("text_classification", TextClassificationParams)
 def text_classification(p: TextClassificationParams) -> DataSplits:
     path = resolve(p.root, p.file)
     test_path = resolve(p.root, p.test_file) if p.test_file else None
-    key = artefact_key(kind="classification", corpus=content_hash(path),
-                       test=content_hash(test_path) if test_path else None, format=p.format, encoding=p.encoding,
-                       fields=[p.text_field, p.text_pair_field, p.label_field], labels=p.labels,
-                       tokenizer=tokenizer_identity(p.tokenizer), max_length=p.max_length)
+    key = classification_key(p)
 
     def build():
         records = read_records(path, p.format, p.encoding)
@@ -190,12 +214,8 @@ def text_classification(p: TextClassificationParams) -> DataSplits:
                 "classes": len(labels), "tokenizer": tok.to_str()}
 
     art = cached(key, build)
-    ids, y, n_file = art["ids"].long(), art["labels"], int(art["n_train_file"])
-    if test_path is None:
-        which = _split_documents(len(y), p)
-    else:  # the test file is the test split; validation from the training file
-        q = p.model_copy(update={"test_fraction": 0.0})
-        which = torch.cat([_split_documents(n_file, q), torch.full((len(y) - n_file,), 2)])
+    ids, y = art["ids"].long(), art["labels"]
+    which = _which(p, art)[1]
     splits = [Split(ids[which == s], y[which == s]) for s in range(3)]
     if min(len(s) for s in splits) == 0:
         raise ValueError(f"{path}: a split is empty ({[len(s) for s in splits]}); use more examples")
