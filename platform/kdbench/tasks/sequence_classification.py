@@ -7,8 +7,6 @@ and QQP; macro-F1 over classes otherwise) and `mcc` (Matthews correlation, CoLA'
 
 from __future__ import annotations
 
-from sklearn.metrics import f1_score, matthews_corrcoef
-
 from .base import Metric, register_task
 from .classification import Classification
 
@@ -21,6 +19,8 @@ class SequenceClassification(Classification):
                Metric("mcc", "Matthews correlation", True, "", 1.0, -1.0, 1.0))
 
     def score(self, predictions, y):
+        from sklearn.metrics import f1_score, matthews_corrcoef  # lazily: it loads SciPy (~1 s per trial worker)
+
         pred, true = predictions.argmax(-1).cpu().numpy(), y.cpu().numpy()
         binary = predictions.shape[-1] == 2
         f1 = f1_score(true, pred, average="binary" if binary else "macro", zero_division=0.0)
