@@ -190,8 +190,9 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        _, val = evaluate(task, run.model, data.val)
-        run.keep_if_best(val, state.epoch + 1)
+        val = evaluate(task, run.model, data.val)[1] if len(data.val) else {}  # none: `protocol: paper`
+        if val:
+            run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}
         metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
                        **{f"val_{k}": v for k, v in val.items()})

@@ -1,5 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset), regression, and the text tasks
-masked_lm and sequence_classification.
+"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose, and the
+text tasks masked_lm and sequence_classification.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -7,7 +7,13 @@ masked_lm and sequence_classification.
 
 from __future__ import annotations
 
-from . import classification, masked_lm, regression, sequence_classification  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration side effects)
+    classification,
+    masked_lm,
+    regression,
+    sequence_classification,
+    video_pose,
+)
 from .base import TASKS, Metric, Task, register_task
 
 

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from .base import DatasetParams, DataSplits, Split, register_dataset
+from .base import DatasetParams, DataSplits, Split, data_missing, register_dataset
 from .masking import MaskingAugment, MaskingRule
 from .text_files import Format, content_hash, read_records, resolve
 from .tokenize import (
@@ -55,13 +55,13 @@ class TextParams(DatasetParams):
     def _fractions(self):
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must leave a training split (sum < 1)")
-        # Checked when the suite loads, so a missing file is a SpecError, not a failed job.
+        # Checked when the suite loads: a missing file is a SpecError (or, where the data is checked later, a note).
         for name in (self.file, getattr(self, "test_file", None)):
             if name is not None:
                 try:
                     resolve(self.root, name)
                 except FileNotFoundError as e:
-                    raise ValueError(str(e)) from None
+                    data_missing(str(e))
         return self
 
 
