@@ -182,7 +182,7 @@ def test_concurrent_jobs_share_one_tokenisation(tmp_path, text_cache):
     assert len(list(text_cache.glob("*.pt"))) == 1
 
 
-def test_a_missing_corpus_is_a_suite_error_naming_the_field(tmp_path):
+def test_a_missing_corpus_is_named_when_the_suite_loads(tmp_path):
     from typer.testing import CliRunner
 
     from kdbench.cli import app
@@ -195,7 +195,8 @@ students: [{{name: s, arch: hf/masked_lm, num_layers: 1, hidden_size: 8, heads: 
 methods: [none]
 seeds: [0]
 """)
-    result = CliRunner().invoke(app, ["validate", str(suite)])
-    assert result.exit_code != 0
-    assert "suite.yaml:2" in result.output and "nowhere.txt not found" in result.output, result.output
+    result = CliRunner().invoke(app, ["validate", str(suite)])  # validation without the data: a note
+    assert "not on this machine" in result.output and "nowhere.txt not found" in result.output, result.output
+    with pytest.raises(ValueError, match="nowhere.txt not found"):  # where the jobs run: an error before any job
+        DATASETS.get("text_mlm").params(root=str(tmp_path), file="nowhere.txt")
 
