@@ -1,4 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset), regression and video_pose.
+"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose, and the
+text tasks masked_lm and sequence_classification.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -6,7 +7,13 @@
 
 from __future__ import annotations
 
-from . import classification, regression, video_pose  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    classification,
+    masked_lm,
+    regression,
+    sequence_classification,
+    video_pose,
+)
 from .base import TASKS, Metric, Task, register_task
 
 
