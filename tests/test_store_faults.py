@@ -168,21 +168,29 @@ def test_a_row_written_by_a_clock_running_ahead_does_not_beat_a_later_row(tmp_pa
     assert read_results(store, [student["job_id"]]).to_pylist()[0]["attempt"] == 3
 
 
-FULL = """
-import errno, os, sys
+FULL_SUITE = """\
+name: full
+dataset: {name: synthetic, n_train: 256, n_val: 64, n_test: 128, dim: 64, num_classes: 3}
+recipe: {epochs: 2, batch_size: 64}
+teachers: [{name: big, arch: mlp, widths: [256, 256]}]
+students: [{name: small, arch: mlp, widths: [4]}]
+methods: [kd]
+seeds: [0]
+"""
+
+ENOSPC_AFTER_4K = """
+import builtins, errno, os, sys
 real_open = open
-def full_open(path, mode="r", *a, **k):  # the disk fills up once 4 KiB of a file are written
+def full_open(path, mode="r", *a, **k):  # files in the store fill the disk once 4 KiB are written
     f = real_open(path, mode, *a, **k)
     if "w" in mode and "/.tmp-" in str(path):
         write = f.write
         def limited(data):
             if f.tell() + len(data) > 4096:
-                write(data[: max(0, 4096 - f.tell())])
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return write(data)
         f.write = limited
     return f
-import builtins
 builtins.open = full_open
 from kdbench.cli import app
 sys.argv = ["kdbench", *sys.argv[1:]]
@@ -190,18 +198,35 @@ app()
 """
 
 
-@pytest.mark.ray  # `kdbench run` in a subprocess whose every store write hits ENOSPC past 4 KiB
-def test_a_full_disk_ends_in_one_line_and_leaves_no_temp_file(tmp_path):
-    """Simulated: no filesystem can be made full here without root's mount (ENOSPC injected in the
-    process and, through builtins.open, in its local Ray's workers too — they fork from the same interpreter
-    only when started by it, so the workers see a real full disk only in the driver's writes)."""
-    path = write_suite(tmp_path, SMALL)
-    store = Store(tmp_path / "store")
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root may mount one here); None where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.ray  # `kdbench run` in a subprocess, its store on a 1 MiB filesystem
+def test_a_full_disk_ends_in_one_line_and_leaves_no_temp_file(tmp_path, small_disk):
+    """The teacher's first checkpoint (~1.3 MB) does not fit: its worker's write fails with ENOSPC and the
+    driver stops the suite. Without the right to mount a filesystem, ENOSPC is injected into the
+    driver's own writes instead (a simulation: then the plan's write is the one that fails)."""
+    path = write_suite(tmp_path, FULL_SUITE)
+    root = small_disk if small_disk is not None else tmp_path
+    store = Store(root / "store")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT)])}
-    got = subprocess.run([sys.executable, "-c", FULL, "run", str(path), "--store", store.uri, "--num-cpus", "1",
-                          "-q", "--no-track"], capture_output=True, text=True, timeout=300, env=env)
+    args = ["run", str(path), "--store", store.uri, "--num-cpus", "1", "-q", "--no-track"]
+    cmd = [sys.executable, "-m", "kdbench.cli", *args] if small_disk is not None else \
+        [sys.executable, "-c", ENOSPC_AFTER_4K, *args]
+    got = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert got.returncode == 2, got.stderr[-3000:]
-    lines = [x for x in got.stderr.splitlines() if x.startswith("error:")]
-    assert len(lines) == 1 and "is full" in lines[0] and "No space left on device" in lines[0], got.stderr[-3000:]
-    assert "TuneError" not in got.stderr and "Traceback" not in got.stderr
-    assert not [p for p in (tmp_path / "store").rglob(".tmp-*")]
+    lines = got.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the store ") and "is full (No space left on device)" in lines[-1]
+    assert "Traceback" not in got.stderr and "TuneError" not in got.stderr, got.stderr[-3000:]
+    assert not list(root.rglob(".tmp-*"))

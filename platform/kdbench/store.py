@@ -45,6 +45,26 @@ class StoreFullError(StoreError):
         super().__init__(f"the store {store} is full ({e.strerror or e}) writing {rel}: free space there and "
                          "run the same command again (finished jobs are kept)")
 
+    @classmethod
+    def from_text(cls, message: str) -> StoreFullError:
+        """The error a worker reported (as text: exceptions do not cross Ray as such here)."""
+        error = cls.__new__(cls)
+        ValueError.__init__(error, message)
+        return error
+
+
+def full_disk(e: BaseException, store: str = "") -> StoreFullError | None:
+    """The full-disk error behind `e` (raised here or by a library writing to the store), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, StoreFullError):
+            return e
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return StoreFullError(store, getattr(e, "filename", None) or "a file", e)
+        e = e.__cause__ or e.__context__
+    return None
+
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

@@ -18,6 +18,9 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100000")
     # With the file loggers off, Tune's end-of-run analysis warns that it found no result files.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # kdbench never restores Tune's experiment state (a rerun resumes from the store): a failed save of it
+    # (a full disk, where kdbench then stops with one line) is not worth Tune's traceback.
+    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:

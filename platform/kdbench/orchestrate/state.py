@@ -18,7 +18,7 @@ from typing import Any
 
 from kdbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, read_results, result_row, write_result
 from kdbench.results.store import read_loose, row_attempt
-from kdbench.store import Store
+from kdbench.store import Store, StoreFullError
 from kdbench.suite.plan import Plan, PlanEntry
 
 from .dag import JobGraph
@@ -60,6 +60,7 @@ class SuiteRun:
     # job id -> the `attempt` of its latest row when this driver started (None: read here)
     attempts: dict[str, int] | None = None
     leases: Leases | None = None  # None: leases on the store, made here
+    abort: StoreFullError | None = None  # set when the store is full: Tune stops every trial (tune_run.py)
 
     def __post_init__(self) -> None:
         self.entries = {e.job_id: e for e in self.plan.entries}
@@ -151,7 +152,11 @@ class SuiteRun:
             self.on_change(self)
             return
         ok = final is not None
-        self._record(job_id, final, STATUS_OK if ok else STATUS_FAILED, error)
+        try:
+            self._record(job_id, final, STATUS_OK if ok else STATUS_FAILED, error)
+        except StoreFullError as e:  # nothing more can be recorded: stop the suite, this job stays pending
+            self.store_full(job_id, e)
+            return
         self.leases.release(job_id)
         if ok:
             self.counts.run += 1
@@ -161,6 +166,12 @@ class SuiteRun:
             self._record(skipped, None, STATUS_SKIPPED, f"upstream job {job_id} failed")
             self.counts.skipped += 1
         self.on_change(self)
+
+    def store_full(self, job_id: str, error: StoreFullError) -> None:
+        """A write found the store's disk full: the suite stops (one line); the job has no row, so the next
+        run resumes it."""
+        self.abort = self.abort or error
+        self.interrupted(job_id)
 
     def interrupted(self, job_id: str) -> None:
         """A job stopped from outside (the user interrupted the suite): nothing is recorded, so the
