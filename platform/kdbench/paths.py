@@ -15,6 +15,8 @@
     searches/<key>/trials.parquet, selected.json   a search cell's trials and choice; searches/<suite>/<key>.json
     costs/<digest>.json                  measured costs of an architecture (parameters, FLOPs, latency)
     mlflow/                              the embedded MLflow; ray/  Ray Tune's experiment state
+    leases/<job_id>/<generation>.json    the lease of a job being trained (kdbench/orchestrate/lease.py)
+    quarantine/<path>.<stamp>            unreadable result or plan files, moved aside (results/unreadable.py)
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import uuid
 from urllib.parse import urlsplit
@@ -119,8 +120,14 @@ class Store:
         Local (and NFS) stores: the data goes to a temp file that is hard-linked to the target (a link
         fails if the target exists, and the target is never seen half-written). S3: one PutObject with
         `If-None-Match: *` (S3's conditional write, which MinIO and moto honour too)."""
-        if not self.local:
+        if self.uri.startswith("s3://"):
             return _s3_create(self, rel, data)
+        if not self.local:  # gs://, hdfs://: no conditional write through pyarrow — check, then write
+            _warn_once(f"{self.uri}: this store has no create-if-absent write here; job leases are best effort")
+            if self.exists(rel):
+                return False
+            self.write_bytes(rel, data)
+            return True
         tmp = self._temp(rel, data)
         try:
             os.link(tmp, self.path(rel))
@@ -212,6 +219,13 @@ def s3_filesystem() -> pafs.S3FileSystem:
 
 
 _S3_CLIENTS: dict = {}
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger("kdbench.store").warning(message)
 
 
 def _s3_create(store: Store, rel: str, data: bytes) -> bool:
