@@ -164,8 +164,14 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
                       num_cpus=num_cpus)
-    with SuiteProgress(err, enabled=not quiet) as progress:
-        counts = _guard(run_suite, spec, opts, progress.update)
+    _terminate_like_interrupt()
+    try:
+        with SuiteProgress(err, enabled=not quiet) as progress:
+            counts = _guard(run_suite, spec, opts, progress.update)
+    except KeyboardInterrupt:  # a second Ctrl-C (or SIGTERM) stops at once; what finished is in the store
+        err.print("interrupted again: stopped at once; run the same command again to resume "
+                  "(finished jobs are kept)")
+        raise typer.Exit(130) from None
     if not quiet:
         _print_leaderboard(store, name)
     _print_pruned(counts.pruned)
@@ -178,6 +184,22 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         raise typer.Exit(130)
     if counts.failed:
         raise typer.Exit(1)
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (`kill`, a scheduler's stop) does what Ctrl-C does: whatever handles SIGINT at that moment
+    (Ray Tune's graceful stop while the suite runs, else a KeyboardInterrupt) handles it, so the run ends
+    with one line instead of Ray's stack dump."""
+    import signal
+
+    def on_term(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 @app.command()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import stat
+import tempfile
 
 
 class ClusterError(RuntimeError):
@@ -47,14 +50,40 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     if ray.is_initialized():
         return ray
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    try:
-        if address:
+    if address:
+        try:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, **kwargs)
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
-        raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+            raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        return ray
+    try:
+        ray.init(num_cpus=num_cpus, _temp_dir=private_temp_dir(), **kwargs)
+    except ClusterError:
+        raise
+    except Exception as e:  # e.g. a start-up timeout on an overloaded machine: stop what did start
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ClusterError(f"the local Ray did not start ({type(e).__name__}: {first}); its processes were "
+                           "stopped: run the same command again") from None
     return ray
+
+
+def private_temp_dir() -> str | None:
+    """Where the local Ray keeps its sessions: <tmp>/kdbench-<uid>/ray, inside a folder only this user may
+    enter (0700). Ray makes its own folders world-readable and logs worker environments (object-store
+    credentials included) there; /tmp/ray would expose them to every user of the machine. RAY_TMPDIR, when
+    set, is the user's choice and wins."""
+    if os.environ.get("RAY_TMPDIR"):
+        return None
+    base = os.path.join(tempfile.gettempdir(), f"kdbench-{os.getuid()}")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    info = os.lstat(base)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ClusterError(f"{base} is not a folder of this user: remove it (or set RAY_TMPDIR) and run again")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return os.path.join(base, "ray")
 
 
 def check_resources(ray, cpus: float, gpus: float) -> None:
