@@ -311,11 +311,12 @@ def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
     """Serve the embedded MLflow of the store (MLflow's UI) on 127.0.0.1."""
     _positive("--port", port, whole=True, most=65535)
     from kdbench.store import Store
-    from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri
+    from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri, relocate
 
     st = _guard(Store, store)
     if not st.exists("mlflow"):
         raise fail(f"no embedded MLflow in {store}: run a suite first")
+    relocate(st)  # a copied or moved store: its runs' artifacts are where the store is now
     args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", embedded_tracking_uri(st),
             "--default-artifact-root", embedded_artifact_root(st), "--host", host, "--port", str(port)]
     out.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
