@@ -164,7 +164,9 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
                       num_cpus=num_cpus)
-    _terminate_like_interrupt()
+    from kdbench.orchestrate.ray_session import terminate_like_interrupt
+
+    terminate_like_interrupt()  # and again once Ray has started (it installs its own)
     try:
         with SuiteProgress(err, enabled=not quiet) as progress:
             counts = _guard(run_suite, spec, opts, progress.update)
@@ -184,22 +186,6 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         raise typer.Exit(130)
     if counts.failed:
         raise typer.Exit(1)
-
-
-def _terminate_like_interrupt() -> None:
-    """SIGTERM (`kill`, a scheduler's stop) does what Ctrl-C does: whatever handles SIGINT at that moment
-    (Ray Tune's graceful stop while the suite runs, else a KeyboardInterrupt) handles it, so the run ends
-    with one line instead of Ray's stack dump."""
-    import signal
-
-    def on_term(signum, frame):
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
 
 
 @app.command()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import stat
 import tempfile
+import threading
 
 
 class ClusterError(RuntimeError):
@@ -55,9 +57,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
             ray.init(address=address, **kwargs)
         except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
             raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        terminate_like_interrupt()
         return ray
     try:
         ray.init(num_cpus=num_cpus, _temp_dir=private_temp_dir(), **kwargs)
+        terminate_like_interrupt()  # ray.init installs Ray's own SIGTERM handler (a stack dump, then exit)
     except ClusterError:
         raise
     except Exception as e:  # e.g. a start-up timeout on an overloaded machine: stop what did start
@@ -67,6 +71,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         raise ClusterError(f"the local Ray did not start ({type(e).__name__}: {first}); its processes were "
                            "stopped: run the same command again") from None
     return ray
+
+
+def terminate_like_interrupt() -> None:
+    """SIGTERM (`kill`, a batch scheduler's stop, `kdbench stop`) does what Ctrl-C does: whatever handles
+    SIGINT at that moment (Ray Tune's graceful stop while the suite runs, else a KeyboardInterrupt) handles
+    it. Only the main thread may set handlers: elsewhere (a driver embedded in a thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_term(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def private_temp_dir() -> str | None:
