@@ -96,10 +96,12 @@ def _positive(name: str, value: float | None, whole: bool = False, most: float =
 
 
 def _report_interval() -> None:
+    from kdbench.orchestrate.lease import lease_ttl
     from kdbench.orchestrate.progress import report_interval
 
     try:
         report_interval()
+        lease_ttl()  # KDBENCH_LEASE_TTL_S, checked before anything starts too
     except ValueError as e:
         raise fail(str(e)) from None
 

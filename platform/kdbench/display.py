@@ -28,9 +28,12 @@ class SuiteProgress:
         c = run.counts
         todo = c.total - c.cached
         detail = f"{run.running} running, {c.failed} failed" + (f", {c.skipped} skipped" if c.skipped else "")
+        waiting = len(getattr(run, "waiting", ()))  # jobs another driver on the same store is training
+        detail += f", {c.elsewhere} by another driver" if c.elsewhere else ""
+        detail += f", {waiting} waiting for another driver" if waiting else ""
         if self.task is None:
             self.task = self.progress.add_task(run.suite, total=todo, detail=detail)
-        self.progress.update(self.task, completed=c.run + c.failed + c.skipped, detail=detail)
+        self.progress.update(self.task, completed=c.run + c.failed + c.skipped + c.elsewhere, detail=detail)
 
 
 def arrow_table(table: pa.Table, max_rows: int = 200) -> Table:

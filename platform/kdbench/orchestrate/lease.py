@@ -41,7 +41,10 @@ def lease_ttl() -> float:
     raw = os.environ.get("KDBENCH_LEASE_TTL_S")
     if not raw:
         return DEFAULT_TTL_S
-    ttl = float(raw)
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = float("nan")
     if not 0.5 <= ttl <= 86400:
         raise ValueError(f"KDBENCH_LEASE_TTL_S must be between 0.5 and 86400 seconds (got {raw})")
     return ttl
