@@ -180,3 +180,16 @@ def test_two_drivers_on_one_store_train_every_job_once(tmp_path, request, where)
     if where == "local":
         assert mlflow_runs_per_job(store, "race") == {r["job_id"]: 1 for r in rows}  # one MLflow run per job
     assert store.list_files(LEASES) == []  # every lease given back
+
+
+def test_create_is_exclusive_on_a_filesystem_without_hard_links(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)  # as on some FUSE or SMB mounts
+    store = Store(tmp_path / "s")
+    assert store.create("leases/j/1.json", b"first") and not store.create("leases/j/1.json", b"second")
+    assert store.read_bytes("leases/j/1.json") == b"first"
+    assert os.listdir(tmp_path / "s" / "leases" / "j") == ["1.json"]  # no temp file left

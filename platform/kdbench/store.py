@@ -134,6 +134,16 @@ class Store:
             return True
         except FileExistsError:
             return False
+        except OSError as e:  # a filesystem without hard links (some FUSE/SMB mounts): O_EXCL, then the data
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            try:
+                fd = os.open(self.path(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
