@@ -73,6 +73,8 @@ def fusable(jobs: list[Job]) -> str | None:
 def _model_reason(run: Training) -> str | None:
     if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
         return f"{type(run.model).__name__} uses dropout: per-model random masks cannot be reproduced"
+    if getattr(run.model, "stochastic_forward", False):  # e.g. variational layers sampling their activations
+        return f"{type(run.model).__name__} samples noise in its forward: per-model draws cannot be reproduced"
     method = run.method
     needs = method.needs
     if needs.features or needs.indices or any(True for _ in method.parameters()) or method.init_epochs:
@@ -189,8 +191,9 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        _, val = evaluate(task, run.model, data.val)
-        run.keep_if_best(val, state.epoch + 1)
+        val = evaluate(task, run.model, data.val)[1] if len(data.val) else {}  # none: `protocol: paper`
+        if val:
+            run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}
         metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
                        **{f"val_{k}": v for k, v in val.items()})

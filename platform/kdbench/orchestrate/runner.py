@@ -3,6 +3,7 @@ experiment, record every job, then write and log the leaderboard."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from kdbench.suite.compat import prune_incompatible
 from .integrity import corrupt_upstreams
 from .progress import report_interval
 from .ray_session import check_resources, init_ray
+from .rerun import rerun_ids, selectors_for, set_aside
 from .state import Counts, SuiteRun
 from .tune_run import run_tune, trial_config
 
@@ -31,6 +33,7 @@ class RunOptions:
     track: bool = True
     address: str | None = None  # None: a local Ray
     num_cpus: int | None = None  # local Ray only
+    rerun: tuple[str, ...] = ()  # selectors of jobs to recompute on purpose (orchestrate/rerun.py)
 
 
 def _tracker(plan: Plan, store: Store, opts: RunOptions):
@@ -41,8 +44,9 @@ def _tracker(plan: Plan, store: Store, opts: RunOptions):
     uri, artifacts = resolve(store, opts.tracking_uri)
     tracker = Tracker(uri, f"kdbench/{plan.suite.name}", artifacts)
     s = plan.suite
+    digest = hashlib.sha256("\n".join(sorted(plan.jobs)).encode()).hexdigest()[:16]  # one parent per plan
     tracker.start_suite(f"{s.name} v{s.version}", {"suite_file": os.path.abspath(s.path), "jobs": len(plan)},
-                        {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version)})
+                        {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version), "kdbench.plan": digest})
     return tracker
 
 
@@ -96,6 +100,10 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
     attempts = {r["job_id"]: r["attempt"] or 0 for r in every}
     rows = {r["job_id"]: r for r in every if r["status"] == STATUS_OK}
     done = set(rows) - corrupt_upstreams(store, plan, set(rows))
+    if opts.rerun:  # recompute chosen jobs and their dependents: their old files set aside, never deleted
+        again = rerun_ids(plan, selectors_for(plan, opts.rerun))
+        set_aside(store, again)
+        done -= again
     ray = None
     if len(done) < len(plan):
         preimport = threading.Thread(target=_import_tune, name="kdbench-import-tune", daemon=True)
@@ -157,12 +165,18 @@ def _compact(store: Store) -> None:
 
 
 def _report(run: SuiteRun) -> None:
-    from kdbench.results.report import write_report
+    from kdbench.results.report import build_leaderboard, write_report
+    from kdbench.results.views.jobs import load_jobs
+    from kdbench.results.views.render import display_table
 
-    paths = write_report(run.store, run.suite)
+    jobs = load_jobs(run.store, run.suite)  # one read of the plan and the results for the files and MLflow
+    paths = write_report(run.store, run.suite, jobs)
     if run.tracker is not None:
+        # The methods leaderboard as people read it (percent, mean ± CI), for MLflow's table view.
+        table = display_table("methods", build_leaderboard(run.store, run.suite, jobs).methods).to_pandas()
         files = {os.path.basename(rel): run.store.read_bytes(rel) for rel in paths.values()}
         c = run.counts
         run.tracker.log_parent(metrics={"jobs_total": c.total, "jobs_cached": c.cached, "jobs_run": c.run,
                                         "jobs_failed": c.failed, "jobs_skipped": c.skipped},
-                               artifacts={f"leaderboard/{k}": v for k, v in files.items() if v is not None})
+                               artifacts={f"leaderboard/{k}": v for k, v in files.items() if v is not None},
+                               tables={"leaderboard/methods_table.json": table})

@@ -1,7 +1,7 @@
 """Teacher-output jobs in a plan: a teacher runs once for all its logit-only students (the suite's `teacher_cache`).
 
 For each teacher (an upstream job, or one of its snapshots) whose consumers in the plan are all logit-only
-(`Needs.features == ()` and no `Needs.indices`), `with_teacher_outputs` adds `teacher_outputs` jobs and
+(`Needs.features == ()`, no `Needs.indices`, no `Needs.weights`), `with_teacher_outputs` adds `teacher_outputs` jobs and
 points the students at them (`Job.outputs`); a student reads the cache only when every one of its teachers
 has one (an ensemble whose members are all cached). Which jobs (see kdbench/teachers/cache.py):
 
@@ -46,7 +46,7 @@ def dataset_augments(dataset: Component) -> bool:
 
 def _logit_only(job: Job) -> bool:
     needs = METHODS.get(job.method.name).needs
-    return not needs.features and not needs.indices
+    return not needs.features and not needs.indices and not needs.weights  # weights: the live teacher network
 
 
 def _replay(cache: dict[str, Any], augmented: bool) -> dict[str, Any] | None:

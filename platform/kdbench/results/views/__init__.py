@@ -11,6 +11,8 @@ jobs; `render` and `plots` show any view; `reference` reads the published number
 - `ensembles`: ensemble teachers vs their best single member
 - `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
 - `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
+- `pose`: video pose PCK against FLOPs per frame (teacher frame by frame, students alone, DKD students)
+- `sparsity`: accuracy against compression of dense and sparse students, alone and distilled (Hegde et al. 2020)
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
 alone on the same seeds with its interval and whether it includes zero (see kdbench.results.stats).
@@ -23,10 +25,12 @@ from .ensembles import ensembles
 from .eskd import eskd
 from .hinton import hinton
 from .methods import methods
+from .pose import pose
+from .sparsity import sparsity
 from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton, "efficiency": efficiency}
+         "hinton": hinton, "efficiency": efficiency, "pose": pose, "sparsity": sparsity}
 
-__all__ = ["VIEWS", "efficiency", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]
+__all__ = ["VIEWS", "efficiency", "ensembles", "eskd", "hinton", "methods", "pose", "sparsity", "takd", "teacher_size"]

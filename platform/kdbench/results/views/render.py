@@ -27,6 +27,9 @@ TITLES = {
     "hinton": "Test errors (misclassified test images) of the teacher, the student alone and distilled",
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
+    "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
+    "sparsity": "Accuracy against compression (teacher parameters / non-zero parameters) of dense and sparse "
+                "students, alone and distilled",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -45,12 +48,18 @@ _IDS = {
                ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
     "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
                    ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
+    "pose": [("role", "role"), ("model", "model"), ("method", "method"), ("params", "params"),
+             ("frames", "frames"), ("MFLOPs/frame", "mflops_per_frame")],
+    "sparsity": [("category", "category"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
+                 ("deployed", "deployed_params"), ("non-zero", "nonzero_params"), ("sparsity %", "sparsity")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
            "ensembles": [("vs best single pp", "vs_best_single")]}
-_EXTRA = {"methods": [("chosen by", "chosen_by")],
-          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")]}
+_EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
+          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")],
+          "pose": [("front: FLOPs/frame", "pareto_flops")],
+          "sparsity": [("compression × [95% CI]", "compression"), ("paper ×", "paper_compression")]}
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -88,11 +97,19 @@ ACC = Units(metric_named("acc"))
 
 
 def mean_ci(r: dict, u: Units = ACC) -> str:
-    if r.get("mean") is None:
+    return interval(r.get("mean"), r.get("ci_low"), r.get("ci_high"), u)
+
+
+def interval(mean: float | None, low: float | None, high: float | None, u: Units = ACC) -> str:
+    """`mean ± half-width`; `mean [low, high]` where the interval was clipped to the metric's range (so it is
+    no longer symmetric: 99.50 [98.10, 100.00]); `—` without a mean."""
+    if mean is None:
         return "—"
-    if r.get("ci_low") is None:
-        return u.value(r["mean"])
-    return f"{u.value(r['mean'])} ± {u.fmt((r['ci_high'] - r['ci_low']) / 2)}"
+    if low is None or high is None:
+        return u.value(mean)
+    if abs((high - mean) - (mean - low)) > 1e-9 * max(1.0, abs(mean)):
+        return f"{u.value(mean)} [{u.fmt(low)}, {u.fmt(high)}]"
+    return f"{u.value(mean)} ± {u.fmt((high - low) / 2)}"
 
 
 def diff(r: dict, prefix: str, u: Units = ACC) -> str:
@@ -143,6 +160,16 @@ def _value(r: dict, col: str, ambiguous, u: Units = ACC) -> str:
         return "" if v is None else f"{v:.3g}"
     if col == "latency_ms":
         return "" if v is None else f"{v:.3f}"
+    if col in ("deployed_params", "nonzero_params"):  # means over seeds
+        return "" if v is None else _count(round(v))
+    if col == "sparsity":
+        return pct(v, 1)
+    if col == "compression":
+        ci = "" if r.get("compression_ci_low") is None else \
+            f" [{r['compression_ci_low']:.1f}, {r['compression_ci_high']:.1f}]"
+        return "" if v is None else f"{v:.1f}{ci}"
+    if col == "paper_compression":
+        return "" if v is None else f"{v:g}"
     if col in ("pareto_params", "pareto_latency"):
         return "★" if v else ""
     if col == "teacher" and v is None:
@@ -191,6 +218,10 @@ def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
 def _unit_header(header: str, u: Units) -> str:
     """A header written for accuracy ("teacher acc %", "… pp") in the table's metric."""
     return header.replace("acc %", u.label).replace(" pp", f" {u.diff_unit}")
+
+
+RANK_NOTE = ("rank: the method's place among the methods on the same teacher and student (1 = best mean; equal "
+             "means share a rank; the student alone is ranked too, so a method ranked below it hurt).")
 
 
 def caption(view: str, suite: str, u: Units = ACC) -> str:
@@ -242,7 +273,7 @@ def _methods_terminal(methods: pa.Table) -> Table:
     papers = any(r.get("paper_acc") is not None for r in rows)
     t = _terminal(f"Methods on {_datasets(rows)}: mean test {u.metric.title}{' %' if u.metric.unit == '%' else ''} "
                   f"over seeds ± 95% CI ({better} is better); gain over the student alone ({u.diff_unit}, paired by "
-                  f"seed; '{NS}': its interval includes 0)",
+                  f"seed; '{NS}': its interval includes 0){protocol_note(rows)}",
                   ["teacher", "student", "via", "method", "rank", "n", "failed", f"test {u.label}",
                    f"gain {u.diff_unit} [95% CI]"] + (["paper %"] if papers else []))
     for i, r in enumerate(rows):
@@ -254,6 +285,16 @@ def _methods_terminal(methods: pa.Table) -> Table:
         t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r, u)),
                   Text(diff(r, "gain", u)), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
     return t
+
+
+PROTOCOLS = {"validation": "a validation split held out of the training set",
+             "paper": "the whole training set, the last epoch's weights, as the papers ran"}
+
+
+def protocol_note(rows: list[dict]) -> str:
+    """`; protocol paper (the whole training set, …)` for a table's rows (both, when mixed)."""
+    found = sorted({p for r in rows for p in (r.get("protocol") or "").split("+") if p})
+    return "; " + "; ".join(f"protocol {p} ({PROTOCOLS.get(p, p)})" for p in found) if found else ""
 
 
 def _teacher_size_terminal(teacher_size: pa.Table) -> Table:
@@ -285,6 +326,35 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-a
 th { background: #f2f2f2; }
 td.s { text-align: left; white-space: pre-wrap; max-width: 60em; }
 img { max-width: 100%; }
+th { cursor: pointer; user-select: none; }
+th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
+figure { margin: 0 0 2em 0; } figcaption { color: #666; font-size: 0.85em; }
+"""
+# Click a header to sort by that column (numbers by their leading value: "96.11 ± 1.20" sorts as 96.11;
+# empty cells last). Plain DOM, no library: the page stays self-contained and works offline.
+_SORT_JS = r"""
+document.querySelectorAll("table").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = !th.classList.contains("asc");
+      table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+      th.classList.add(asc ? "asc" : "desc");
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var text = row.cells[col] ? row.cells[col].textContent.trim() : "";
+        var num = parseFloat(text.replace(/[^0-9eE+.\-].*$/, ""));
+        return text === "" ? null : (isNaN(num) ? text.toLowerCase() : num);
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null || y === null) { return x === y ? 0 : (x === null ? 1 : -1); }
+        if (typeof x !== typeof y) { x = String(x); y = String(y); }
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
 """
 
 
@@ -312,11 +382,15 @@ def _html_image(name: str, png: bytes) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
-def html_page(title: str, tables: dict[str, pa.Table], images: dict[str, bytes]) -> str:
-    """One self-contained page: inline CSS, tables, PNGs as data URIs (no external requests)."""
-    parts = [f"<h2>{html.escape(name)}</h2>\n{_html_table(t)}" for name, t in tables.items()]
+def html_page(title: str, tables: dict[str, pa.Table], images: dict[str, bytes],
+              captions: dict[str, str] | None = None) -> str:
+    """One self-contained page: inline CSS and script (sortable columns), tables with their captions, PNGs
+    as data URIs (no external requests)."""
+    captions = captions or {}
+    parts = [f"<h2>{html.escape(name)}</h2>\n" + (f"<p>{html.escape(captions[name])}</p>\n" if name in captions
+                                                   else "") + _html_table(t) for name, t in tables.items()]
     parts += [_html_image(name, png) for name, png in images.items()]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
+            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n<script>{_SORT_JS}</script>\n</body>\n</html>\n")

@@ -1,6 +1,6 @@
 """Datasets, registered by name. Importing this package registers them all."""
 
-from . import digits, imagefolder, synthetic, synthetic_regression, vision  # noqa: F401  (registration)
+from . import digits, imagefolder, pose_datasets, stick_figures, synthetic, synthetic_regression, vision  # noqa: F401
 from .base import DATASETS, DatasetParams, DataSplits, Split, load_dataset, register_dataset
 
 __all__ = ["DATASETS", "DataSplits", "DatasetParams", "Split", "load_dataset", "register_dataset"]
