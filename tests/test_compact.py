@@ -94,8 +94,8 @@ def test_on_object_stores_a_file_rewritten_during_compaction_survives(tmp_path, 
         write_result(store, row(template, i, status="failed", test_acc=None))
     read = compaction._read
 
-    def read_while_a_worker_rewrites(st, files):
-        table = read(st, files)
+    def read_while_a_worker_rewrites(st, files, bad):
+        table = read(st, files, bad)
         write_result(store, row(template, 3))  # job 3's retry finishes mid-compaction
         return table
 

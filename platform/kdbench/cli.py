@@ -106,10 +106,12 @@ def _positive(name: str, value: float | None, whole: bool = False, most: float =
 
 
 def _report_interval() -> None:
+    from kdbench.orchestrate.lease import lease_ttl
     from kdbench.orchestrate.progress import report_interval
 
     try:
         report_interval()
+        lease_ttl()  # KDBENCH_LEASE_TTL_S, checked before anything starts too
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -193,8 +195,16 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
                       num_cpus=num_cpus, rerun=tuple(rerun or ()))
-    with SuiteProgress(err, enabled=not quiet) as progress:
-        counts = _guard(run_suite, spec, opts, progress.update)
+    from kdbench.orchestrate.ray_session import terminate_like_interrupt
+
+    terminate_like_interrupt()  # and again once Ray has started (it installs its own)
+    try:
+        with SuiteProgress(err, enabled=not quiet) as progress:
+            counts = _guard(run_suite, spec, opts, progress.update)
+    except KeyboardInterrupt:  # a second Ctrl-C (or SIGTERM) stops at once; what finished is in the store
+        err.print("interrupted again: stopped at once; run the same command again to resume "
+                  "(finished jobs are kept)")
+        raise typer.Exit(130) from None
     if not quiet:
         _print_leaderboard(store, name)
     _print_pruned(counts.pruned)
@@ -379,11 +389,12 @@ def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
     """Serve the embedded MLflow of the store (MLflow's UI) on 127.0.0.1."""
     _positive("--port", port, whole=True, most=65535)
     from kdbench.store import Store
-    from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri
+    from kdbench.track.uri import embedded_artifact_root, embedded_tracking_uri, relocate
 
     st = _guard(Store, store)
     if not st.exists("mlflow"):
         raise fail(f"no embedded MLflow in {store}: run a suite first")
+    relocate(st)  # a copied or moved store: its runs' artifacts are where the store is now
     args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", embedded_tracking_uri(st),
             "--default-artifact-root", embedded_artifact_root(st), "--host", host, "--port", str(port)]
     out.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")

@@ -28,6 +28,9 @@ class SuiteProgress:
         c = run.counts
         todo = c.total - c.cached
         detail = f"{run.running} running, {c.failed} failed" + (f", {c.skipped} skipped" if c.skipped else "")
+        waiting = len(getattr(run, "waiting", ()))  # jobs another driver on the same store is training
+        detail += f", {c.elsewhere} by another driver" if c.elsewhere else ""
+        detail += f", {waiting} waiting for another driver" if waiting else ""
         eta = run.eta_seconds()
         if eta is not None:
             detail += f", ETA {duration(eta)}"
@@ -37,7 +40,7 @@ class SuiteProgress:
             detail += f" · {shown}" + (f" +{len(jobs) - MAX_SHOWN}" if len(jobs) > MAX_SHOWN else "")
         if self.task is None:
             self.task = self.progress.add_task(run.suite, total=todo, detail=detail)
-        self.progress.update(self.task, completed=c.run + c.failed + c.skipped, detail=detail)
+        self.progress.update(self.task, completed=c.run + c.failed + c.skipped + c.elsewhere, detail=detail)
 
 
 MAX_SHOWN = 3  # running jobs named on the progress line

@@ -16,6 +16,8 @@
     superseded/<job_id>/<stamp>/…        a job's artifacts and result row set aside by `kdbench run --rerun`
     costs/<digest>.json                  measured costs of an architecture (parameters, FLOPs, latency)
     mlflow/                              the embedded MLflow; ray/  Ray Tune's experiment state
+    leases/<job_id>/<generation>.json    the lease of a job being trained (kdbench/orchestrate/lease.py)
+    quarantine/<path>.<stamp>            unreadable result or plan files, moved aside (results/unreadable.py)
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ AWS_DEFAULT_REGION. The same variables must reach every Ray worker (`kdbench sub
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import uuid
 from urllib.parse import urlsplit
@@ -34,6 +37,37 @@ STORE_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY
 
 class StoreError(ValueError):
     pass
+
+
+class StoreFullError(StoreError):
+    """The store's disk (or quota) is full: one line naming the store and the file, nothing left behind."""
+
+    def __init__(self, store: str, rel: str, e: OSError) -> None:
+        super().__init__(f"the store {store} is full ({e.strerror or e}) writing {rel}: free space there and "
+                         "run the same command again (finished jobs are kept)")
+
+    @classmethod
+    def from_text(cls, message: str) -> StoreFullError:
+        """The error a worker reported (as text: exceptions do not cross Ray as such here)."""
+        error = cls.__new__(cls)
+        ValueError.__init__(error, message)
+        return error
+
+
+def full_disk(e: BaseException, store: str = "") -> StoreFullError | None:
+    """The full-disk error behind `e` (raised here or by a library writing to the store), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, StoreFullError):
+            return e
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return StoreFullError(store, getattr(e, "filename", None) or "a file", e)
+        e = e.__cause__ or e.__context__
+    return None
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class Store:
@@ -69,18 +103,75 @@ class Store:
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         target = self.path(rel)
-        parent = target.rsplit("/", 1)[0]
         if not self.local:  # no folders to make (they would be marker objects), no rename to do
             with self.fs.open_output_stream(target) as f:  # one upload: visible only when complete
                 f.write(data)
             return
-        self.fs.create_dir(parent, recursive=True)
+        tmp = self._temp(rel, data)
+        try:
+            os.replace(tmp, target)  # atomic on POSIX
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write `rel` only if it does not exist yet, atomically: True if this call created it.
+
+        Local (and NFS) stores: the data goes to a temp file that is hard-linked to the target (a link
+        fails if the target exists, and the target is never seen half-written). S3: one PutObject with
+        `If-None-Match: *` (S3's conditional write, which MinIO and moto honour too)."""
+        if self.uri.startswith("s3://"):
+            return _s3_create(self, rel, data)
+        if not self.local:  # gs://, hdfs://: no conditional write through pyarrow — check, then write
+            _warn_once(f"{self.uri}: this store has no create-if-absent write here; job leases are best effort")
+            if self.exists(rel):
+                return False
+            self.write_bytes(rel, data)
+            return True
+        tmp = self._temp(rel, data)
+        try:
+            os.link(tmp, self.path(rel))
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:  # a filesystem without hard links (some FUSE/SMB mounts): O_EXCL, then the data
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            try:
+                fd = os.open(self.path(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _temp(self, rel: str, data: bytes) -> str:
+        """`data` in a fsynced temp file beside `rel` (local stores); a failure leaves no temp file behind
+        and a full disk is one StoreFullError line."""
+        parent = self.path(rel).rsplit("/", 1)[0]
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)  # atomic on POSIX
+        try:
+            self.fs.create_dir(parent, recursive=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(e, OSError) and e.errno in _FULL:
+                raise StoreFullError(self.uri, rel, e) from None
+            raise
+        return tmp
+
+    def move(self, rel: str, dest: str) -> None:
+        """Move a file within the store (a rename locally; copy then delete on object stores)."""
+        if self.local:
+            self.fs.create_dir(self.path(dest).rsplit("/", 1)[0], recursive=True)
+        self.fs.move(self.path(rel), self.path(dest))
 
     def read_bytes(self, rel: str) -> bytes | None:
         try:
@@ -135,6 +226,41 @@ def s3_filesystem() -> pafs.S3FileSystem:
     if region:
         kwargs["region"] = region
     return pafs.S3FileSystem(**kwargs)
+
+
+_S3_CLIENTS: dict = {}
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger("kdbench.store").warning(message)
+
+
+def _s3_create(store: Store, rel: str, data: bytes) -> bool:
+    """A conditional PutObject (`If-None-Match: *`) through boto3 (pyarrow cannot send the header)."""
+    try:
+        import boto3
+        from botocore.exceptions import ClientError
+    except ImportError:
+        raise StoreError("job leases on an s3:// store need boto3 (pip install boto3)") from None
+    bucket, _, key = store.path(rel).partition("/")
+    endpoint = s3_endpoint()
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"
+    key_ = (endpoint, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    client = _S3_CLIENTS.get(key_)
+    if client is None:  # building a client costs ~50 ms: one per endpoint and region
+        client = _S3_CLIENTS[key_] = boto3.client("s3", endpoint_url=key_[0], region_name=key_[1])
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+            return False
+        raise
 
 
 def store_env() -> dict[str, str]:

@@ -60,13 +60,21 @@ class Training:
     history: list[dict] = field(default_factory=list)
     restarts: list[int] = field(default_factory=list)  # epochs at which the job resumed
     scaler: torch.amp.GradScaler | None = None  # loss scaling of fp16 training
+    # Wall seconds of the earlier attempts (up to each one's last checkpoint) and when this one started: a
+    # resumed job's `wall_seconds` is the sum over its attempts, not the last attempt's alone.
+    wall_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
 
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "cuda_rng": _cuda_rng(), "epoch": self.epoch, "best": self.best,
                 "history": json.dumps(self.history), "restarts": list(self.restarts),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "wall_seconds": self.wall_seconds()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -81,6 +89,7 @@ class Training:
             score = self.best.pop("val_acc")
             self.best["score"] = None if score < 0 else score
         self.restarts = list(state["restarts"])
+        self.wall_before = float(state.get("wall_seconds") or 0.0)  # absent in checkpoints written before
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
@@ -121,6 +130,7 @@ def train(job: Job, store: Store, device: torch.device, report: Report | None = 
     torch.manual_seed(job.seed)
     data = dataset_on(job.dataset, device)
     run = _setup(job, store, data, device)
+    run.started = start  # this attempt's loading counts too
     state = _last_checkpoint(store, job.job_id)
     if state is not None:
         run.restore(state)
@@ -131,7 +141,7 @@ def train(job: Job, store: Store, device: torch.device, report: Report | None = 
         checkpoint.save(store, paths.artifact(job.job_id, paths.LAST), run.state())
         if report is not None:
             report(metrics)
-    final = _finish(job, store, run, data, wall_seconds=time.perf_counter() - start, device=str(device))
+    final = _finish(job, store, run, data, wall_seconds=run.wall_seconds(), device=str(device))
     store.write_bytes(paths.artifact(job.job_id, paths.HISTORY), json.dumps(run.history).encode())
     store.write_bytes(paths.artifact(job.job_id, paths.FINAL), final.to_json())
     return final

@@ -118,7 +118,10 @@ class JobResult:
     python_version: str | None
     counters: dict[str, float] | None  # counts the job kind reports (teacher forwards, cache bytes, …)
     schema_version: int
-    finished_at: dt.datetime
+    finished_at: dt.datetime  # the writer's clock: shown, never used to order a job's rows (see `attempt`)
+    # The row's place in its job's sequence of rows (1, 2, …; each write adds one under the job's lease): the
+    # highest wins, whatever any clock says. None in rows written before schema 3 (they lose to any counted row).
+    attempt: int | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import stat
+import tempfile
+import threading
 
 
 class ClusterError(RuntimeError):
@@ -18,6 +23,9 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100000")
     # With the file loggers off, Tune's end-of-run analysis warns that it found no result files.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # kdbench never restores Tune's experiment state (a rerun resumes from the store): a failed save of it
+    # (a full disk, where kdbench then stops with one line) is not worth Tune's traceback.
+    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -47,14 +55,59 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     level = logging.getLevelName(os.environ.get("KDBENCH_RAY_LOG_LEVEL", "WARNING").upper())
     kwargs = dict(include_dashboard=False, logging_level=level if isinstance(level, int) else logging.WARNING,
                   log_to_driver=False)
-    try:
-        if address:
+    if address:
+        try:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus, **kwargs)
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
-        raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+            raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        terminate_like_interrupt()
+        return ray
+    try:
+        ray.init(num_cpus=num_cpus, _temp_dir=private_temp_dir(), **kwargs)
+        terminate_like_interrupt()  # ray.init installs Ray's own SIGTERM handler (a stack dump, then exit)
+    except ClusterError:
+        raise
+    except Exception as e:  # e.g. a start-up timeout on an overloaded machine: stop what did start
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ClusterError(f"the local Ray did not start ({type(e).__name__}: {first}); its processes were "
+                           "stopped: run the same command again") from None
     return ray
+
+
+def terminate_like_interrupt() -> None:
+    """SIGTERM (`kill`, a batch scheduler's stop, `kdbench stop`) does what Ctrl-C does: whatever handles
+    SIGINT at that moment (Ray Tune's graceful stop while the suite runs, else a KeyboardInterrupt) handles
+    it. Only the main thread may set handlers: elsewhere (a driver embedded in a thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_term(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def private_temp_dir() -> str | None:
+    """Where the local Ray keeps its sessions: <tmp>/kdbench-<uid>/ray, inside a folder only this user may
+    enter (0700). Ray makes its own folders world-readable and logs worker environments (object-store
+    credentials included) there; /tmp/ray would expose them to every user of the machine. RAY_TMPDIR, when
+    set, is the user's choice and wins."""
+    if os.environ.get("RAY_TMPDIR"):
+        return None
+    base = os.path.join(tempfile.gettempdir(), f"kdbench-{os.getuid()}")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    info = os.lstat(base)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ClusterError(f"{base} is not a folder of this user: remove it (or set RAY_TMPDIR) and run again")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return os.path.join(base, "ray")
 
 
 def check_resources(ray, cpus: float, gpus: float) -> None:

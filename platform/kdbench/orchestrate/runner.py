@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kdbench.results import STATUS_OK, read_results, write_plan
+from kdbench.results import STATUS_OK, read_plan, read_results, write_plan
+from kdbench.results.unreadable import quarantine
 from kdbench.store import Store
 from kdbench.suite import Plan, Suite, expand, load_suite
 from kdbench.suite.compat import prune_incompatible
@@ -88,8 +89,16 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
     # depends on every student job, so this plan cannot be known before the selections are).
     plan, pruned = prune_incompatible(expand(suite, selections))
     store = Store(opts.store)
-    # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.
-    rows = {r["job_id"]: r for r in read_results(store, plan.jobs).to_pylist() if r["status"] == STATUS_OK}
+    # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs. Files that
+    # cannot be read are moved aside first, and read again without them: their jobs are then recorded again.
+    unreadable: dict[str, str] = {}
+    table = read_results(store, plan.jobs, unreadable=unreadable)
+    if unreadable:
+        quarantine(store, list(unreadable))
+        table = read_results(store, plan.jobs)
+    every = table.to_pylist()
+    attempts = {r["job_id"]: r["attempt"] or 0 for r in every}
+    rows = {r["job_id"]: r for r in every if r["status"] == STATUS_OK}
     done = set(rows) - corrupt_upstreams(store, plan, set(rows))
     if opts.rerun:  # recompute chosen jobs and their dependents: their old files set aside, never deleted
         again = rerun_ids(plan, selectors_for(plan, opts.rerun))
@@ -102,6 +111,9 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
         ray = init_ray(opts.address, opts.num_cpus)
         preimport.join()
         check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
+    bad_plans: dict[str, str] = {}
+    read_plan(store, plan.suite.name, unreadable=bad_plans)
+    quarantine(store, list(bad_plans))  # then write_plan writes the plan again (it verifies the latest one)
     write_plan(store, plan)
     if plan.suite.reference:  # the leaderboard's `paper` column, kept with the suite's results
         from kdbench.results.views.reference import reference_path
@@ -110,7 +122,7 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
             store.write_bytes(reference_path(plan.suite.name), f.read())
     tracker = _tracker(plan, store, opts)
     run = SuiteRun(plan, store, done, tracker, lambda e: trial_config(e, store, plan, report_every),
-                   on_change or (lambda r: None))
+                   on_change or (lambda r: None), attempts=attempts)
     run.counts.pruned = [p.describe() for p in pruned]
     try:
         _sync_cached(run, [rows[i] for i in done])
@@ -127,6 +139,7 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
         _compact(run.store)
         _report(run)
     finally:
+        run.leases.close()  # give back what a failure left held (a crash: they expire)
         if tracker is not None:
             run.counts.tracking_complete = tracker.close()
     return run.counts

@@ -2,21 +2,30 @@
 
 Every finished, failed or skipped job is recorded here, once: its row goes to the results store
 (the source of truth) and its end to the tracker (asynchronously; it never blocks or fails this).
+
+A job runs only under its lease (lease.py): a job another driver holds waits aside, and when its lease
+comes free the job's own result file is read again — a row newer than the one this driver started
+from means the other driver resolved it (counted as `elsewhere`, not run, no MLflow run here).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, result_row, write_result
-from kdbench.store import Store
+from kdbench.results import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED, read_results, result_row, write_result
+from kdbench.results.store import read_loose, row_attempt
+from kdbench.store import Store, StoreFullError
 from kdbench.suite.plan import Plan, PlanEntry
 
 from .dag import JobGraph
 from .groups import ReadyPacker
+from .lease import Leases
+
+POLL_S = 1.0  # how often jobs held by another driver are looked at again
 
 
 @dataclass
@@ -27,12 +36,14 @@ class Counts:
     failed: int = 0
     skipped: int = 0
     interrupted: int = 0  # stopped before finishing (Ctrl-C): no row; the next run resumes them
+    elsewhere: int = 0  # resolved by another driver on the same store while this one ran (not run here)
     tracking_complete: bool = True  # False when MLflow missed something (`kdbench sync` repairs it)
     pruned: list[str] = field(default_factory=list)  # jobs left out: their method cannot work for the pair
 
     def summary(self) -> str:
         line = f"jobs: {self.total} total, {self.cached} cached, {self.run} run, {self.failed} failed"
         line += f", {self.skipped} skipped" if self.skipped else ""
+        line += f", {self.elsewhere} done by another driver" if self.elsewhere else ""
         return line + (f", {self.interrupted} interrupted" if self.interrupted else "")
 
 
@@ -51,6 +62,10 @@ class SuiteRun:
     epochs_at: dict[str, int] = field(default_factory=dict)
     epochs_done: int = 0  # epochs of the jobs that ended in this run
     started_at: float = field(default_factory=lambda: time.monotonic())
+    # job id -> the `attempt` of its latest row when this driver started (None: read here)
+    attempts: dict[str, int] | None = None
+    leases: Leases | None = None  # None: leases on the store, made here
+    abort: StoreFullError | None = None  # set when the store is full: Tune stops every trial (tune_run.py)
 
     def __post_init__(self) -> None:
         self.entries = {e.job_id: e for e in self.plan.entries}
@@ -58,8 +73,49 @@ class SuiteRun:
         self.counts.total = len(self.entries)
         self.counts.cached = len(self.entries) - len(self.graph.pending)
         self.epochs_total = sum(self.entries[j].job.epochs for j in self.graph.pending)
+        if self.attempts is None:
+            t = read_results(self.store, self.graph.pending, columns=["job_id", "attempt"])
+            self.attempts = {j: a or 0 for j, a in zip(t["job_id"].to_pylist(), t["attempt"].to_pylist(), strict=True)}
+        if self.leases is None:
+            self.leases = Leases(self.store)
+        self.waiting: set[str] = set()  # ready jobs whose lease another driver holds
+        self._claimed: deque[str] = deque()  # waiting jobs whose lease came to this driver
+        self._polled = 0.0
         size = self.plan.suite.resources.jobs_per_trial
-        self.packer = ReadyPacker(self.graph, self.plan.jobs, size) if size > 1 else None
+        self.packer = ReadyPacker(self, self.plan.jobs, size) if size > 1 else None
+
+    # -- leases: which ready job this driver may run ------------------------------------------------
+
+    def pop_ready(self) -> str | None:
+        """The next ready job whose lease this driver now holds; jobs another driver holds wait aside."""
+        if self.waiting and time.monotonic() - self._polled >= POLL_S:
+            self._polled = time.monotonic()
+            for job_id in sorted(self.waiting):
+                if self._claim(job_id):
+                    self._claimed.append(job_id)
+        if self._claimed:
+            return self._claimed.popleft()
+        while (job_id := self.graph.pop_ready()) is not None:
+            if self._claim(job_id):
+                return job_id
+        return None
+
+    def _claim(self, job_id: str) -> bool:
+        """Take the job's lease; False when another driver holds it (it waits) or has resolved it."""
+        if not self.leases.acquire(job_id):
+            self.waiting.add(job_id)
+            return False
+        self.waiting.discard(job_id)
+        row = read_loose(self.store, job_id)
+        if row_attempt(row) <= self.attempts.get(job_id, 0):
+            return True
+        self.leases.release(job_id)  # another driver recorded it after this one looked: theirs
+        self.attempts[job_id] = row_attempt(row)
+        skipped = self.graph.complete(job_id, row["status"] == STATUS_OK)
+        self.counts.elsewhere += 1 + len(skipped)  # their row, and their dependants' skipped rows
+        self.epochs_total -= sum(self.entries[j].job.epochs for j in (job_id, *skipped))  # not for this driver
+        self.on_change(self)
+        return False
 
     @property
     def suite(self) -> str:
@@ -68,7 +124,7 @@ class SuiteRun:
     def next_config(self) -> dict | None:
         """The next trial's config: one job's, or with `jobs_per_trial` a pack's (`job_ids`, `jobs`)."""
         if self.packer is None:
-            job_id = self.graph.pop_ready()
+            job_id = self.pop_ready()
             return None if job_id is None else self.config(self.entries[job_id])
         ids = self.packer.take()
         if len(ids) <= 1:
@@ -116,9 +172,19 @@ class SuiteRun:
     def finished(self, job_id: str, final: dict | None, error: str | None) -> None:
         """Record a job's end: `final` metrics when it succeeded, else the error that failed it."""
         self.running = max(0, self.running - 1)
+        if job_id in self.leases.lost:  # another driver took it over (this one stalled): its outcome counts
+            self.leases.release(job_id)
+            self.waiting.add(job_id)
+            self.on_change(self)
+            return
         self._ended(job_id)
         ok = final is not None
-        self._record(job_id, final, STATUS_OK if ok else STATUS_FAILED, error)
+        try:
+            self._record(job_id, final, STATUS_OK if ok else STATUS_FAILED, error)
+        except StoreFullError as e:  # nothing more can be recorded: stop the suite, this job stays pending
+            self.store_full(job_id, e)
+            return
+        self.leases.release(job_id)
         if ok:
             self.counts.run += 1
         else:
@@ -129,11 +195,18 @@ class SuiteRun:
             self.epochs_total -= self.entries[skipped].job.epochs  # will never train
         self.on_change(self)
 
+    def store_full(self, job_id: str, error: StoreFullError) -> None:
+        """A write found the store's disk full: the suite stops (one line); the job has no row, so the next
+        run resumes it."""
+        self.abort = self.abort or error
+        self.interrupted(job_id)
+
     def interrupted(self, job_id: str) -> None:
         """A job stopped from outside (the user interrupted the suite): nothing is recorded, so the
         next run of the suite resumes it from its last epoch checkpoint."""
         self.running = max(0, self.running - 1)
         self.epochs_at.pop(job_id, None)
+        self.leases.release(job_id)
         self.on_change(self)
 
     def _ended(self, job_id: str) -> None:
@@ -142,13 +215,16 @@ class SuiteRun:
         self.epochs_done += self.entries[job_id].job.epochs
 
     def close(self) -> None:
-        """After Tune returns: every job not resolved by then was interrupted."""
+        """After Tune returns: every job not resolved by then was interrupted; every lease is given back."""
+        self.leases.close()
         c = self.counts
-        c.interrupted = c.total - c.cached - c.run - c.failed - c.skipped
+        c.interrupted = c.total - c.cached - c.run - c.failed - c.skipped - c.elsewhere
 
     def _record(self, job_id: str, final: dict | None, status: str, error: str | None) -> None:
         run_id = self.tracker.run_id(job_id) if self.tracker is not None else None
-        row = result_row(self.entries[job_id], self.suite, final, status=status, error=error, mlflow_run_id=run_id)
+        attempt = self.attempts[job_id] = self.attempts.get(job_id, 0) + 1  # one more than any row before
+        row = result_row(self.entries[job_id], self.suite, final, status=status, error=error, mlflow_run_id=run_id,
+                         attempt=attempt)
         write_result(self.store, row)
         if self.tracker is not None:
             self.tracker.end_job(job_id, row)

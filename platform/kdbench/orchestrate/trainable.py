@@ -15,14 +15,21 @@ from ray import tune
 from kdbench.engine import JobFailed, run_job
 from kdbench.engine.device import worker_device
 from kdbench.jobs import Job
-from kdbench.store import Store
+from kdbench.store import Store, StoreFullError
 from kdbench.suite.plugins import import_plugins
 
 from .progress import ThrottledProgress
-from .trial_io import ERROR, FINAL, STATUS, error_excerpt, record_placement, write_error
+from .trial_io import ERROR, FINAL, STATUS, STORE_FULL, error_excerpt, record_placement, write_error
 
 
 def train_job(config: dict) -> None:
+    try:
+        _train_job(config)
+    except StoreFullError as e:  # retrying cannot help: the driver stops the suite with this one line
+        tune.report({STATUS: STORE_FULL, ERROR: str(e)})
+
+
+def _train_job(config: dict) -> None:
     import_plugins(config["plugins"])  # the suite's own components, registered in this worker too
     if "jobs" in config:  # a pack of jobs (resources.jobs_per_trial); loads the fused engine only then
         from .pack_trial import train_pack
@@ -39,6 +46,8 @@ def train_job(config: dict) -> None:
         progress.flush()  # the epochs before the failure (a diverging loss is worth seeing in MLflow)
         tune.report({STATUS: "failed", ERROR: error_excerpt(e)})
         return
+    except StoreFullError:
+        raise
     except Exception as e:
         write_error(store, job.job_id, e)
         with contextlib.suppress(Exception):  # its finished epochs are checkpointed: a retry will not redo them

@@ -13,6 +13,7 @@ from kdbench import paths
 from kdbench.store import Store
 
 STATUS, FINAL, ERROR = "kdbench_status", "kdbench_final", "kdbench_error"
+STORE_FULL = "store_full"  # STATUS of a trial whose store write found the disk full: the driver stops the suite
 PACK = "kdbench_pack"  # STATUS of a pack's trial, and its report's {job id: {"final": …} | {"error": …}}
 ERROR_FILE = paths.ERROR  # the last exception of a job's worker, read by the driver if Tune gives up
 PLACEMENT_FILE = paths.PLACEMENT  # where the job last ran: Ray node id, host, pid (raylets may share a host)

@@ -14,13 +14,14 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from kdbench.engine.run import read_final
-from kdbench.store import Store
+from kdbench.store import Store, StoreFullError
 
 from .progress import EPOCHS
 from .state import SuiteRun
-from .trial_io import ERROR, ERROR_FILE, FINAL, PACK, STATUS
+from .trial_io import ERROR, ERROR_FILE, FINAL, PACK, STATUS, STORE_FULL
 
 _BOOKKEEPING = {"epoch", "done", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp",
                 "time_since_restore", "iterations_since_restore", "pid"}
@@ -78,6 +79,19 @@ class QueueScheduler(_DriverOnly, FIFOScheduler):
         return None
 
 
+class AbortStopper(_DriverOnly, Stopper):
+    """Stops every trial once the run must abort (the store is full: nothing more can be recorded)."""
+
+    def __init__(self, run: SuiteRun) -> None:
+        self.run = run
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.run.abort is not None
+
+
 class RecordingCallback(_DriverOnly, Callback):
     def __init__(self, run: SuiteRun) -> None:
         self.run = run
@@ -101,6 +115,8 @@ class RecordingCallback(_DriverOnly, Callback):
                 self.run.finished(job_id, outcome.get("final"), outcome.get("error"))
         elif result.get(STATUS) == "ok":
             self.run.finished(trial.config["job_id"], result[FINAL], None)
+        elif result.get(STATUS) == STORE_FULL:
+            self.run.store_full(trial.config["job_id"], StoreFullError.from_text(result[ERROR]))
         elif result.get(STATUS) == "failed":
             self.run.finished(trial.config["job_id"], None, result[ERROR])
         else:  # stopped by Tune before the job reported its end (Ctrl-C)

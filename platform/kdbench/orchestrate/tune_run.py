@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from kdbench.store import Store
+from kdbench.store import Store, full_disk
 from kdbench.suite.plan import Plan, PlanEntry
 
 from .progress import DEFAULT_INTERVAL_S
@@ -32,7 +32,7 @@ def run_tune(run: SuiteRun, ray) -> None:
     from ray import tune
 
     from .trainable import with_resources
-    from .tune_adapters import DagSearcher, QueueScheduler, RecordingCallback
+    from .tune_adapters import AbortStopper, DagSearcher, QueueScheduler, RecordingCallback
 
     res = run.plan.suite.resources
     # Tune's experiment state lives in the store, so every node of a cluster sees the same place
@@ -46,13 +46,21 @@ def run_tune(run: SuiteRun, ray) -> None:
                                     trial_name_creator=_job_name, trial_dirname_creator=_job_name),
         run_config=tune.RunConfig(
             name=run.suite, storage_path=storage, storage_filesystem=storage_fs, verbose=0,
-            callbacks=[RecordingCallback(run)],
+            callbacks=[RecordingCallback(run)], stop=AbortStopper(run),
             failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
-    with _pending_trials(_slots(ray, res.cpus, res.gpus)):
-        tuner.fit()
+    try:
+        with _pending_trials(_slots(ray, res.cpus, res.gpus)):
+            tuner.fit()
+    except Exception as e:  # Tune writes its experiment state into the store too: a full disk stops it there
+        full = full_disk(e, run.store.uri)
+        if full is None:
+            raise
+        run.abort = run.abort or full
     run.close()
+    if run.abort is not None:
+        raise run.abort
 
 
 def _slots(ray, cpus: float, gpus: float) -> int:

@@ -11,7 +11,8 @@ that many processes can make at once without coordination. Reading 10,000 such f
    and each is deleted only if it is unchanged since it was listed (same size and modification
    time), so a rewrite that lands meanwhile survives.
 2. write: the claimed rows, and the existing segments when they are merged too, are deduplicated
-   (latest `finished_at` per job) and written as one new segment, whole or not at all.
+   (highest `attempt` per job) and written as one new segment, whole or not at all; an unreadable input
+   is moved to quarantine/ (kdbench/results/unreadable.py), never deleted.
 3. clean up: the claimed files and merged segments are deleted.
 
 A crash at any step loses nothing: claimed files and old segments are still under results/, and
@@ -26,13 +27,13 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from kdbench.store import Store
 
 from .schema import RESULT_SCHEMA
 from .store import CLAIMED, SEGMENTS, _parquet_bytes, is_loose, latest_per_job
+from .unreadable import quarantine, read_files
 
 MAX_SEGMENTS = 8  # more segments than this after a compaction: merge them all into one
 AUTO_COMPACT_FILES = 512  # `kdbench run` compacts when it finds at least this many loose files
@@ -73,7 +74,10 @@ def compact(store: Store, full: bool = False) -> Compaction:
     inputs += stale_claims
     if merge_segments:
         inputs += segments
-    table = latest_per_job(_read(store, inputs))
+    bad: dict[str, str] = {}
+    table = latest_per_job(_read(store, inputs, bad))
+    quarantine(store, list(bad))  # unreadable inputs are moved aside, never deleted
+    inputs = [rel for rel in inputs if rel not in bad]
     table = table.sort_by("job_id")  # row-group statistics then prune job-id filters
     segment = f"{SEGMENTS}/{token}.parquet"
     store.write_bytes(segment, _parquet_bytes(table))
@@ -114,11 +118,8 @@ def _claim(store: Store, loose: list[str], token: str) -> list[str]:
     return claimed
 
 
-def _read(store: Store, files: list[str]) -> pa.Table:
-    if not files:
-        return RESULT_SCHEMA.empty_table()
-    return pads.dataset([store.path(f) for f in files], schema=RESULT_SCHEMA, format="parquet",
-                        filesystem=store.fs).to_table()
+def _read(store: Store, files: list[str], bad: dict[str, str]) -> pa.Table:
+    return read_files(store, files, RESULT_SCHEMA, bad=bad)
 
 
 def _unchanged(store: Store, rel: str, before: pafs.FileInfo) -> bool:

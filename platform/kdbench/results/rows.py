@@ -26,7 +26,8 @@ def as_final(final: JobFinal | dict[str, Any] | None) -> JobFinal | None:
 
 
 def result_row(entry: PlanEntry, suite: str, final: JobFinal | dict[str, Any] | None = None, *,
-               status: str = STATUS_OK, error: str | None = None, mlflow_run_id: str | None = None) -> dict[str, Any]:
+               status: str = STATUS_OK, error: str | None = None, mlflow_run_id: str | None = None,
+               attempt: int | None = None) -> dict[str, Any]:
     job, final = entry.job, as_final(final)
     done = final or JobFinal(task=None)
     metrics = dict(done.metrics)
@@ -44,7 +45,8 @@ def result_row(entry: PlanEntry, suite: str, final: JobFinal | dict[str, Any] | 
         val_acc=metrics.get("val_acc"), teacher_test_acc=metrics.get("teacher_test_acc"),
         mlflow_run_id=mlflow_run_id, kdbench_version=done.kdbench_version or __version__,
         counters=dict(done.counters) if final is not None else None, schema_version=RESULTS_SCHEMA_VERSION,
-        finished_at=dt.datetime.now(dt.UTC), **{c: getattr(final, c) if final else None for c in _FINAL_COLUMNS})
+        finished_at=dt.datetime.now(dt.UTC), attempt=attempt,
+        **{c: getattr(final, c) if final else None for c in _FINAL_COLUMNS})
     return row.as_row()
 
 

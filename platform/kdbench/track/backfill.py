@@ -1,8 +1,10 @@
 """Backfill: make MLflow match the results store for a suite's latest plan (`kdbench sync`).
 
-Used after a tracking-server outage, or to load a store produced elsewhere into a new server. A job
-whose run already exists and has ended is left alone; a missing run is created with the job's
-params, tags, per-epoch history and final metrics, under one parent run named "sync <time>".
+Used after a tracking-server outage, or to load a store produced elsewhere into a new server. Every
+run is made equal to the store: a missing run is created with the job's params, tags, per-epoch
+history and final metrics, under one parent run named "sync <time>"; an existing run gets the epochs
+it lacks, and its status, final metrics and error tag are set to the row's (a run left FAILED by an
+attempt whose successful rerun MLflow never heard of becomes FINISHED).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def backfill(store: Store, suite: str, tracking_uri: str, artifact_location: str
     # Lazy: a sync with nothing to do leaves no empty parent run behind.
     tracker.start_suite(f"sync {stamp}", {}, {"kdbench.role": "sync", "kdbench.suite": suite}, lazy=True)
     for row in rows:
-        tracker.sync_job(row["job_id"], row, history_reader(store, row["job_id"]))
+        tracker.sync_job(row["job_id"], row, history_reader(store, row["job_id"]), epochs=True)
     if not tracker.close(timeout=None):
         raise TrackingError(f"MLflow backfill of suite {suite!r} at {tracking_uri}: {tracker.failures} "
                             "calls failed (see the kdbench.track warnings); rerun it once MLflow answers")

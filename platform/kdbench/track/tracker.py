@@ -84,9 +84,11 @@ class Tracker:
     def end_job(self, job_id: str, row: dict[str, Any]) -> None:
         self._put("end_job", job_id, dict(row))
 
-    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]]) -> None:
-        """Backfill one job: a run already FINISHED/FAILED is left alone; a new one gets `history()`."""
-        self._put("sync_job", job_id, dict(row), history)
+    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]],
+                 epochs: bool = False) -> None:
+        """Backfill one job: its run is made to match the row (status, final metrics, error); a new run gets
+        `history()`; with `epochs`, an existing run gets the epochs it lacks (Writer.sync_job)."""
+        self._put("sync_job", job_id, dict(row), history, epochs)
 
     def log_parent(self, metrics: dict[str, float] | None = None, artifacts: dict[str, bytes] | None = None,
                    tags: dict | None = None, tables: dict[str, Any] | None = None) -> None:

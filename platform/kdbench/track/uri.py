@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
+import sqlite3
 
 from kdbench.store import Store, StoreError
 
@@ -31,4 +33,32 @@ def resolve(store: Store, tracking_uri: str | None) -> tuple[str, str | None]:
     if not store.local:
         # Many workers and drivers cannot share one sqlite file on an object store.
         raise StoreError(f"store {store.uri} is not local: give an MLflow tracking server URI")
+    relocate(store)
     return embedded_tracking_uri(store), embedded_artifact_root(store)
+
+
+def relocate(store: Store) -> int:
+    """After the store was copied or moved: point the embedded MLflow's experiments and runs at the artifact
+    folder where the store now is (MLflow records absolute paths). Returns the number of runs updated.
+
+    Only paths under an `…/mlflow/artifacts` folder that is not this store's are rewritten, in MLflow's own
+    tables (`experiments.artifact_location`, `runs.artifact_uri`), in one transaction."""
+    db = os.path.join(store.local_root, "mlflow", "mlflow.db")
+    if not os.path.exists(db):
+        return 0
+    new = embedded_artifact_root(store)
+    with sqlite3.connect(db, timeout=30) as con:
+        try:
+            old = [r[0] for r in con.execute("SELECT DISTINCT artifact_location FROM experiments")]
+        except sqlite3.OperationalError:  # not (yet) an MLflow database
+            return 0
+        moved = 0
+        for root in old:
+            if not root or root == new or not root.startswith("file:") or not root.endswith("/mlflow/artifacts"):
+                continue
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (new, root))
+            moved += con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                                 "WHERE substr(artifact_uri, 1, ?) = ?",
+                                 (new, len(root) + 1, len(root) + 1, root + "/")).rowcount
+            logging.getLogger("kdbench.track").info("MLflow artifacts: %s -> %s (the store moved)", root, new)
+    return moved

@@ -226,19 +226,47 @@ class Writer:
         end = _end_ms(row)
         self._finish(*self._ensure(job_id, row, _start_ms(row, end)), row, end)
 
-    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]]) -> None:
-        """Backfill: leave an ended run alone; otherwise create (with its history) or reuse, then end it."""
+    def sync_job(self, job_id: str, row: dict[str, Any], history: Callable[[], list[MetricPoint]],
+                 epochs: bool = False) -> None:
+        """Make the job's run equal to its row: create it (with its history) if missing; an ended run whose
+        status, final metrics or error differ from the row is updated (a job that failed, then succeeded
+        while MLflow was unreachable, becomes FINISHED). With `epochs` (`kdbench sync`), the epochs the
+        run lacks are logged too (one metric-history request per run)."""
         self._ready()  # before the lookup: an unloaded map would look like a missing run
         known = self.runs.get(job_id)
-        if known is not None and known.status in TERMINAL:
+        missing: list[MetricPoint] = []
+        if known is not None and epochs:
+            missing = self._missing_epochs(known, history())
+        if known is not None and known.status in TERMINAL and not missing and self._matches(known, row):
             return
         end = _end_ms(row)
+        new = known is None
         known, params, tags = self._ensure(job_id, row, _start_ms(row, end))
-        if not known.metrics:  # a new run; a reused one has the epochs it logged before its driver died
-            self.log_metrics(job_id, history())
-        self._finish(known, params, tags, row, end)
+        if new or (not known.metrics and not epochs):  # a reused run has the epochs it logged before
+            missing = history()
+        if missing:
+            self._log_fields(known, missing)
+        # An existing run may hold newer values than the row's end (a failed attempt's): log the row's now.
+        self._finish(known, params, tags, row, end, None if new else now_ms())
 
-    def _finish(self, known: KnownRun, params: dict, tags: dict, row: dict[str, Any], end: int) -> None:
+    def _matches(self, known: KnownRun, row: dict[str, Any]) -> bool:
+        """The ended run says what the row says: its status, error and final-only metrics (a run's latest
+        `val_*`/`train_*` value is its last epoch's, which the final value need not equal)."""
+        status = "FINISHED" if row["status"] == "ok" else "FAILED"
+        error = text(row["error"], MAX_ERROR) if row.get("error") else None
+        finals = {k: v for k, v in final_metrics(row).items() if not k.startswith(("val_", "train_"))}
+        return (known.status == status and known.tags.get(ERROR_TAG) == error
+                and all(known.metrics.get(k) == v for k, v in finals.items()))
+
+    def _missing_epochs(self, known: KnownRun, points: list[MetricPoint]) -> list[MetricPoint]:
+        """The history's points at the epochs (steps) the run has not got, judged on one per-epoch metric."""
+        if not points:
+            return []
+        have = {m.step for m in self.client.get_metric_history(known.run_id, points[0][0])}
+        return [p for p in points if p[3] not in have]
+
+    def _finish(self, known: KnownRun, params: dict, tags: dict, row: dict[str, Any], end: int,
+                logged_at: int | None = None) -> None:
         """Missing params, changed tags, final metrics (those not already logged with the same value) and the
         error tag in one batch, then the terminal status."""
         finals = {k: v for k, v in final_metrics(row).items() if known.metrics.get(k) != v}
@@ -249,7 +277,7 @@ class Writer:
         elif ERROR_TAG in known.tags:  # a rerun succeeded: the old error no longer applies
             self.client.delete_tag(known.run_id, ERROR_TAG)
             known.tags.pop(ERROR_TAG)
-        self._log_fields(known, [(k, v, end, 0) for k, v in finals.items()], params, tags)
+        self._log_fields(known, [(k, v, logged_at or end, 0) for k, v in finals.items()], params, tags)
         status = "FINISHED" if row["status"] == "ok" else "FAILED"
         self.client.set_terminated(known.run_id, status, end_time=end)
         known.status = status

@@ -15,6 +15,7 @@ CELL_FIELDS = [
     pa.field("metric", pa.string()),  # the task's primary metric the statistics are of (acc, rmse, …)
     pa.field("n", pa.int64()),  # seeds with a result
     pa.field("failed", pa.int64()),  # failed or skipped jobs of the cell
+    pa.field("pending", pa.int64()),  # planned jobs of the cell without a row yet (not run, or its file unreadable)
     pa.field("mean", pa.float64()),  # mean score over seeds (test accuracy: a fraction)
     pa.field("std", pa.float64()),
     pa.field("ci_low", pa.float64()),  # 95% Student-t interval of the mean, clipped to the metric's range
@@ -51,7 +52,8 @@ def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
     base = summarize((alone or {}).values())
     metric = metric_of(rows)
     low, high = clipped(metric, s.ci_low, s.ci_high)
-    return {"metric": metric.name, "n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std,
+    return {"metric": metric.name, "n": s.n, "failed": failed(rows),
+            "pending": sum(r["status"] == "pending" for r in rows), "mean": s.mean, "std": s.std,
             "ci_low": low, "ci_high": high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
             "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "gain_includes_zero": g.includes_zero}
 

@@ -186,6 +186,11 @@ def _count(n: int | None) -> str:
     return str(n)
 
 
+def _n(r: dict) -> str:
+    """Seeds with a result, and the cell's jobs that have none yet: a missing row is not a finished one."""
+    return f"{r['n']} (+{r['pending']} pending)" if r.get("pending") else str(r["n"])
+
+
 def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
     """(headers, rows of strings) of a view table."""
     rows = table.to_pylist()
@@ -200,7 +205,7 @@ def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
     out = []
     for r in rows:
         cells = [_value(r, c, ambiguous, u) for _, c in _IDS[view]]
-        cells += [str(r["n"]), str(r["failed"]), mean_ci(r, u), u.value(r["std"]), u.value(r.get("alone_mean")),
+        cells += [_n(r), str(r["failed"]), mean_ci(r, u), u.value(r["std"]), u.value(r.get("alone_mean")),
                   diff(r, "gain", u)]
         cells += [diff(r, c, u) for _, c in _VERSUS.get(view, [])] + [_value(r, c, ambiguous, u) for _, c in
                                                                       _EXTRA.get(view, [])]
@@ -275,7 +280,7 @@ def _methods_terminal(methods: pa.Table) -> Table:
         last = i + 1 == len(rows) or (r["teacher"], r["student"]) != (rows[i + 1]["teacher"], rows[i + 1]["student"])
         cells = [r["teacher"] or "(alone)", r["student"], _via(r["chain"]),
                  labels.get((r["method"], r["method_params"]), r["method"]),
-                 "" if r["rank"] is None else str(r["rank"]), str(r["n"])]
+                 "" if r["rank"] is None else str(r["rank"]), _n(r)]
         # Text cells: names and JSON params must not be read as rich markup ("[...]").
         t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r, u)),
                   Text(diff(r, "gain", u)), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
