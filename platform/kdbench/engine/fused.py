@@ -189,7 +189,7 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        _, val = evaluate(task, run.model, data.val)
+        _, val = evaluate(task, run.model, data.val, task.fit_split(data))
         run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}
         metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,

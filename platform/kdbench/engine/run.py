@@ -218,7 +218,7 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
                           job.seed, state, _augment(run, data) if r.augment else None, epoch,
                           precision=r.precision, channels_last=r.channels_last, scaler=run.scaler)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
-    _, val = evaluate(run.task, run.model, data.val)
+    _, val = evaluate(run.task, run.model, data.val, run.task.fit_split(data))
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only
         run.scheduler.step()
         run.keep_if_best(val, state.epoch + 1)
@@ -240,14 +240,18 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
     if not select_last and run.best["model"] is not None:
         run.model.load_state_dict(run.best["model"])
     checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": run.model.state_dict()})
-    preds, test = evaluate(run.task, run.model, data.test)
-    _, val = evaluate(run.task, run.model, data.val)
+    fit_on = run.task.fit_split(data)  # a read-out's labelled split (a linear probe's), None for most tasks
+    preds, test = evaluate(run.task, run.model, data.test, fit_on)
+    _, val = evaluate(run.task, run.model, data.val, fit_on)
     metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
     agreement = None
     if run.teacher is not None:
-        t_preds = (run.teacher.test_outputs() if isinstance(run.teacher, CachedTeacher)
-                   else run.task.predict(run.teacher, data.test.x))
-        metrics |= {f"teacher_test_{k}": v for k, v in run.task.score(t_preds, data.test.y).items()}
+        if isinstance(run.teacher, CachedTeacher):  # the planner caches outputs only for tasks without a read-out
+            t_preds = run.teacher.test_outputs()
+            t_test = run.task.score(t_preds, data.test.y)
+        else:
+            t_preds, t_test = evaluate(run.task, run.teacher, data.test, fit_on)
+        metrics |= {f"teacher_test_{k}": v for k, v in t_test.items()}
         agreement = run.task.agreement(preds, t_preds)
     return JobFinal(
         task=run.task.name, metrics=metrics,

@@ -48,6 +48,8 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault(("snapshots",), [], "teacher snapshots (early-stopped teachers from one run)"),
     LaterDefault(("teacher_outputs",), None, "replayed or reduced teacher-output caches"),
     LaterDefault(("teacher_inference",), None, "the teacher inference engine (DeepSpeed, dtype)"),
+    LaterDefault(("model", "params", "input_channels"), None, "a model's input view (cross-modal transfer)"),
+    LaterDefault(("method", "params", "negatives"), "class", "CRD's negatives drawn without labels", "crd"),
 )
 
 # A teacher-output job's recipe is what its views depend on, not a training recipe.

@@ -14,7 +14,7 @@ from .base import Method, Needs, register_method
 class NoDistillation(Method):
     name = "none"
     needs = Needs(teacher=False)
-    tasks = ("classification", "regression")
+    tasks = ("classification", "regression", "linear_probe")
 
     def forward(self, batch, student, teacher, state):
         task = self.ctx.task
