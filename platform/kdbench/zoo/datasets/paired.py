@@ -75,8 +75,9 @@ def render(p: PairedScenesParams, n: int, g: torch.Generator) -> Split:
     dx, dy = dx.expand(n, size, size), dy.expand(n, size, size)
     mask = shape_masks(y, dx, dy, s)
     # Depth in [0, 1] (1: far): a tilted background plane; the object nearer, round ones bulging towards the camera.
-    tilt = (u(n, 2, 1, 1) - 0.5) * 0.6 / size
-    background = 0.75 + 0.15 * (u(n, 1, 1) - 0.5) + tilt[:, 0] * (dx + cx - size / 2) + tilt[:, 1] * (dy + cy - size / 2)
+    tilt = (u(n, 2, 1, 1) - 0.5) * 0.2 / size  # at most ±0.05 per axis: the background stays ≥ 0.575
+    background = (0.75 + 0.15 * (u(n, 1, 1) - 0.5) + tilt[:, 0] * (dx + cx - size / 2)
+                  + tilt[:, 1] * (dy + cy - size / 2))
     bump = (1 - (dx * dx + dy * dy) / (s * s)).clamp(min=0) * 0.1 * (y.view(-1, 1, 1) % 2 == 0)
     near = 0.3 + 0.2 * u(n, 1, 1) - bump
     depth = torch.where(mask, near, background)
