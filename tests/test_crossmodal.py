@@ -201,3 +201,14 @@ def test_the_twin_suite_runs_through_ray_and_crd_beats_random_features(tmp_path,
     assert mean["crd"] > mean["untrained"]  # CRD transferred something random features lack
     student = next(r for r in rows if r["method"] == "crd")
     assert dict(student["metrics"])["teacher_test_probe_acc"] == pytest.approx(probe["teacher"][0])
+    from kdbench.results.views import VIEWS
+    from kdbench.store import Store
+
+    view = {(r["role"], r["method"]): r for r in VIEWS["crossmodal"](Store(tmp_path / "s"), "crd_crossmodal_twin")
+            .to_pylist()}
+    assert set(view) == {("teacher", "none"), ("supervised", "none"), ("floor", "untrained"), ("transfer", "crd"),
+                         ("transfer", "pkt"), ("transfer", "rkd")}
+    crd = view[("transfer", "crd")]
+    assert crd["metric"] == "probe_acc" and crd["n"] == 2 and crd["mean"] == pytest.approx(mean["crd"])
+    assert crd["ci_low"] <= crd["mean"] <= crd["ci_high"] and crd["vs_floor_n"] == 2
+    assert crd["vs_floor"] == pytest.approx(mean["crd"] - mean["untrained"])

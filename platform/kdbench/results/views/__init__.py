@@ -11,6 +11,7 @@ jobs; `render` and `plots` show any view; `reference` reads the published number
 - `ensembles`: ensemble teachers vs their best single member
 - `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
 - `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
+- `crossmodal`: linear-probe accuracy of cross-modal transfers against the supervised student and the random floor
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
 alone on the same seeds with its interval and whether it includes zero (see kdbench.results.stats).
@@ -18,6 +19,7 @@ alone on the same seeds with its interval and whether it includes zero (see kdbe
 
 from __future__ import annotations
 
+from .crossmodal import crossmodal
 from .efficiency import efficiency
 from .ensembles import ensembles
 from .eskd import eskd
@@ -27,6 +29,6 @@ from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton, "efficiency": efficiency}
+         "hinton": hinton, "efficiency": efficiency, "crossmodal": crossmodal}
 
-__all__ = ["VIEWS", "efficiency", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]
+__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]

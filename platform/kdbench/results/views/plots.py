@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..labels import ambiguous_methods, method_label
+from .crossmodal import plot_crossmodal
 from .jobs import group
 from .render import Units
 
@@ -286,4 +287,5 @@ def plot_efficiency(table: pa.Table) -> bytes:
 
 
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
-         "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency}
+         "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency,
+         "crossmodal": plot_crossmodal}
