@@ -212,3 +212,47 @@ def test_the_twin_suite_runs_through_ray_and_crd_beats_random_features(tmp_path,
     assert crd["metric"] == "probe_acc" and crd["n"] == 2 and crd["mean"] == pytest.approx(mean["crd"])
     assert crd["ci_low"] <= crd["mean"] <= crd["ci_high"] and crd["vs_floor_n"] == 2
     assert crd["vs_floor"] == pytest.approx(mean["crd"] - mean["untrained"])
+
+
+def test_baselines_with_an_input_view_train_fused_as_separately(tmp_path):
+    from kdbench.engine import run_job
+    from kdbench.engine.fused import train_fused
+    from kdbench.store import Store
+    from kdbench.suite import expand, load_suite
+
+    from .conftest import write_suite
+
+    text = """\
+    name: fusedview
+    dataset: {name: paired_scenes, n_train: 96, n_probe: 32, n_val: 32, n_test: 32}
+    recipe: {epochs: 1, batch_size: 32, optimizer: {name: sgd, lr: 0.05}}
+    students: [{name: depth, arch: cnn, channels: [4, 8], input_channels: [3]}]
+    methods: [none, untrained]
+    seeds: [0, 1]
+    """
+    plan = expand(load_suite(str(write_suite(tmp_path, text))))
+    for method in ("none", "untrained"):
+        jobs = [e.job for e in plan.entries if e.job.method.name == method]
+        fused = train_fused(jobs, Store(tmp_path / f"fused-{method}"))
+        for job, got in zip(jobs, fused, strict=True):
+            want = run_job(job, Store(tmp_path / f"separate-{method}"))
+            assert got.counters["fused"] == 2
+            assert got.metrics["test_probe_acc"] == pytest.approx(want.metrics["test_probe_acc"], abs=1 / 32 + 1e-9)
+
+
+def test_a_view_outside_the_input_is_a_spec_error(tmp_path):
+    from kdbench.suite import load_suite
+    from kdbench.suite.errors import SpecError
+
+    from .conftest import write_suite
+
+    text = """\
+    name: badview
+    dataset: {name: paired_scenes}
+    recipe: {epochs: 1}
+    students: [{name: depth, arch: cnn, input_channels: [4]}]
+    methods: [none]
+    seeds: [0]
+    """
+    with pytest.raises(SpecError, match="input_channels"):
+        load_suite(str(write_suite(tmp_path, text)))
