@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from kdbench.store import Store
+from kdbench.tasks import TASKS
 
 from .cells import CELL_FIELDS, baselines, cell, dataset_of, table, versus, versus_fields
 from .jobs import SuiteJobs, group, load_jobs
@@ -29,7 +30,15 @@ def _role(kind: str, method: str) -> str:
     return "floor" if method == FLOOR else "supervised"
 
 
+def representation_study(rows: list[dict]) -> bool:
+    """Whether the suite's jobs are scored on their representation (a task that reads features: the linear probe);
+    other suites have no row in this view."""
+    return any(r.get("task") in TASKS and TASKS.get(r["task"]).reads_features for r in rows)
+
+
 def crossmodal_rows(jobs: SuiteJobs) -> list[dict]:
+    if not representation_study(jobs.rows):
+        return []
     alone = baselines(jobs.rows)
     floors = group(jobs.where(lambda r: r["kind"] == "baseline" and r["method"] == FLOOR), lambda r: (r["student"],))
     out = []
