@@ -184,7 +184,8 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
                 html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
                 view: Annotated[str | None, typer.Option(help="A study view: takd, teacher-size, eskd, methods, "
-                                                           "ensembles, hinton or efficiency.")] = None) -> None:
+                                                           "ensembles, hinton, efficiency, crossmodal.")] = None
+                ) -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""
     from kdbench.results.report import write_report
     from kdbench.results.store import suites
