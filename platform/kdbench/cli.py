@@ -79,13 +79,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def _known_errors():
     from kdbench.orchestrate.ray_session import ClusterError
+    from kdbench.orchestrate.rerun import SelectorError
     from kdbench.results import QueryError
     from kdbench.store import StoreError
     from kdbench.suite import SpecError
     from kdbench.suite.limits import LimitError
     from kdbench.track.backfill import TrackingError
 
-    return SpecError, StoreError, ClusterError, QueryError, TrackingError, LimitError
+    return SpecError, StoreError, ClusterError, QueryError, TrackingError, LimitError, SelectorError
 
 
 def _positive(name: str, value: float | None, whole: bool = False, most: float = math.inf) -> None:
@@ -119,11 +120,22 @@ def validate(suite: SuiteArg,
     """Check a suite and print its plan's size and a compute estimate; runs nothing."""
     _positive("--tflops", tflops, most=1e9)
     _set_data_root(data_root)
+    from kdbench.zoo.datasets.base import data_checked_later
+
+    with data_checked_later() as missing:  # a machine without the data validates too (the jobs' machines check)
+        _validate(suite, tflops)
+    for note in dict.fromkeys(missing):
+        err.print(f"[yellow]note:[/] not on this machine: {note}. `kdbench run` checks the data where the jobs "
+                  "run, before the first job.", highlight=False, soft_wrap=True)
+
+
+def _validate(suite: Path, tflops: float) -> None:
     from kdbench.suite import expand, load_suite
     from kdbench.suite.compat import prune_incompatible
     from kdbench.suite.estimate import cache_size, estimate
 
     plan, pruned = _guard(lambda: prune_incompatible(expand(load_suite(str(suite)))))
+    _print_warnings(plan.suite.warnings)
     _print_pruned([p.describe() for p in pruned])
     counts = plan.counts()
     s = plan.suite
@@ -150,9 +162,16 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
         address: Annotated[str | None, typer.Option(help="Ray cluster address (default: a local Ray).")] = None,
         num_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or leaderboard.")] = False,
-        data_root: DataRootOpt = None) -> None:
+        data_root: DataRootOpt = None,
+        rerun: Annotated[list[str] | None, typer.Option(
+            help="Recompute matching jobs and their dependents on purpose (e.g. method=kd,seed=0; job=<id>; "
+                 "all); repeatable. Their old files move under superseded/.")] = None) -> None:
     """Run a suite: every job whose result is not in the store yet, then the leaderboard."""
     _positive("--num-cpus", num_cpus, whole=True, most=1 << 16)
+    from kdbench.orchestrate.rerun import parse_selector
+
+    for text in rerun or ():
+        _guard(parse_selector, text)  # a malformed selector is refused before the suite is even loaded
     _report_interval()
     _set_data_root(data_root)
     from kdbench.orchestrate import RunOptions, run_suite
@@ -161,9 +180,10 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
     from .display import SuiteProgress
 
     spec = _guard(load_suite, str(suite))  # validate before starting anything; the run uses this one load
+    _print_warnings(spec.warnings)
     name = spec.name
     opts = RunOptions(store=store, tracking_uri=tracking_uri, track=not no_track, address=address,
-                      num_cpus=num_cpus)
+                      num_cpus=num_cpus, rerun=tuple(rerun or ()))
     with SuiteProgress(err, enabled=not quiet) as progress:
         counts = _guard(run_suite, spec, opts, progress.update)
     if not quiet:
@@ -184,13 +204,17 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
                 html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
                 view: Annotated[str | None, typer.Option(help="A study view: takd, teacher-size, eskd, methods, "
-                                                           "ensembles, hinton, efficiency, crossmodal.")] = None
-                ) -> None:
+                                                           "ensembles, hinton, efficiency or crossmodal.")] = None,
+                fmt: Annotated[str, typer.Option("--format", help="table (the terminal's), or the paper's table: "
+                                                 "markdown, latex or csv.")] = "table") -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""
+    from kdbench.results.export import FORMATS
     from kdbench.results.report import write_report
     from kdbench.results.store import suites
     from kdbench.store import Store
 
+    if fmt != "table" and fmt not in FORMATS:  # before anything is read
+        raise fail(f"unknown --format '{fmt}' (table, {', '.join(FORMATS)})")
     st = _guard(Store, store)
     if suite not in suites(st):
         known = ", ".join(suites(st)) or "none yet"
@@ -200,6 +224,12 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
     from kdbench.results.views.jobs import load_jobs
 
     jobs = load_jobs(st, suite)  # one read of the plan and the results for the tables and the page
+    if fmt != "table":
+        from kdbench.results.export import render
+        from kdbench.results.report import build_leaderboard
+
+        sys.stdout.write(render(suite, build_leaderboard(st, suite, jobs).methods, fmt))
+        return
     _print_leaderboard(st, suite, jobs)
     if html is not None:
         paths = write_report(st, suite, jobs)
@@ -226,6 +256,12 @@ def _print_view(st, suite: str, view: str, html: Path | None) -> None:
         out.print(f"wrote {html}")
 
 
+def _print_warnings(lines) -> None:
+    """What the suite says that is valid but probably not meant (e.g. a warm-up as long as the training)."""
+    for line in lines:
+        err.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+
+
 def _print_pruned(lines: list[str]) -> None:
     """Jobs left out of the plan because their method cannot work for the pair, grouped by reason."""
     if not lines:
@@ -250,25 +286,69 @@ def _print_leaderboard(store: str | Store, suite: str, jobs: SuiteJobs | None = 
 
 
 @app.command()
+def compare(names: Annotated[list[str], typer.Argument(help="Two or more suite names.")],
+            store: StoreOpt = DEFAULT_STORE,
+            fmt: Annotated[str, typer.Option("--format", help="table, markdown or csv.")] = "table") -> None:
+    """The same cells (teacher, student, method) of several suites side by side."""
+    from kdbench.results.compare import as_table
+    from kdbench.results.compare import compare as compare_suites
+    from kdbench.results.store import suites
+    from kdbench.store import Store
+
+    if fmt not in ("table", "markdown", "csv"):
+        raise fail(f"unknown --format '{fmt}' (table, markdown or csv)")
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise fail("compare needs two or more different suite names")
+    st = _guard(Store, store)
+    known = suites(st)
+    for name in names:
+        if name not in known:
+            raise fail(f"no suite '{name}' in store {store} (suites there: {', '.join(known) or 'none yet'})")
+    try:
+        result = compare_suites(st, names)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if fmt == "markdown":
+        from kdbench.results.export import arrow_markdown
+
+        sys.stdout.write(arrow_markdown(as_table(result)))
+    elif fmt == "csv":
+        as_table(result).to_pandas().to_csv(sys.stdout, index=False)
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"{' vs '.join(names)}: test {result.units.label} ± 95% CI over seeds",
+                      title_justify="left")
+        for h in result.headers:
+            table.add_column(h, justify="left" if h in ("teacher", "student", "via", "method") else "right")
+        for row in result.rows:
+            table.add_row(*map(Text, row))
+        out.print(table)
+
+
+@app.command()
 def query(sql: Annotated[str, typer.Argument(help="DuckDB SQL over the views `results` and `plans`.")],
           store: StoreOpt = DEFAULT_STORE,
-          fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
+          fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table") -> None:
     """Query the results store with SQL."""
     from kdbench.results import open_results
 
-    if fmt not in ("table", "csv", "json"):  # before the query runs
-        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
+    if fmt not in ("table", "csv", "json", "markdown"):  # before the query runs
+        raise fail(f"unknown --format '{fmt}' (table, csv, json or markdown)")
     table = _guard(lambda: open_results(store).sql(sql))
     if fmt == "csv":
         table.to_pandas().to_csv(sys.stdout, index=False)
     elif fmt == "json":
         sys.stdout.write(table.to_pandas().to_json(orient="records", indent=1) + "\n")
-    elif fmt == "table":
+    elif fmt == "markdown":
+        from kdbench.results.export import arrow_markdown
+
+        sys.stdout.write(arrow_markdown(table))
+    else:
         from .display import arrow_table
 
         out.print(arrow_table(table))
-    else:
-        raise fail(f"unknown --format '{fmt}' (table, csv or json)")
 
 
 @app.command()
@@ -345,8 +425,13 @@ def submit(suite: SuiteArg, address: JobsAddressOpt = "http://127.0.0.1:8265",
     _set_data_root(data_root)
     from kdbench.orchestrate import submit as jobs
     from kdbench.suite import load_suite
+    from kdbench.zoo.datasets.base import data_checked_later
 
-    spec = _guard(load_suite, str(suite))  # bad input fails here, before anything is sent
+    with data_checked_later() as missing:  # the cluster's nodes hold the data, maybe not this machine
+        spec = _guard(load_suite, str(suite))  # bad input fails here, before anything is sent
+    for note in dict.fromkeys(missing):
+        err.print(f"[yellow]note:[/] not on this machine: {note}; the cluster checks it before the first job",
+                  highlight=False, soft_wrap=True)
     _guard(jobs.check_store, store, tracking_uri, not no_track)
     client = _jobs_client(address)
     sub = _guard(jobs.submit, client, spec, store, tracking_uri, not no_track)

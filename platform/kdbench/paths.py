@@ -13,6 +13,7 @@
     references/<suite>.csv               a suite's published numbers
     leaderboards/<suite>/…               a suite's report; leaderboards/<suite>/views/… its study views
     searches/<key>/trials.parquet, selected.json   a search cell's trials and choice; searches/<suite>/<key>.json
+    superseded/<job_id>/<stamp>/…        a job's artifacts and result row set aside by `kdbench run --rerun`
     costs/<digest>.json                  measured costs of an architecture (parameters, FLOPs, latency)
     mlflow/                              the embedded MLflow; ray/  Ray Tune's experiment state
 """
@@ -38,6 +39,11 @@ def snapshot_file(epoch: int) -> str:
 def view_file(view: int) -> str:
     """One view of a teacher-output job's cache."""
     return f"view_{view:05d}.arrow"
+
+
+def superseded(job_id: str, stamp: str, name: str) -> str:
+    """Where `kdbench run --rerun` keeps a job's earlier artifact `name` (or its row, `result.parquet`)."""
+    return f"superseded/{job_id}/{stamp}/{name}"
 
 
 def result(job_id: str) -> str:

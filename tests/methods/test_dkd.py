@@ -100,3 +100,20 @@ def test_logit_methods_send_gradients_to_the_student_only(name):
 @pytest.mark.parametrize("name, overrides", [c for c in CASES_METHOD_TRAINS_THROUGH if c[0] == "dkd"])
 def test_method_trains_through_the_engine(name, overrides, trained_teacher):
     check_method_trains_through_the_engine(name, overrides, trained_teacher)
+
+
+def test_a_warm_up_as_long_as_the_training_is_warned_about_with_its_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from kdbench.cli import app
+    from kdbench.suite import load_suite
+
+    from ..conftest import TINY_SUITE, write_suite
+
+    path = write_suite(tmp_path, TINY_SUITE.replace("methods: [none, kd]", "methods: [none, kd, dkd]"))
+    (warning,) = load_suite(str(path)).warnings  # the recipe has 3 epochs; DKD's paper warm-up is 20
+    assert warning.startswith(f"{path}:12: methods[2].dkd: warm-up of 20 epochs is not shorter than the recipe's 3")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0 and "warning:" in result.output and "warm-up of 20 epochs" in result.output
+    fits = TINY_SUITE.replace("methods: [none, kd]", "methods: [none, kd, {dkd: {warmup: 2}}]")
+    assert load_suite(str(write_suite(tmp_path, fits, "fits.yaml"))).warnings == ()

@@ -189,8 +189,10 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        _, val = evaluate(task, run.model, data.val, task.fit_split(data))
-        run.keep_if_best(val, state.epoch + 1)
+        fit_on = task.fit_split(data)  # a read-out's labelled split (a linear probe's), None for most tasks
+        val = evaluate(task, run.model, data.val, fit_on)[1] if len(data.val) else {}  # none: `protocol: paper`
+        if val:
+            run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}
         metrics.update(lr=lr, epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
                        **{f"val_{k}": v for k, v in val.items()})

@@ -218,15 +218,22 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
                           job.seed, state, _augment(run, data) if r.augment else None, epoch,
                           precision=r.precision, channels_last=r.channels_last, scaler=run.scaler)
     metrics["lr"] = run.optimizer.param_groups[0]["lr"]
-    _, val = evaluate(run.task, run.model, data.val, run.task.fit_split(data))
+    val = _validate(run, data)
     if state.stage == "main":  # the schedule and the selection cover the recipe's epochs only
         run.scheduler.step()
-        run.keep_if_best(val, state.epoch + 1)
+        if val:
+            run.keep_if_best(val, state.epoch + 1)
     metrics.update(epoch=epoch + 1, stage_epoch=state.epoch + 1, epoch_seconds=time.perf_counter() - t0,
                    **{f"val_{k}": v for k, v in val.items()})
     run.history.append(metrics)
     run.epoch = epoch + 1
     return metrics
+
+
+def _validate(run: Training, data: DataSplits) -> dict[str, float]:
+    """The task's metrics on the validation split; none without one (`protocol: paper` trains on the whole
+    training set and keeps the last epoch, which validation ensures)."""
+    return evaluate(run.task, run.model, data.val, run.task.fit_split(data))[1] if len(data.val) else {}
 
 
 def _augment(run: Training, data: DataSplits):
@@ -242,7 +249,7 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
     checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": run.model.state_dict()})
     fit_on = run.task.fit_split(data)  # a read-out's labelled split (a linear probe's), None for most tasks
     preds, test = evaluate(run.task, run.model, data.test, fit_on)
-    _, val = evaluate(run.task, run.model, data.val, fit_on)
+    val = _validate(run, data)
     metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
     agreement = None
     if run.teacher is not None:

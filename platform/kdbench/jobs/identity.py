@@ -2,7 +2,8 @@
 
 The identity holds everything that determines a job's result — kind, dataset and its parameters (not where
 its files are), model, recipe, method and its hyperparameters (defaults filled in), seed, stop epoch, the
-upstream jobs, the engine's semantics version — and nothing else (names, resources and the suite are not in
+upstream jobs, the engine's semantics version, and for a component defined by a plugin the digest of its
+source (`Component.code`) — and nothing else (names, resources and the suite are not in
 it: equal ids mean equal work).
 
 Fields added after ids were first computed would change every existing id if they entered the identity
@@ -69,10 +70,11 @@ def identity(job: Job) -> dict[str, Any]:
         "kind": job.kind,
         # Where the data lives is not what it is: the same dataset under two paths is one job.
         "dataset": {"name": job.dataset.name,
-                    "params": {k: v for k, v in job.dataset.params.items() if k not in LOCATION_PARAMS}},
-        "model": {"name": job.model.name, "params": dict(job.model.params)},
+                    "params": {k: v for k, v in job.dataset.params.items() if k not in LOCATION_PARAMS},
+                    **_code(job.dataset)},
+        "model": {"name": job.model.name, "params": dict(job.model.params), **_code(job.model)},
         "recipe": _recipe(job),
-        "method": {"name": job.method.name, "params": dict(job.method.params)},
+        "method": {"name": job.method.name, "params": dict(job.method.params), **_code(job.method)},
         "seed": job.seed,
         "stop_epoch": job.stop_epoch,
         # An ensemble's mean does not depend on member order; a single teacher is a list of one.
@@ -86,6 +88,11 @@ def identity(job: Job) -> dict[str, Any]:
     for later in LATER_DEFAULTS:
         _drop_default(full, later)
     return full
+
+
+def _code(component) -> dict[str, str]:
+    """A plugin component's source digest (absent for kdbench's own components: ids stay as they were)."""
+    return {"code": component.code} if component.code else {}
 
 
 def _recipe(job: Job) -> dict[str, Any]:

@@ -20,6 +20,10 @@ class Component:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    # A digest of the source of the plugin module(s) that define it (kdbench/suite/plugins.py `component_code`);
+    # None for kdbench's own components, whose code is covered by the engine's semantics version. Part of
+    # the identity only when set, so editing a plugin's code changes the ids of its jobs and nothing else's.
+    code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ class JobResult:
     dataset: str | None
     dataset_params: str | None  # canonical JSON
     teacher: str | None  # teacher/ensemble name in `suite` (the chain's root)
+    # The name of the model the job learned from directly: `teacher` for direct distillation, the previous
+    # teacher assistant on a chain. `teacher_arch` and `teacher_params` describe this one.
+    direct_teacher: str | None
     teacher_arch: str | None  # architecture(s) of the direct teacher(s), '+'-joined for ensembles
     teacher_params: int | None  # parameter count of the direct teacher(s) (sum over an ensemble's members)
     student: str | None  # name of the trained model in `suite`
@@ -95,6 +98,7 @@ class JobResult:
     seed: int | None
     stop_epoch: int | None  # early-stopped teachers
     recipe: str | None  # canonical JSON of the training recipe
+    protocol: str | None  # validation (a held-out split; the recipe's `select`) or paper (whole train set, last epoch)
     metrics: dict[str, float] | None  # every metric of the task: test_<m>, val_<m>, teacher_test_<m>
     test_acc: float | None  # classification: metrics["test_acc"], kept as a column for SQL and old readers
     val_acc: float | None  # classification: metrics["val_acc"] (validation split, the selection split)

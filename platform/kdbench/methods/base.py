@@ -109,6 +109,12 @@ class Method(nn.Module):
         self.params = params
         self.ctx = ctx
 
+    @classmethod
+    def schedule_warning(cls, params: MethodParams, epochs: int) -> str | None:
+        """A warning when the method's own schedule does not fit a recipe of `epochs` epochs (e.g. a warm-up
+        as long as the training), shown by `kdbench validate` and `run`; None when it fits."""
+        return None
+
     @property
     def init_epochs(self) -> int:
         """Epochs of the initialisation stage run before the recipe's (AB, FSP, FT): `params.init_epochs`, 0

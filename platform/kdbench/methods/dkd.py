@@ -84,6 +84,13 @@ class DKD(Method):
     Params = DKDParams
     needs = Needs(teacher=True)
 
+    @classmethod
+    def schedule_warning(cls, params, epochs: int) -> str | None:
+        if params.warmup >= epochs > 0:
+            return (f"warm-up of {params.warmup} epochs is not shorter than the recipe's {epochs}: the KD terms "
+                    f"never reach full weight (mdistiller's 20 assumes 240 epochs; set `warmup:` lower)")
+        return None
+
     def forward(self, batch, student, teacher, state):
         p: DKDParams = self.params
         target = teacher.log_probs(p.temperature).detach()

@@ -17,6 +17,7 @@ from kdbench.suite.compat import prune_incompatible
 from .integrity import corrupt_upstreams
 from .progress import report_interval
 from .ray_session import check_resources, init_ray
+from .rerun import rerun_ids, selectors_for, set_aside
 from .state import Counts, SuiteRun
 from .tune_run import run_tune, trial_config
 
@@ -30,6 +31,7 @@ class RunOptions:
     track: bool = True
     address: str | None = None  # None: a local Ray
     num_cpus: int | None = None  # local Ray only
+    rerun: tuple[str, ...] = ()  # selectors of jobs to recompute on purpose (orchestrate/rerun.py)
 
 
 def _tracker(plan: Plan, store: Store, opts: RunOptions):
@@ -87,6 +89,10 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
     # One read of the plan's rows: they decide what is done and feed MLflow's sync of cached jobs.
     rows = {r["job_id"]: r for r in read_results(store, plan.jobs).to_pylist() if r["status"] == STATUS_OK}
     done = set(rows) - corrupt_upstreams(store, plan, set(rows))
+    if opts.rerun:  # recompute chosen jobs and their dependents: their old files set aside, never deleted
+        again = rerun_ids(plan, selectors_for(plan, opts.rerun))
+        set_aside(store, again)
+        done -= again
     ray = None
     if len(done) < len(plan):
         preimport = threading.Thread(target=_import_tune, name="kdbench-import-tune", daemon=True)

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdbench import paths
-from kdbench.jobs import Component, Job, canonical_json
+from kdbench.jobs import Job, canonical_json
 from kdbench.methods import METHODS
 from kdbench.methods.base import init_epochs
 from kdbench.store import Store
@@ -95,8 +95,8 @@ def _cells(suite: Suite) -> tuple[list[SearchCell], Plan]:
         entry = next(e for e in plan.entries if e.job.kind == "student" and e.teacher == teacher
                      and e.student == student and tuple(e.chain) == (teacher, student) and e.job.method.params == fixed)
         # Trials run their teachers live (no teacher-output jobs), with the search's seed.
-        template = dataclasses.replace(entry.job, seed=s.seed, outputs=(), replay=None,
-                                       method=Component(s.method, _full_params(s.method, s.params)))
+        method = dataclasses.replace(entry.job.method, params=_full_params(s.method, s.params))  # keeps `code`
+        template = dataclasses.replace(entry.job, seed=s.seed, outputs=(), replay=None, method=method)
         body = {"template": template.identity(), "space": [list(x) for x in s.space], "trials": s.trials,
                 "metric": s.metric, "scheduler": s.scheduler, "grace_epochs": s.grace_epochs, "sampler": "optuna-tpe"}
         key = hashlib.sha256(canonical_json(body).encode()).hexdigest()[:20]
@@ -106,8 +106,8 @@ def _cells(suite: Suite) -> tuple[list[SearchCell], Plan]:
 
 def trial_job(template: Job, sampled: dict) -> Job:
     params = {**template.method.params, **sampled}
-    return dataclasses.replace(template, method=Component(template.method.name,
-                                                          _full_params(template.method.name, params)))
+    return dataclasses.replace(template, method=dataclasses.replace(
+        template.method, params=_full_params(template.method.name, params)))  # keeps its plugin `code`
 
 
 def _tune_space(space) -> dict:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kdbench.jobs import JobFinal, JobResult, canonical_json
 from kdbench.suite.plan import PlanEntry
+from kdbench.suite.protocol import protocol_of
 from kdbench.version import RESULTS_SCHEMA_VERSION, __version__
 
 from .schema import STATUS_OK
@@ -32,11 +33,13 @@ def result_row(entry: PlanEntry, suite: str, final: JobFinal | dict[str, Any] | 
     row = JobResult(
         job_id=job.job_id, kind=job.kind, status=status, error=error, suite=suite, task=done.task,
         dataset=job.dataset.name, dataset_params=canonical_json(job.dataset.params), teacher=entry.teacher,
+        direct_teacher=entry.chain[-2] if job.teachers and len(entry.chain) > 1 else None,
         teacher_arch="+".join(t.model.name for t in job.teachers) or None,
         student=entry.student, student_arch=job.model.name, student_arch_params=canonical_json(job.model.params),
         method=job.method.name, method_params=canonical_json(job.method.params), chain=list(entry.chain),
         upstream=[t.job_id for t in job.teachers], combine=job.combine, seed=job.seed, stop_epoch=job.stop_epoch,
         recipe=None if job.recipe is None else canonical_json(job.recipe.model_dump(mode="json")),
+        protocol=protocol_of(job),
         metrics=metrics if final is not None else None, test_acc=metrics.get("test_acc"),
         val_acc=metrics.get("val_acc"), teacher_test_acc=metrics.get("teacher_test_acc"),
         mlflow_run_id=mlflow_run_id, kdbench_version=done.kdbench_version or __version__,

@@ -31,8 +31,18 @@ class QueryError(ValueError):
     pass
 
 
+# The rows of each suite, right by construction: a suite's latest plan lists its jobs, so a job two suites share
+# is a row of each, under each suite's own names. (`results.suite` names only the suite whose run wrote it.)
+SUITE_RESULTS = """
+select p.suite, p.teacher, p.student, p.chain, p.method_params,
+       r.* exclude (suite, teacher, student, chain, method_params)
+from plans p join results r using (job_id)
+"""
+
+
 class ResultsTable:
-    """Every result row in a store; `.sql()` sees the views `results` and `plans` (latest per suite)."""
+    """Every result row in a store; `.sql()` sees the views `results` (a row per job), `plans` (latest per
+    suite) and `suite_results` (a row per suite and job: the rows of suite X are `where suite = 'X'`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -55,13 +65,19 @@ class ResultsTable:
     def __len__(self) -> int:
         return self.to_arrow().num_rows
 
-    def sql(self, query: str) -> pa.Table:
-        """Run DuckDB SQL over the views `results` and `plans`; returns an Arrow table."""
+    def of_suite(self, suite: str) -> pa.Table:
+        """Every row of `suite`'s latest plan that has a result (jobs it shares with other suites included),
+        named as that suite names them."""
+        return self.sql("select * from suite_results where suite = $suite", {"suite": suite})
+
+    def sql(self, query: str, params: dict | None = None) -> pa.Table:
+        """Run DuckDB SQL over the views `results`, `plans` and `suite_results`; returns an Arrow table."""
         con = _db().cursor()  # a cursor of one in-memory database: a new connection costs ~20 ms
         con.register("results", self.to_arrow())
         con.register("plans", self.plans())
         try:
-            relation = con.sql(query)
+            con.execute(f"create or replace temp view suite_results as {SUITE_RESULTS}")
+            relation = con.sql(query, params=params)
             if relation is None:  # a statement with no result set (e.g. SET)
                 return pa.table({})
             reader = relation.to_arrow_reader(100_000)

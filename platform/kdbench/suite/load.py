@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,11 +20,11 @@ from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 from kdbench.zoo.models.base import INPUT_CHANNELS
 
-from . import guards
+from . import guards, protocol
 from .errors import Loc, SpecError
 from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
 from .messages import line_of, spec_error
-from .plugins import resolve_plugins
+from .plugins import component_code, resolve_plugins
 from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
 from .yamlsrc import load_yaml
 
@@ -70,6 +70,10 @@ class Suite:
     teacher_inference: dict[str, Any] | None = None  # `teacher_inference` (None: plain PyTorch, fp32)
     teacher_cache: dict[str, Any] | None = None  # `teacher_cache` (None: its defaults)
     search: SearchDef | None = None  # `search`: a hyperparameter search per cell
+    warnings: tuple[str, ...] = ()  # what is valid but probably not meant (file:line: field: why), shown
+    protocol: str = "validation"  # `protocol`: validation or paper (suite/protocol.py)
+    # `pair_params`: (teacher, student, method) -> the method's full hyperparameters for that pair
+    pair_params: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,16 @@ def load_suite(path: str) -> Suite:
     plugins = resolve_plugins(check, raw.plugins, path)
     dataset = _dataset(check, raw)
     recipe = raw.recipe
+    if raw.protocol == protocol.PAPER:  # the whole training set, the last epoch (suite/protocol.py)
+        dataset = protocol.paper_dataset(check, dataset)
+        recipe = protocol.paper_recipe(check, recipe, data.get("recipe"), ("recipe",))
     teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
     students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
+    if raw.protocol == protocol.PAPER:  # a model's own recipe changes keep the protocol too
+        teachers = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("teachers", i, "recipe")))
+                         for i, (m, e) in enumerate(zip(teachers, raw.teachers, strict=True)))
+        students = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("students", i, "recipe")))
+                         for i, (m, e) in enumerate(zip(students, raw.students, strict=True)))
     _model_sizes(check, dataset, teachers, students)
     for i, t in enumerate(teachers):
         if t.stop_epoch is not None and t.stop_epoch > t.recipe.epochs:
@@ -135,6 +147,7 @@ def load_suite(path: str) -> Suite:
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
     _method_epochs(check, methods, students)
+    warnings = _schedule_warnings(check, methods, students)
     _seeds(check, raw.seeds)
     chains = _chains(check, raw, teachers, students, ensembles)
     pairs = _pairs(check, raw, teachers, students, ensembles)
@@ -145,18 +158,23 @@ def load_suite(path: str) -> Suite:
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
     search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
+    if search is not None and raw.protocol == protocol.PAPER:
+        raise check.fail(("search",), "a search selects on the validation split, which protocol paper does not "
+                                      "hold out: use protocol validation for searches")
+    per_pair = protocol.pair_params(check, raw, methods, source_names(teachers, ensembles),
+                                    [m.name for m in students], pairs)
     _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
-                 raw.teacher_cache.model_dump(mode="json"), search)
+                 raw.teacher_cache.model_dump(mode="json"), search, warnings, raw.protocol, per_pair)
 
 
 def _dataset(check: _Checker, raw: SuiteFile) -> Component:
     name = raw.dataset.name
     check.name_in(DATASETS, name, ("dataset", "name"))
     params = check.params(DATASETS.get(name).params, dict(raw.dataset.model_extra), ("dataset",), ["name"])
-    return Component(name, params)
+    return Component(name, params, component_code("dataset", name))
 
 
 def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: Recipe, teacher: bool) -> ModelDef:
@@ -165,7 +183,7 @@ def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: Recipe, teacher
     params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
     if entry.input_channels is not None:  # every architecture's parameter; absent by default (ids unchanged)
         params[INPUT_CHANNELS] = list(entry.input_channels)
-    model = Component(entry.arch, params)
+    model = Component(entry.arch, params, component_code("model", entry.arch))
     if entry.recipe:
         recipe = check.typed(Recipe, _merge(recipe.model_dump(mode="json"), entry.recipe), loc + ("recipe",))
     if teacher:
@@ -260,7 +278,8 @@ def _methods(check: _Checker, items: list[Any]) -> tuple[Component, ...]:
             raise check.fail(("methods", i), "a method is a name (`kd`) or a mapping of one name to its "
                              "hyperparameters (`kd: {temperature: 4}`)")
         check.name_in(METHODS, name, loc)
-        component = Component(name, check.params(METHODS.get(name).Params, params, loc))
+        component = Component(name, check.params(METHODS.get(name).Params, params, loc),
+                              component_code("method", name))
         key = canonical_json([component.name, component.params])
         if key in seen:
             raise check.fail(("methods", i), f"method '{name}' with these hyperparameters is listed twice")
@@ -427,6 +446,19 @@ def _method_epochs(check: _Checker, methods: tuple[Component, ...], students) ->
             if stop > s.recipe.epochs:
                 raise check.fail(("methods", i, m.name, "stop_epoch"),
                                  f"must be <= recipe.epochs ({s.recipe.epochs}, student '{s.name}')")
+
+
+def _schedule_warnings(check: _Checker, methods: tuple[Component, ...], students) -> tuple[str, ...]:
+    """Methods whose own schedule does not fit a student's recipe (`Method.schedule_warning`), once per method."""
+    out = []
+    for i, m in enumerate(methods):
+        cls = METHODS.get(m.name)
+        for epochs in sorted({s.recipe.epochs for s in students}):
+            why = cls.schedule_warning(cls.Params(**m.params), epochs)
+            if why:
+                out.append(str(check.fail(("methods", i, m.name), why)))
+                break
+    return tuple(out)
 
 
 def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, methods, chains, pairs,

@@ -20,6 +20,7 @@ from kdbench.methods import METHODS
 
 from .load import ModelDef, Suite, snapshot_name
 from .outputs import inference_identity, with_teacher_outputs
+from .plugins import component_code
 
 NONE = Component("none", {})
 
@@ -99,14 +100,16 @@ def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) 
     for src, name in pairs:
         ups, combine = sources[src]
         for m in methods:
+            params = suite.pair_params.get((src, name, m.name))  # a paper's setting for this pair
+            m = m if params is None else Component(m.name, params, m.code)
             for seed in suite.seeds:
                 add(PlanEntry(job("student", students[name], m, seed, ups, combine), src, name, (src, name)))
 
     for (src, name), params in (selections or {}).items():  # configurations chosen by the suite's `search`
         ups, combine = sources[src]
+        chosen = Component(suite.search.method, params, component_code("method", suite.search.method))
         for seed in suite.seeds:
-            add(PlanEntry(job("student", students[name], Component(suite.search.method, params), seed, ups, combine),
-                          src, name, (src, name)))
+            add(PlanEntry(job("student", students[name], chosen, seed, ups, combine), src, name, (src, name)))
 
     models = {m.name: m for m in (*suite.teachers, *suite.students)}
     for chain in suite.chains:

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from functools import lru_cache
 
 
 def import_plugins(entries) -> None:
@@ -65,3 +66,50 @@ def resolve_plugins(check, names: list[str], path: str) -> tuple[str, ...]:
             raise check.fail(("plugins", i), f"cannot import '{name}': {type(e).__name__}: {why}") from None
         resolved.append(entry)
     return tuple(resolved)
+
+
+def component_code(kind: str, name: str) -> str | None:
+    """The digest of the source of the plugin module(s) defining a registered component (`kind`: "method",
+    "model" or "dataset"; a dataset's includes its task's), or None when kdbench itself defines them.
+
+    It enters the job's identity (`Component.code`), so a job whose plugin code was edited is a new job.
+    What the digest covers: the file of the module that registers the component (a method's class, an
+    architecture's build function, a dataset's loader, a task's class). Code that module imports from other
+    files of the user's is not covered: rerun such jobs on purpose with `kdbench run --rerun`."""
+    from kdbench.methods import METHODS
+    from kdbench.tasks import TASKS
+    from kdbench.zoo.datasets import DATASETS
+    from kdbench.zoo.models import ARCHS
+
+    if kind == "method":
+        defining = [METHODS.get(name)]
+    elif kind == "model":
+        defining = [ARCHS.get(name).build]
+    elif kind == "dataset":
+        entry = DATASETS.get(name)
+        defining = [entry.load, TASKS.get(entry.params.task)]
+    else:
+        raise ValueError(f"unknown component kind {kind!r}")
+    files = sorted({f for f in map(_plugin_file, defining) if f is not None})
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(_file_digest(f).encode())
+    return digest.hexdigest()[:16]
+
+
+def _plugin_file(obj) -> str | None:
+    """The source file of the module defining `obj`, None for kdbench's own modules (or a module without a
+    file, e.g. one built in memory)."""
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    if module is None or module.__name__ == "kdbench" or module.__name__.startswith("kdbench."):
+        return None
+    return getattr(module, "__file__", None)
+
+
+@lru_cache(maxsize=256)
+def _file_digest(path: str) -> str:
+    """A source file's SHA-256 (read once per process: a suite's load asks once per component)."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

@@ -136,6 +136,14 @@ class TeacherCache(Strict):
         return v
 
 
+class PairParamsEntry(Strict):
+    """A method's hyperparameters for one [teacher, student] pair (a paper's per-pair settings)."""
+
+    pair: list[Text] = Field(min_length=2, max_length=2)  # [teacher or ensemble, student]
+    method: Text
+    params: dict[str, Any]
+
+
 class SuiteFile(Strict):
     name: Name
     # Modules that register your own models, datasets or methods, imported before the suite is checked
@@ -160,3 +168,7 @@ class SuiteFile(Strict):
     retries: int = Field(default=2, ge=0, le=L.MAX_RETRIES)  # Ray Tune retries of a job whose worker died or raised
     teacher_inference: TeacherInference = TeacherInference()
     teacher_cache: TeacherCache = TeacherCache()
+    # validation: a validation split is held out of the training set (the honest protocol, the default);
+    # paper: what the papers ran — the whole training set, the last epoch's weights (suite/protocol.py)
+    protocol: Literal["validation", "paper"] = "validation"
+    pair_params: list[PairParamsEntry] = Field(default=[], max_length=L.MAX_NODES)

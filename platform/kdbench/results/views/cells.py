@@ -17,7 +17,7 @@ CELL_FIELDS = [
     pa.field("failed", pa.int64()),  # failed or skipped jobs of the cell
     pa.field("mean", pa.float64()),  # mean score over seeds (test accuracy: a fraction)
     pa.field("std", pa.float64()),
-    pa.field("ci_low", pa.float64()),  # 95% Student-t interval of the mean
+    pa.field("ci_low", pa.float64()),  # 95% Student-t interval of the mean, clipped to the metric's range
     pa.field("ci_high", pa.float64()),
     pa.field("alone_mean", pa.float64()),  # the student trained alone (its baseline jobs), mean over seeds
     pa.field("gain_n", pa.int64()),  # seeds both the cell and the student alone have
@@ -36,13 +36,25 @@ def baselines(rows: Iterable[dict]) -> dict[str, dict[int, float]]:
                                                lambda r: (r["student"],)).items()}
 
 
+def clipped(metric, low: float | None, high: float | None) -> tuple[float | None, float | None]:
+    """An interval of a metric's mean clipped to the metric's range (accuracy: [0, 1]; RMSE: [0, ∞)), where
+    the t-interval of few seeds can reach past it."""
+    if low is not None and metric.low is not None:
+        low = max(low, metric.low)
+    if high is not None and metric.high is not None:
+        high = min(high, metric.high)
+    return low, high
+
+
 def cell(rows: list[dict], alone: dict[int, float] | None) -> dict:
     scores = ok_scores(rows)
     s = summarize(scores.values())
     g = paired(scores, alone or {})
     base = summarize((alone or {}).values())
-    return {"metric": metric_of(rows).name, "n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std,
-            "ci_low": s.ci_low, "ci_high": s.ci_high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
+    metric = metric_of(rows)
+    low, high = clipped(metric, s.ci_low, s.ci_high)
+    return {"metric": metric.name, "n": s.n, "failed": failed(rows), "mean": s.mean, "std": s.std,
+            "ci_low": low, "ci_high": high, "alone_mean": base.mean, "gain_n": g.n, "gain": g.mean,
             "gain_ci_low": g.ci_low, "gain_ci_high": g.ci_high, "gain_includes_zero": g.includes_zero}
 
 

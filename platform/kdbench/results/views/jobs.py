@@ -33,7 +33,7 @@ NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "cha
 METRICS = ["status", "error", "task", "metrics", "test_acc", "val_acc", "teacher_test_acc", "teacher_params",
            "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
-           "student_arch_params", "finished_at"]
+           "student_arch_params", "protocol", "finished_at"]
 _COLUMNS = [*NAMES, *METRICS]  # what load_jobs reads of the results
 
 

@@ -16,7 +16,8 @@ from .reference import lookup, reference_rows, with_column
 FIELDS = [pa.field("dataset", pa.string()), pa.field("teacher", pa.string()), pa.field("student", pa.string()),
           pa.field("chain", pa.string()), pa.field("method", pa.string()), pa.field("method_params", pa.string()),
           *CELL_FIELDS, pa.field("rank", pa.int64()), pa.field("chosen_by", pa.string()),
-          pa.field("paper_acc", pa.float64()), pa.field("paper_source", pa.string())]
+          pa.field("paper_acc", pa.float64()), pa.field("paper_source", pa.string()),
+          pa.field("protocol", pa.string())]  # validation or paper (suite/protocol.py); '+'-joined if mixed
 
 
 def methods_rows(jobs: SuiteJobs, chosen: dict[tuple, str] | None = None, reference: list[dict] = ()) -> list[dict]:
@@ -29,6 +30,7 @@ def methods_rows(jobs: SuiteJobs, chosen: dict[tuple, str] | None = None, refere
                "method": method, "method_params": params,
                **cell(members, None if teacher is None else alone.get(student))}
         row["chosen_by"] = (chosen or {}).get((teacher, student, method, params))
+        row["protocol"] = "+".join(sorted({r["protocol"] for r in members if r.get("protocol")})) or None
         if len(chain) <= 2:  # papers report direct distillation and the student alone
             row["paper_acc"], row["paper_source"] = lookup(reference, "paper_acc", teacher=teacher or "",
                                                            student=student, method=method, ta="")

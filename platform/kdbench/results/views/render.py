@@ -53,7 +53,7 @@ _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
            "ensembles": [("vs best single pp", "vs_best_single")],
            "crossmodal": [("vs random floor pp", "vs_floor")]}
-_EXTRA = {"methods": [("chosen by", "chosen_by")],
+_EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
           "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")]}
 
 
@@ -92,11 +92,19 @@ ACC = Units(metric_named("acc"))
 
 
 def mean_ci(r: dict, u: Units = ACC) -> str:
-    if r.get("mean") is None:
+    return interval(r.get("mean"), r.get("ci_low"), r.get("ci_high"), u)
+
+
+def interval(mean: float | None, low: float | None, high: float | None, u: Units = ACC) -> str:
+    """`mean ± half-width`; `mean [low, high]` where the interval was clipped to the metric's range (so it is
+    no longer symmetric: 99.50 [98.10, 100.00]); `—` without a mean."""
+    if mean is None:
         return "—"
-    if r.get("ci_low") is None:
-        return u.value(r["mean"])
-    return f"{u.value(r['mean'])} ± {u.fmt((r['ci_high'] - r['ci_low']) / 2)}"
+    if low is None or high is None:
+        return u.value(mean)
+    if abs((high - mean) - (mean - low)) > 1e-9 * max(1.0, abs(mean)):
+        return f"{u.value(mean)} [{u.fmt(low)}, {u.fmt(high)}]"
+    return f"{u.value(mean)} ± {u.fmt((high - low) / 2)}"
 
 
 def diff(r: dict, prefix: str, u: Units = ACC) -> str:
@@ -241,7 +249,7 @@ def _methods_terminal(methods: pa.Table) -> Table:
     papers = any(r.get("paper_acc") is not None for r in rows)
     t = _terminal(f"Methods on {_datasets(rows)}: mean test {u.metric.title}{' %' if u.metric.unit == '%' else ''} "
                   f"over seeds ± 95% CI ({better} is better); gain over the student alone ({u.diff_unit}, paired by "
-                  f"seed; '{NS}': its interval includes 0)",
+                  f"seed; '{NS}': its interval includes 0){protocol_note(rows)}",
                   ["teacher", "student", "via", "method", "rank", "n", "failed", f"test {u.label}",
                    f"gain {u.diff_unit} [95% CI]"] + (["paper %"] if papers else []))
     for i, r in enumerate(rows):
@@ -253,6 +261,16 @@ def _methods_terminal(methods: pa.Table) -> Table:
         t.add_row(*map(Text, cells), Text(str(r["failed"]), style="red" if r["failed"] else ""), Text(mean_ci(r, u)),
                   Text(diff(r, "gain", u)), *([Text(pct(r.get("paper_acc")))] if papers else []), end_section=last)
     return t
+
+
+PROTOCOLS = {"validation": "a validation split held out of the training set",
+             "paper": "the whole training set, the last epoch's weights, as the papers ran"}
+
+
+def protocol_note(rows: list[dict]) -> str:
+    """`; protocol paper (the whole training set, …)` for a table's rows (both, when mixed)."""
+    found = sorted({p for r in rows for p in (r.get("protocol") or "").split("+") if p})
+    return "; " + "; ".join(f"protocol {p} ({PROTOCOLS.get(p, p)})" for p in found) if found else ""
 
 
 def _teacher_size_terminal(teacher_size: pa.Table) -> Table:

@@ -6,7 +6,9 @@ into a tensor, not a Python loop over samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -84,6 +86,38 @@ def register_dataset(name: str, params: type[DatasetParams]):
         return load
 
     return add
+
+
+# Where a suite is validated or submitted is not always where its jobs run: a laptop without CIFAR submits to a
+# cluster whose nodes hold it. Inside `data_checked_later()`, a dataset whose files are missing here is
+# accepted and the problem recorded; `kdbench run` checks again where the jobs run, before the first job.
+_DEFERRED: ContextVar[list[str] | None] = ContextVar("kdbench_data_deferred", default=None)
+
+
+@contextmanager
+def data_checked_later() -> Iterator[list[str]]:
+    """Within it, missing dataset files are recorded in the yielded list instead of refused."""
+    notes: list[str] = []
+    token = _DEFERRED.set(notes)
+    try:
+        yield notes
+    finally:
+        _DEFERRED.reset(token)
+
+
+def data_missing(message: str) -> None:
+    """A dataset's files are not where its parameters say: a ValueError (the suite's error at `dataset.root`),
+    or, inside `data_checked_later()`, a recorded note."""
+    notes = _DEFERRED.get()
+    if notes is None:
+        raise ValueError(message)
+    notes.append(message)
+
+
+def data_present() -> bool:
+    """False inside `data_checked_later()` once a dataset's files were found missing (describe() then cannot
+    count what is not there)."""
+    return not _DEFERRED.get()
 
 
 def load_dataset(name: str, params: dict) -> DataSplits:

@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from .augment import crop_flip
-from .base import DatasetParams, DataSplits, Split, register_dataset
+from .base import DatasetParams, DataSplits, Split, data_missing, register_dataset
 from .files import DatasetCorrupt, DatasetMissing
 from .vision import _SPLIT_SALT, _SUBSET_SALT, _black, _normalise, stratified_pick
 
@@ -92,7 +92,7 @@ def load_images(paths: list[Path], labels: np.ndarray, size: int) -> Split:
 class ImageFolderParams(DatasetParams):
     root: str  # the folder holding train/ and val/; no default, there is no conventional place
     image_size: int = Field(default=64, ge=8)  # S: images are (3, S, S)
-    val_size: int = Field(default=50, ge=1)  # carved out of train/; val/ is the test split
+    val_size: int = Field(default=50, ge=0)  # carved out of train/ (0: none); val/ is the test split
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # use a stratified subset of the training split
     augment: bool = True  # random crop S with padding S//8 and horizontal flip
 
@@ -101,16 +101,20 @@ class ImageFolderParams(DatasetParams):
     def _root_has_layout(cls, root: str) -> str:
         # Checked when the suite loads, so a wrong folder is a SpecError at `dataset.root`, not a failed job.
         if not Path(root).is_dir():
-            raise ValueError(f"dataset folder {root} does not exist (an image folder dataset needs "
-                             f"<root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg)")
+            data_missing(f"dataset folder {root} does not exist (an image folder dataset needs "
+                         f"<root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg)")
+            return root
         try:
             find_layout(Path(root))
         except DatasetMissing as e:
-            raise ValueError(str(e)) from None
+            data_missing(str(e))
         return root
 
     def describe(self):
-        classes = find_layout(Path(self.root))
+        try:
+            classes = find_layout(Path(self.root))
+        except (DatasetMissing, OSError):  # not on this machine (`data_checked_later`): cannot tell
+            return None
         n = len(list_images(Path(self.root) / "train", classes)[0])  # counts files; decodes nothing
         train = round(max(0, n - self.val_size) * self.train_fraction)  # 0: val_size too large, the load will say
         return (3, self.image_size, self.image_size), len(classes), train

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from . import files
 from .augment import crop_flip, random_bits, stream_key
-from .base import DatasetParams, DataSplits, Split, register_dataset
+from .base import DatasetParams, DataSplits, Split, data_missing, register_dataset
 
 _SPLIT_SALT, _SUBSET_SALT = 0x5EED, 0x5B5E7  # distinct keys: the subset is not correlated with the split
 
@@ -34,7 +34,7 @@ def _default_root() -> str:
 
 class VisionParams(DatasetParams):
     root: str = Field(default_factory=_default_root, validate_default=True)  # env read when the suite loads
-    val_size: int = Field(default=5000, ge=1)  # carved out of the official training set
+    val_size: int = Field(default=5000, ge=0)  # carved out of the official training set (0: none, `protocol: paper`)
     train_fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # use a stratified subset of the training split
     title: ClassVar[str]
     url: ClassVar[str]
@@ -44,12 +44,13 @@ class VisionParams(DatasetParams):
     def _root_exists(cls, root: str) -> str:
         # Checked when the suite loads, so a missing folder is a SpecError at `dataset.root`, not a failed job.
         if not Path(root).is_dir():
-            raise ValueError(f"dataset folder {root} does not exist (set KDBENCH_DATA_ROOT or `root:`; "
-                             f"get {cls.title} from {cls.url})")
+            data_missing(f"dataset folder {root} does not exist (set KDBENCH_DATA_ROOT or `root:`; "
+                         f"get {cls.title} from {cls.url})")
+            return root
         try:
             cls.find_files(Path(root))
         except files.DatasetMissing as e:
-            raise ValueError(str(e)) from None
+            data_missing(str(e))
         return root
 
     @classmethod
