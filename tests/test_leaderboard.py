@@ -290,7 +290,9 @@ def test_write_report_writes_every_file(tmp_path):
     assert all(p.startswith(f"leaderboards/{SUITE}/") and store.exists(p) for p in paths.values())
     page = store.read_bytes(paths["leaderboard.html"]).decode()
     assert "data:image/png;base64,iVBORw0KGgo" in page  # base64 of the PNG signature
-    assert "big → ta → mlp" in page and "0.8500" in page and "RuntimeError: boom" in page
+    assert "big → ta → mlp" in page and "85.00" in page and "RuntimeError: boom" in page  # in percent
+    assert "0.8500" not in page.split("<script>")[0], page[page.find("0.8500") - 300:page.find("0.8500") + 30]
+    assert "rank: the method" in page and "addEventListener" in page  # sortable
     assert store.read_bytes(paths["methods.png"]).startswith(PNG)
     assert store.read_bytes(paths["teacher_size.png"]).startswith(PNG)
     methods = pq.read_table(io.BytesIO(store.read_bytes(paths["methods.parquet"])))

@@ -49,6 +49,19 @@ def _fake_data_root(root: Path) -> None:
         (root / folder).mkdir(parents=True, exist_ok=True)
         for name in files:
             (root / folder / name).write_bytes(b"")
+    _fake_pose_videos(root)
+
+
+def _fake_pose_videos(root: Path) -> None:
+    """Penn Action labels with train flags and Sub-JHMDB split files (validation reads the splits; no frame)."""
+    from scipy.io import savemat
+
+    for folder in ("frames", "labels", "joint_positions", "Rename_Images", "sub_splits"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i in range(60):
+        savemat(root / "labels" / f"{i:04d}.mat", {"train": [[1 if i < 55 else -1]]})
+    (root / "sub_splits" / "run_test_split1.txt").write_text("".join(f"v{i}.avi {1 if i < 25 else 2}\n"
+                                                                     for i in range(27)))
 
 
 def test_existing_job_ids_are_unchanged(tmp_path, monkeypatch):
@@ -173,6 +186,7 @@ def _assert_cell(row: dict, accs: dict[int, float], alone: dict[int, float] | No
     a = np.array([accs[s] for s in sorted(accs)])
     assert row["n"] == len(a) and row["mean"] == pytest.approx(a.mean()) and row["std"] == pytest.approx(a.std(ddof=1))
     low, high = sps.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=sps.sem(a))
+    low, high = max(low, 0.0), min(high, 1.0)  # an accuracy's interval is clipped to [0, 1]
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     if alone:
         d = a - np.array([alone[s] for s in sorted(accs)])

@@ -276,3 +276,34 @@ def test_interleaved_epochs_of_many_jobs_become_one_metrics_batch_per_job():
     # A job's metrics never move before its start or after its end.
     assert coalesce([("log_metrics", "a", [1]), ("end_job", "a", {}), ("log_metrics", "a", [2])]) == \
         [("log_metrics", "a", [1]), ("end_job", "a", {}), ("log_metrics", "a", [2])]
+
+
+def test_one_parent_per_plan_a_training_runs_experiment_and_the_leaderboard_as_a_table(uri, store, client):
+    import pandas as pd
+
+    exp = "kdbench/browse"
+    board = pd.DataFrame({"method": ["kd", "none"], "test acc % ± 95% CI": ["96.11 ± 1.20", "92.41 ± 7.60"]})
+    first = Tracker(uri, exp, embedded_artifact_root(store))
+    first.start_suite("browse v1", {"jobs": 1}, {"kdbench.suite": "browse", "kdbench.plan": "p1"})
+    first.end_job("j1", make_row("j1"))
+    first.log_parent(metrics={"jobs_run": 1}, tables={"leaderboard/methods_table.json": board})
+    assert first.close(timeout=60) and not first.reused_parent
+    again = Tracker(uri, exp, embedded_artifact_root(store))  # a rerun of the same plan: the same parent
+    again.start_suite("browse v1", {"jobs": 1}, {"kdbench.suite": "browse", "kdbench.plan": "p1"})
+    again.log_parent(metrics={"jobs_run": 0})
+    assert again.close(timeout=60) and again.reused_parent and again.parent_run_id == first.parent_run_id
+    other = Tracker(uri, exp, embedded_artifact_root(store))  # another plan (the suite changed): a new parent
+    other.start_suite("browse v2", {"jobs": 2}, {"kdbench.suite": "browse", "kdbench.plan": "p2"})
+    other.log_parent(metrics={"jobs_run": 2})
+    assert other.close(timeout=60) and other.parent_run_id != first.parent_run_id
+
+    experiment = client.get_experiment_by_name(exp)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs view
+    parents = client.search_runs([experiment.experiment_id], "tags.`kdbench.role` = 'parent'")
+    assert len(parents) == 2
+    parent = client.get_run(first.parent_run_id)
+    assert parent.data.tags["kdbench.driver_runs"] == "2" and "#2" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.metrics["jobs_run"] == 0 and parent.info.status == "FINISHED"
+    with open(client.download_artifacts(first.parent_run_id, "leaderboard/methods_table.json")) as f:
+        table = json.load(f)
+    assert table["columns"] == ["method", "test acc % ± 95% CI"] and table["data"][0] == ["kd", "96.11 ± 1.20"]

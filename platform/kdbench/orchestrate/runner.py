@@ -3,6 +3,7 @@ experiment, record every job, then write and log the leaderboard."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -42,8 +43,9 @@ def _tracker(plan: Plan, store: Store, opts: RunOptions):
     uri, artifacts = resolve(store, opts.tracking_uri)
     tracker = Tracker(uri, f"kdbench/{plan.suite.name}", artifacts)
     s = plan.suite
+    digest = hashlib.sha256("\n".join(sorted(plan.jobs)).encode()).hexdigest()[:16]  # one parent per plan
     tracker.start_suite(f"{s.name} v{s.version}", {"suite_file": os.path.abspath(s.path), "jobs": len(plan)},
-                        {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version)})
+                        {"kdbench.suite": s.name, "kdbench.suite_version": str(s.version), "kdbench.plan": digest})
     return tracker
 
 
@@ -150,12 +152,18 @@ def _compact(store: Store) -> None:
 
 
 def _report(run: SuiteRun) -> None:
-    from kdbench.results.report import write_report
+    from kdbench.results.report import build_leaderboard, write_report
+    from kdbench.results.views.jobs import load_jobs
+    from kdbench.results.views.render import display_table
 
-    paths = write_report(run.store, run.suite)
+    jobs = load_jobs(run.store, run.suite)  # one read of the plan and the results for the files and MLflow
+    paths = write_report(run.store, run.suite, jobs)
     if run.tracker is not None:
+        # The methods leaderboard as people read it (percent, mean ± CI), for MLflow's table view.
+        table = display_table("methods", build_leaderboard(run.store, run.suite, jobs).methods).to_pandas()
         files = {os.path.basename(rel): run.store.read_bytes(rel) for rel in paths.values()}
         c = run.counts
         run.tracker.log_parent(metrics={"jobs_total": c.total, "jobs_cached": c.cached, "jobs_run": c.run,
                                         "jobs_failed": c.failed, "jobs_skipped": c.skipped},
-                               artifacts={f"leaderboard/{k}": v for k, v in files.items() if v is not None})
+                               artifacts={f"leaderboard/{k}": v for k, v in files.items() if v is not None},
+                               tables={"leaderboard/methods_table.json": table})

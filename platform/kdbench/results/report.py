@@ -95,14 +95,20 @@ def write_report(store: Store, suite: str, jobs: SuiteJobs | None = None) -> dic
 
 def _write_files(store: Store, suite: str, jobs: SuiteJobs) -> dict[str, str]:
     from .views.plots import PLOTS
-    from .views.render import html_page
+    from .views.render import RANK_NOTE, Units, caption, display_table, html_page
 
     tables = _view_tables(store, suite, jobs)
     pngs = {view: PLOTS[view](t) for view, t in tables.items() if t.num_rows or view in ("methods", "teacher-size")}
     methods, teacher_size = tables["methods"], tables["teacher-size"]
     images = {"methods.png": pngs["methods"], "teacher_size.png": pngs["teacher-size"]}
-    page = html_page(f"kdbench leaderboard: {suite}", {"methods": methods, "teacher_size": teacher_size,
-                                                       "failures": failures(store, suite, jobs)}, images)
+    # What a person reads: the display tables (percent, mean ± CI, names), with their captions; the raw values
+    # are in the CSV and Parquet files beside the page.
+    page = html_page(f"kdbench leaderboard: {suite}",
+                     {"methods": display_table("methods", methods),
+                      "teacher size": display_table("teacher-size", teacher_size),
+                      "failures": failures(store, suite, jobs)}, images,
+                     {"methods": caption("methods", suite, Units.of(methods.to_pylist())) + " " + RANK_NOTE,
+                      "teacher size": caption("teacher-size", suite, Units.of(teacher_size.to_pylist()))})
     files = {"leaderboard.html": page.encode(), **images, "methods.csv": _csv(methods),
              "methods.parquet": _parquet(methods), "teacher_size.csv": _csv(teacher_size),
              "teacher_size.parquet": _parquet(teacher_size)}
@@ -130,8 +136,8 @@ def view_files(store: Store, suite: str, view: str, table: pa.Table | None = Non
     table = VIEWS[view](store, suite) if table is None else table
     png = PLOTS[view](table) if png is None else png
     units = Units.of(table.to_pylist())
-    page = html_page(caption(view, suite, units), {view: display_table(view, table), f"{view} (raw)": table},
-                     {f"{view}.png": png})
+    # The page shows what people read (percent, intervals); the raw values are in the CSV and Parquet files.
+    page = html_page(caption(view, suite, units), {view: display_table(view, table)}, {f"{view}.png": png})
     # Names unlike the main leaderboard's (methods.csv …): `kdbench run` logs both by file name.
     return {f"view-{view}.html": page.encode(), f"view-{view}.png": png, f"view-{view}.csv": _csv(table),
             f"view-{view}.parquet": _parquet(table)}

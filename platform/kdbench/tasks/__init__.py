@@ -1,4 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset), regression and linear_probe.
+"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose and
+linear_probe.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -6,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import classification, probe, regression  # noqa: F401  (registration side effects)
+from . import classification, probe, regression, video_pose  # noqa: F401  (registration side effects)
 from .base import TASKS, Metric, Task, register_task
 
 

@@ -89,8 +89,14 @@ class Tracker:
         self._put("sync_job", job_id, dict(row), history)
 
     def log_parent(self, metrics: dict[str, float] | None = None, artifacts: dict[str, bytes] | None = None,
-                   tags: dict | None = None) -> None:
-        self._put("log_parent", points(metrics or {}, 0), dict(artifacts or {}), dict(tags or {}))
+                   tags: dict | None = None, tables: dict[str, Any] | None = None) -> None:
+        """`tables`: {artifact file (.json): pandas DataFrame} shown by MLflow's UI as tables."""
+        self._put("log_parent", points(metrics or {}, 0), dict(artifacts or {}), dict(tags or {}), dict(tables or {}))
+
+    @property
+    def reused_parent(self) -> bool:
+        """Whether the suite's parent run was an earlier `kdbench run`'s of the same plan (known once set up)."""
+        return self._writer is not None and self._writer.reused_parent
 
     def run_id(self, job_id: str) -> str | None:
         """The job's run id if the worker already knows it; never waits for it."""

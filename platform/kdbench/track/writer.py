@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,10 @@ from .fields import MAX_PARAM_VALUE, MAX_TAG_VALUE, final_metrics, key, run_fiel
 log = logging.getLogger("kdbench.track")
 
 JOB_TAG, ROLE_TAG, ERROR_TAG = "kdbench.job_id", "kdbench.role", "kdbench.error"
+# A suite's parent run is one per plan (the digest of its job ids): a rerun of the same plan updates it.
+PLAN_TAG, RUNS_TAG, NOTE_TAG = "kdbench.plan", "kdbench.driver_runs", "mlflow.note.content"
+# MLflow 3's UI opens an experiment by its kind: without it, on the GenAI "Traces" page with a question.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 PARENT_TAG, RUN_NAME_TAG = "mlflow.parentRunId", "mlflow.runName"
 MAX_ERROR = 5000
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -67,6 +72,7 @@ class Writer:
         self.parent_run_id: str | None = None
         self._pending_parent: tuple[str, dict, dict] | None = None
         self.created = 0  # job runs this writer created
+        self.reused_parent = False  # the parent run is an earlier `kdbench run`'s of the same plan
 
     def _ready(self) -> str:
         """The experiment id, setting up on first use (and again after a failed setup, e.g. server down)."""
@@ -80,13 +86,16 @@ class Writer:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location)
+                return self.client.create_experiment(name, artifact_location=artifact_location,
+                                                     tags={KIND_TAG: KIND, NOTE_TAG: _EXPERIMENT_NOTE})
             except Exception:  # another driver created it in between
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
                     raise
         if exp.lifecycle_stage == "deleted":  # a deleted name blocks creating a new one: bring it back
             self.client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(KIND_TAG) is None:  # made before kdbench set its kind
+            self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
 
     def _load_runs(self, experiment_id: str) -> dict[str, KnownRun]:
@@ -119,21 +128,45 @@ class Writer:
             self._parent()
 
     def _parent(self) -> str | None:
-        """The parent run's id, creating it now if its creation was deferred."""
+        """The parent run's id, creating it now if its creation was deferred; a parent of the same plan (tag
+        kdbench.plan) is reused and says how many drivers ran it, rather than one more parent per run."""
         if self._pending_parent is not None:
             name, params, tags = self._pending_parent
             tags = {ROLE_TAG: "parent", **tags}
-            run = self.client.create_run(self._ready(), tags=_texts(tags), run_name=name)
-            self._pending_parent, self.parent_run_id = None, run.info.run_id
-            self._log_batch(self.parent_run_id, params=_params(params))
+            reused = self._plan_parent(tags.get(PLAN_TAG))
+            if reused is None:
+                run = self.client.create_run(self._ready(), tags=_texts({**tags, RUNS_TAG: 1}), run_name=name)
+                self.parent_run_id = run.info.run_id
+                self._log_batch(self.parent_run_id, params=_params(params))
+            else:
+                self.parent_run_id, runs = reused.info.run_id, int(reused.data.tags.get(RUNS_TAG, "1")) + 1
+                self.reused_parent = True
+                self.client.update_run(self.parent_run_id, status="RUNNING")
+                note = (f"kdbench run of this plan #{runs}, at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}:"
+                        " the same parent run, updated (metrics and leaderboards are the latest run's)")
+                self._log_batch(self.parent_run_id, tags=_texts({**tags, RUNS_TAG: runs, NOTE_TAG: note}))
+            self._pending_parent = None
         return self.parent_run_id
 
-    def log_parent(self, metrics: list[MetricPoint], artifacts: dict[str, bytes], tags: dict) -> None:
+    def _plan_parent(self, plan: str | None):
+        """The experiment's parent run of this plan, if an earlier `kdbench run` made one (oldest first)."""
+        if not plan:
+            return None
+        found = self.client.search_runs([self._ready()], f"tags.`{ROLE_TAG}` = 'parent' and tags.`{PLAN_TAG}` = "
+                                        f"'{plan}'", max_results=1, order_by=["attributes.start_time ASC"])
+        return found[0] if found else None
+
+    def log_parent(self, metrics: list[MetricPoint], artifacts: dict[str, bytes], tags: dict,
+                   tables: dict[str, Any] | None = None) -> None:
+        """Metrics, tags, files, and `tables` ({artifact file: pandas DataFrame}) logged with `log_table`, which
+        MLflow's UI shows as a table (in the run's artifacts and the experiment's evaluation view)."""
         run_id = self._parent()
         if run_id is None:
             log.warning("no parent run to log leaderboards to: start_suite was not called or failed")
             return
         self._log_batch(run_id, metrics, tags=_texts(tags))
+        for name, frame in (tables or {}).items():
+            self.client.log_table(run_id, data=frame, artifact_file=name)
         with tempfile.TemporaryDirectory(prefix="kdbench-mlflow-") as tmp:
             for rel, data in artifacts.items():
                 path = os.path.join(tmp, rel)
@@ -220,6 +253,11 @@ class Writer:
         status = "FINISHED" if row["status"] == "ok" else "FAILED"
         self.client.set_terminated(known.run_id, status, end_time=end)
         known.status = status
+
+
+_EXPERIMENT_NOTE = ("A kdbench suite: one run per job (teachers, students alone, distilled students), tagged "
+                    "kdbench.*, under the suite's parent run, whose artifacts hold the leaderboard (table, page, "
+                    "plots). The results store is the source of truth; `kdbench sync` makes MLflow equal to it.")
 
 
 def _end_ms(row: dict[str, Any]) -> int:

@@ -11,6 +11,7 @@ jobs; `render` and `plots` show any view; `reference` reads the published number
 - `ensembles`: ensemble teachers vs their best single member
 - `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
 - `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
+- `pose`: video pose PCK against FLOPs per frame (teacher frame by frame, students alone, DKD students)
 - `crossmodal`: linear-probe accuracy of cross-modal transfers against the supervised student and the random floor
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
@@ -25,10 +26,12 @@ from .ensembles import ensembles
 from .eskd import eskd
 from .hinton import hinton
 from .methods import methods
+from .pose import pose
 from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton, "efficiency": efficiency, "crossmodal": crossmodal}
+         "hinton": hinton, "efficiency": efficiency, "pose": pose, "crossmodal": crossmodal}
 
-__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "takd", "teacher_size"]
+__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "pose", "takd",
+           "teacher_size"]

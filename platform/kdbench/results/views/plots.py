@@ -286,6 +286,34 @@ def plot_efficiency(table: pa.Table) -> bytes:
     return _png(fig)
 
 
+def plot_pose(table: pa.Table) -> bytes:
+    """PCK against MFLOPs per frame (log x), one point per cell with its 95% interval over seeds, by role."""
+    rows = [r for r in table.to_pylist() if r["mean"] is not None and r["mflops_per_frame"]]
+    if not rows:
+        return _no_data("PCK and FLOPs per frame")
+    u = Units.of(rows)
+    sc = u.metric.scale
+    datasets = sorted({r["dataset"] or "" for r in rows})
+    fig, axes = _grid(len(datasets))
+    for ax, dataset in zip(axes, datasets, strict=False):
+        pts = [r for r in rows if (r["dataset"] or "") == dataset]
+        for role, (marker, color) in _ROLE_STYLE.items():
+            mine = [r for r in pts if r["role"] == role]
+            if mine:
+                ax.errorbar([r["mflops_per_frame"] for r in mine], [sc * r["mean"] for r in mine],
+                            yerr=_errors(mine, sc), fmt=marker, color=color, capsize=2, alpha=0.8, label=role)
+        for r in pts:
+            name = r["model"] + (f" ({r['method']})" if r["method"] else "")
+            ax.annotate(name, (r["mflops_per_frame"], sc * r["mean"]), fontsize=7, xytext=(3, -9),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("MFLOPs per frame", fontsize=8)
+        ax.set_ylabel(f"test {u.label}")
+        ax.set_title(f"{dataset}: {u.metric.title} vs FLOPs per frame", fontsize=10, loc="left")
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
          "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency,
-         "crossmodal": plot_crossmodal}
+         "pose": plot_pose, "crossmodal": plot_crossmodal}

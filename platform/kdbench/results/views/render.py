@@ -29,6 +29,7 @@ TITLES = {
                   "floor and each transfer without labels",
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
+    "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -48,13 +49,16 @@ _IDS = {
     "crossmodal": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method")],
     "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
                    ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
+    "pose": [("role", "role"), ("model", "model"), ("method", "method"), ("params", "params"),
+             ("frames", "frames"), ("MFLOPs/frame", "mflops_per_frame")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
            "ensembles": [("vs best single pp", "vs_best_single")],
            "crossmodal": [("vs random floor pp", "vs_floor")]}
 _EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
-          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")]}
+          "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")],
+          "pose": [("front: FLOPs/frame", "pareto_flops")]}
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -200,6 +204,10 @@ def _unit_header(header: str, u: Units) -> str:
     return header.replace("acc %", u.label).replace(" pp", f" {u.diff_unit}")
 
 
+RANK_NOTE = ("rank: the method's place among the methods on the same teacher and student (1 = best mean; equal "
+             "means share a rank; the student alone is ranked too, so a method ranked below it hurt).")
+
+
 def caption(view: str, suite: str, u: Units = ACC) -> str:
     better = "higher" if u.metric.higher_is_better else "lower"
     return (f"{suite}: {TITLES[view]}. Test {u.metric.title}{' %' if u.metric.unit == '%' else ''} over seeds "
@@ -302,6 +310,35 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-a
 th { background: #f2f2f2; }
 td.s { text-align: left; white-space: pre-wrap; max-width: 60em; }
 img { max-width: 100%; }
+th { cursor: pointer; user-select: none; }
+th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
+figure { margin: 0 0 2em 0; } figcaption { color: #666; font-size: 0.85em; }
+"""
+# Click a header to sort by that column (numbers by their leading value: "96.11 ± 1.20" sorts as 96.11;
+# empty cells last). Plain DOM, no library: the page stays self-contained and works offline.
+_SORT_JS = r"""
+document.querySelectorAll("table").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = !th.classList.contains("asc");
+      table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+      th.classList.add(asc ? "asc" : "desc");
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var text = row.cells[col] ? row.cells[col].textContent.trim() : "";
+        var num = parseFloat(text.replace(/[^0-9eE+.\-].*$/, ""));
+        return text === "" ? null : (isNaN(num) ? text.toLowerCase() : num);
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null || y === null) { return x === y ? 0 : (x === null ? 1 : -1); }
+        if (typeof x !== typeof y) { x = String(x); y = String(y); }
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
 """
 
 
@@ -329,11 +366,15 @@ def _html_image(name: str, png: bytes) -> str:
             f"<figcaption>{html.escape(name)}</figcaption></figure>")
 
 
-def html_page(title: str, tables: dict[str, pa.Table], images: dict[str, bytes]) -> str:
-    """One self-contained page: inline CSS, tables, PNGs as data URIs (no external requests)."""
-    parts = [f"<h2>{html.escape(name)}</h2>\n{_html_table(t)}" for name, t in tables.items()]
+def html_page(title: str, tables: dict[str, pa.Table], images: dict[str, bytes],
+              captions: dict[str, str] | None = None) -> str:
+    """One self-contained page: inline CSS and script (sortable columns), tables with their captions, PNGs
+    as data URIs (no external requests)."""
+    captions = captions or {}
+    parts = [f"<h2>{html.escape(name)}</h2>\n" + (f"<p>{html.escape(captions[name])}</p>\n" if name in captions
+                                                   else "") + _html_table(t) for name, t in tables.items()]
     parts += [_html_image(name, png) for name, png in images.items()]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
+            f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n<script>{_SORT_JS}</script>\n</body>\n</html>\n")

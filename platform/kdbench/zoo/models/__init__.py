@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (registration side effects)
     imagenet_resnet,
     mlp,
     mobilenetv2,
+    pose_nets,
     shufflenet,
     takd_cnn,
     vgg,
