@@ -104,3 +104,39 @@ def test_a_job_that_fails_reports_the_epochs_it_finished_before_its_failure(tmp_
         torch.set_num_threads(threads)
     assert [[e["epoch"] for e in r[EPOCHS]] for r in sent[:-1]] == [[1], [2]]  # at once, then before the failure
     assert sent[-1]["kdbench_status"] == "failed" and "non-finite" in sent[-1]["kdbench_error"]
+
+
+def test_the_progress_line_shows_running_jobs_teachers_first_and_an_eta_from_finished_epochs(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from kdbench.display import SuiteProgress, duration
+    from kdbench.orchestrate import state
+    from kdbench.store import Store
+    from kdbench.suite import expand, load_suite
+
+    from .conftest import TINY_SUITE
+
+    clock = [100.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: clock[0])
+    plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
+    run = state.SuiteRun(plan, Store(tmp_path / "s"), set())
+    assert run.epochs_total == 3 * len(plan) and run.eta_seconds() is None  # TINY: 3 epochs per job
+    big, mid = (next(e for e in plan.entries if e.job.kind == "teacher" and e.student == n) for n in ("big", "mid"))
+    baseline = next(e for e in plan.entries if e.job.kind == "baseline")
+    clock[0] = 110.0
+    run.epoch(baseline.job_id, {}, 2)
+    run.epoch(big.job_id, {}, 1)
+    run.epoch(mid.job_id, {}, 3)  # 6 epochs in 10 s
+    assert run.eta_seconds() == pytest.approx((run.epochs_total - 6) * 10 / 6)
+    labels = [label for label, _, _ in run.running_jobs()]
+    assert labels[:2] == ["big s0", "mid s0"] and labels[2] == "none small s0"  # teachers first
+    run.finished(mid.job_id, {"task": "classification", "metrics": {"test_acc": 0.5}}, None)
+    assert run.epochs_done == 3 and mid.job_id not in run.epochs_at  # its 3 epochs, counted once
+    out = io.StringIO()
+    with SuiteProgress(Console(file=out, width=300, force_terminal=False)) as progress:
+        progress.update(run)
+    line = out.getvalue()
+    assert "ETA" in line and "big s0 e1/3" in line and "none small s0 e2/3" in line
+    assert [duration(s) for s in (45, 720, 11100)] == ["45s", "12m", "3h05m"]

@@ -256,7 +256,8 @@ def test_the_study_suites_validate(tmp_path, monkeypatch):
     monkeypatch.setenv("KDBENCH_DATA_ROOT", str(tmp_path))
     sizes = {}
     for name in ("takd_cifar10", "takd_cifar100", "teacher_size_cifar100", "eskd_cifar100", "ensembles_cifar100",
-                 "hinton_mnist", "takd_digits", "teacher_size_digits", "eskd_digits", "hinton_digits"):
+                 "hinton_mnist", "takd_digits", "teacher_size_digits", "eskd_digits", "hinton_digits",
+                 "variational_mnist", "variational_cifar10", "variational_digits"):
         plan = expand(load_suite(str(ROOT / "benchmarks" / "suites" / f"{name}.yaml")))
         sizes[name] = plan.counts()
     assert sizes["eskd_cifar100"]["teacher"] == 1  # six teacher epochs, one training run

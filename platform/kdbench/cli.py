@@ -55,6 +55,15 @@ if TYPE_CHECKING:
     from kdbench.results.views.jobs import SuiteJobs
     from kdbench.store import Store
 
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Ray's and MLflow's own log "
+                                                   "lines (start-up notices, database migrations).")] = False) -> None:
+    """kdbench: benchmark knowledge distillation — suites on Ray Tune, results in Parquet, browsing in MLflow."""
+    if not verbose:  # kdbench says what matters itself; a user's own settings win
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("KDBENCH_RAY_LOG_LEVEL", "ERROR")
+
+
 StoreOpt = Annotated[str, typer.Option("--store", envvar="KDBENCH_STORE",
                                        help="Store folder or URI (s3://…, gs://…).")]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
@@ -204,7 +213,8 @@ def run(suite: SuiteArg, store: StoreOpt = DEFAULT_STORE, tracking_uri: Tracking
 def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store: StoreOpt = DEFAULT_STORE,
                 html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
                 view: Annotated[str | None, typer.Option(help="A study view: takd, teacher-size, eskd, methods, "
-                                                           "ensembles, hinton, efficiency, pose, crossmodal.")] = None,
+                                                           "ensembles, hinton, efficiency, pose, sparsity, "
+                                                           "crossmodal.")] = None,
                 fmt: Annotated[str, typer.Option("--format", help="table (the terminal's), or the paper's table: "
                                                  "markdown, latex or csv.")] = "table") -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""

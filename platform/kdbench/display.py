@@ -28,9 +28,29 @@ class SuiteProgress:
         c = run.counts
         todo = c.total - c.cached
         detail = f"{run.running} running, {c.failed} failed" + (f", {c.skipped} skipped" if c.skipped else "")
+        eta = run.eta_seconds()
+        if eta is not None:
+            detail += f", ETA {duration(eta)}"
+        jobs = run.running_jobs()
+        if jobs:  # teachers first: while they train, the bar's job count stands still
+            shown = ", ".join(f"{label} e{epoch}/{epochs}" for label, epoch, epochs in jobs[:MAX_SHOWN])
+            detail += f" · {shown}" + (f" +{len(jobs) - MAX_SHOWN}" if len(jobs) > MAX_SHOWN else "")
         if self.task is None:
             self.task = self.progress.add_task(run.suite, total=todo, detail=detail)
         self.progress.update(self.task, completed=c.run + c.failed + c.skipped, detail=detail)
+
+
+MAX_SHOWN = 3  # running jobs named on the progress line
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `12m`, `3h05m`: an estimate, not a measurement."""
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def arrow_table(table: pa.Table, max_rows: int = 200) -> Table:

@@ -41,6 +41,9 @@ NAMES = [n for n in METHODS.names() if not n.startswith("test_")]
 SHAPE, CLASSES, B, N_TRAIN = (1, 8, 8), 4, 8, 32
 STUDENT = {"channels": [4, 8], "dropout": 0.0}
 TEACHER = {"channels": [4, 8], "dropout": 0.0}  # equal channels: FSP needs them
+# Methods that need a student protocol (`Needs.student`) get a (teacher, student) pair that offers it:
+# protocol -> ((arch, params) of the teacher, of the student), layer for layer alike (vs pairs the weights).
+PROTOCOL_PAIRS = {"variational_kl": (("mlp", {"widths": [16]}), ("svd_mlp", {"widths": [16]}))}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,14 +54,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _model(params: dict, seed: int):
+def _model(params: dict, seed: int, arch: str = "cnn"):
     torch.manual_seed(seed)
-    return create_model("cnn", params, SHAPE, CLASSES)
+    return create_model(arch, params, SHAPE, CLASSES)
+
+
+def _pair(name: str, seeds: tuple[int, int] = (0, 1)):
+    """A student and a teacher for `name`: the cnn pair, or the pair of the student protocol it needs."""
+    protocol = METHODS.get(name).needs.student
+    if protocol is None:
+        return _model(STUDENT, seeds[0]), _model(TEACHER, seeds[1])
+    (t_arch, t_params), (s_arch, s_params) = PROTOCOL_PAIRS[protocol]
+    return _model(s_params, seeds[0], s_arch), _model(t_params, seeds[1], t_arch)
 
 
 def _build(name: str, student, teacher):
     ctx = MethodContext(num_classes=CLASSES, num_train=N_TRAIN, student_features=feature_shapes(student, SHAPE),
-                        teacher_features=feature_shapes(teacher, SHAPE), train_labels=torch.arange(N_TRAIN) % CLASSES)
+                        teacher_features=feature_shapes(teacher, SHAPE), train_labels=torch.arange(N_TRAIN) % CLASSES,
+                        student=student, teacher=teacher)
     torch.manual_seed(0)
     return create_method(name, {}, ctx)
 
@@ -83,7 +96,7 @@ def test_defaults_are_the_documented_ones(name):
 def test_gradients_reach_the_student_and_the_methods_modules_never_the_teacher(name):
     if not {"classification", "regression"} & set(METHODS.get(name).tasks):
         pytest.skip(f"{name} needs a task-specific student; tests/methods/test_{name}.py checks its gradients")
-    student, teacher = _model(STUDENT, 0), _model(TEACHER, 1)
+    student, teacher = _pair(name)
     method = _build(name, student, teacher)
     x, y, idx = _data()
     own_with_grad: set[str] = set()
@@ -157,19 +170,26 @@ TASK_DATA = {"classification": (Component("digits", {"train_fraction": 0.25}), T
                             Component("dkd_pose_net", {"init_widths": [8, 8], "widths": [4, 8]}))}
 
 
+def _engine_models(cls, task: str) -> tuple[Component, Component]:
+    """(teacher, student) of the engine epoch: the task's, or the pair of the student protocol the method needs."""
+    if cls.needs.student is None:
+        return TASK_DATA[task][1:]
+    return tuple(Component(arch, params) for arch, params in PROTOCOL_PAIRS[cls.needs.student])
+
+
 @pytest.fixture(scope="module")
 def teacher_stores(tmp_path_factory):
-    """Per task: a store holding a trained (one epoch) teacher job, and that job."""
+    """Per task and teacher architecture: a store holding a trained (one epoch) teacher job, and that job."""
     made = {}
 
-    def get(task):
-        if task not in made:
-            root = tmp_path_factory.mktemp(f"teacher-{task}")
-            data, t_model, _ = TASK_DATA[task]
-            job = Job("teacher", data, t_model, RECIPE, Component("none", {}), 0)
+    def get(task, t_model):
+        key = (task, t_model.name)
+        if key not in made:
+            root = tmp_path_factory.mktemp(f"teacher-{task}-{t_model.name}")
+            job = Job("teacher", TASK_DATA[task][0], t_model, RECIPE, Component("none", {}), 0)
             run_job(job, Store(root))
-            made[task] = (root, job)
-        return made[task]
+            made[key] = (root, job)
+        return made[key]
 
     return get
 
@@ -184,9 +204,10 @@ def test_one_engine_epoch_on_each_declared_task(name, teacher_stores, tmp_path):
         if getattr(cls.Params(), "init_epochs", 0):
             overrides = {"init_epochs": 1}  # AB, FSP, FT: a 30-epoch initialisation stage by default
         params = cls.Params(**overrides).model_dump(mode="json")
-        data, t_model, s_model = TASK_DATA[task]
+        data = TASK_DATA[task][0]
+        t_model, s_model = _engine_models(cls, task)
         if cls.needs.teacher:
-            root, teacher = teacher_stores(task)
+            root, teacher = teacher_stores(task, t_model)
             store = Store(root)  # students of different methods have different job ids: one store serves all
             job = Job("student", data, s_model, RECIPE, Component(name, params), 0, None,
                       (Upstream(teacher.job_id, t_model),))

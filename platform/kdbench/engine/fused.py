@@ -67,12 +67,16 @@ def fusable(jobs: list[Job]) -> str | None:
         return "mixed precision and channels-last jobs are not fused"
     if len({len(j.teachers) for j in jobs}) > 1:
         return "jobs differ in their number of teachers"
+    if any((j.replay or {}).get("tail") == "lumped" for j in jobs):  # the fused step stacks dense member logits
+        return "jobs reading a lumped top-k teacher cache are not fused"
     return None
 
 
 def _model_reason(run: Training) -> str | None:
     if any(isinstance(m, nn.Dropout) and m.p > 0 for m in run.model.modules()):
         return f"{type(run.model).__name__} uses dropout: per-model random masks cannot be reproduced"
+    if getattr(run.model, "stochastic_forward", False):  # e.g. variational layers sampling their activations
+        return f"{type(run.model).__name__} samples noise in its forward: per-model draws cannot be reproduced"
     method = run.method
     needs = method.needs
     if needs.features or needs.indices or any(True for _ in method.parameters()) or method.init_epochs:

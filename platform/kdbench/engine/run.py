@@ -176,7 +176,8 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
     ctx = MethodContext(num_classes=data.num_classes, num_train=len(data.train),
                         student_features=feature_shapes(model, data.input_shape),
                         teacher_features=_teacher_taps(teacher, data.input_shape),
-                        train_labels=data.train.y.cpu(), epochs=job.recipe.epochs, task=task)
+                        train_labels=data.train.y.cpu(), epochs=job.recipe.epochs, task=task,
+                        student=model, teacher=_single_network(teacher))  # the networks (Needs.weights)
     method = create_method(job.method.name, job.method.params, ctx).to(device)
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe.optimizer)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -186,6 +187,25 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
 def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
     """A single teacher's tap shapes; an ensemble (or a cache of outputs) has no features to distil."""
     return {} if teacher is None else teacher.tap_shapes
+
+
+def _single_network(teacher) -> nn.Module | None:
+    """A single live teacher's network (frozen); None for an ensemble, a cache of outputs or no teacher."""
+    members = getattr(teacher, "members", None)
+    return members[0] if members is not None and len(members) == 1 else None
+
+
+def sparsity_counters(model: nn.Module, teacher_params: int | None) -> dict[str, float]:
+    """What a model that reports its sparsity (`sparsity_report()`, e.g. a sparse variational dropout model)
+    says about its deployed weights, with `compression` = teacher parameters / its non-zero parameters; {} for
+    a model that does not report it."""
+    report = getattr(model, "sparsity_report", None)
+    if not callable(report):
+        return {}
+    out = dict(report())
+    if teacher_params and out.get("nonzero_params"):
+        out["compression"] = teacher_params / out["nonzero_params"]
+    return out
 
 
 def _teacher(job: Job, store: Store, data: DataSplits, device: torch.device) -> nn.Module | None:
@@ -252,6 +272,7 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
     val = _validate(run, data)
     metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
     agreement = None
+    t_params = run.teacher.parameter_count() if run.teacher is not None else None
     if run.teacher is not None:
         if isinstance(run.teacher, CachedTeacher):  # the planner caches outputs only for tasks without a read-out
             t_preds = run.teacher.test_outputs()
@@ -264,11 +285,12 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
         task=run.task.name, metrics=metrics,
         selected_epoch=job.epochs if select_last else run.best["epoch"], epochs_trained=job.epochs,
         student_params=count_parameters(run.model),
-        teacher_params=run.teacher.parameter_count() if run.teacher is not None else None,
+        teacher_params=t_params,
         teacher_agreement=agreement,
         final_train_loss=run.history[-1]["train_loss"] if run.history else None,
         device_seconds=sum(h["epoch_seconds"] for h in run.history), restarts=run.restarts,
-        counters=run.teacher.counts() if run.teacher is not None else {},  # teacher forward passes
+        # teacher forward passes; the sparsity of a model that reports it
+        counters=(run.teacher.counts() if run.teacher is not None else {}) | sparsity_counters(run.model, t_params),
         **environment(), **extra)
 
 

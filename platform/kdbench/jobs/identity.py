@@ -49,6 +49,10 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault(("snapshots",), [], "teacher snapshots (early-stopped teachers from one run)"),
     LaterDefault(("teacher_outputs",), None, "replayed or reduced teacher-output caches"),
     LaterDefault(("teacher_inference",), None, "the teacher inference engine (DeepSpeed, dtype)"),
+    LaterDefault(("method", "params", "tail"), "uniform", "lumped top-k teacher caches (vocabulary outputs)",
+                 "teacher_outputs"),
+    LaterDefault(("method", "params", "temperature"), None, "the temperature of a lumped top-k teacher cache",
+                 "teacher_outputs"),
     LaterDefault(("model", "params", "input_channels"), None, "a model's input view (cross-modal transfer)"),
     LaterDefault(("method", "params", "negatives"), "class", "CRD's negatives drawn without labels", "crd"),
 )

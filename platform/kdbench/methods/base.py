@@ -55,11 +55,17 @@ class Needs:
         name such as `"stage2"`), or True for "some taps"; () / False: logits only. A method that reads
         features needs one teacher's taps: the engine and the planner refuse it for an ensemble.
     indices: the batch's sample indices (e.g. CRD's memory bank).
+    weights: the networks themselves (`MethodContext.teacher`, `.student`), e.g. to regularise the student's
+        weights against the teacher's: one live teacher, never an ensemble or a cache of its outputs.
+    student: a model protocol the student must offer (a method name, e.g. "variational_kl"); a student
+        without it is `Incompatible`. None: any student.
     """
 
     teacher: bool = True
     features: tuple[str, ...] | bool = ()
     indices: bool = False
+    weights: bool = False
+    student: str | None = None
 
     @property
     def reads_features(self) -> bool:
@@ -78,6 +84,10 @@ class MethodContext:
     train_labels: torch.Tensor | None = None  # (num_train,) on the CPU, e.g. for CRD's negative sampling
     epochs: int = 1  # epochs of the main stage
     task: Task = field(default_factory=Classification)  # the dataset's task: its supervised loss (`task.loss`)
+    # The networks, for a method whose `Needs.weights` or `Needs.student` asks (None otherwise or where not
+    # built): the student being trained (its live parameters) and a single teacher (frozen; None for ensembles).
+    student: nn.Module | None = None
+    teacher: nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,10 @@ class Method(nn.Module):
     # or an initialisation stage of its own that reads logits alone can; data-dependent control flow,
     # boolean-mask indexing and `.item()` break under vmap. False: its jobs always train one at a time.
     fusable: ClassVar[bool] = True
+    # The Params field holding the temperature T at which the method reads its teacher, for a method that reads
+    # the teacher only through `TeacherOutput.kl` (KL(p_T ‖ q_T)): such a method can train from a lumped top-k
+    # teacher cache stored at its T (teacher_cache `tail: lumped`, kdbench/teachers/cache.py). None: it cannot.
+    kl_temperature: ClassVar[str | None] = None
 
     def __init__(self, params: MethodParams, ctx: MethodContext) -> None:
         super().__init__()
@@ -139,9 +153,10 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise TypeError(f"method {name}: Params must subclass MethodParams")
     if not cls.tasks:
         raise TypeError(f"method {name}: `tasks` lists no task")
-    if cls.fusable and (cls.needs.features or cls.needs.indices or "init_epochs" in cls.Params.model_fields):
-        raise TypeError(f"method {name} reads feature taps or sample indices, or has an initialisation stage: "
-                        "it cannot train fused; declare `fusable = False`")
+    if cls.fusable and (cls.needs.features or cls.needs.indices or cls.needs.weights or cls.needs.student
+                        or "init_epochs" in cls.Params.model_fields):
+        raise TypeError(f"method {name} reads feature taps, sample indices or the networks, or has an "
+                        "initialisation stage: it cannot train fused; declare `fusable = False`")
     return METHODS.register(name)(cls)
 
 
@@ -154,9 +169,18 @@ def ensemble_refusal(name: str) -> str:
     return f"{name} reads the teacher's feature taps, which only a single teacher has; an ensemble of teachers has none"
 
 
+def weights_refusal(name: str) -> str:
+    return f"{name} reads the teacher's weights, which only a single teacher has; an ensemble has none"
+
+
 def create_method(name: str, params: dict, ctx: MethodContext) -> Method:
     """Build a method for a pair; raises `Incompatible` (a ValueError) when it cannot work for it."""
     cls = METHODS.get(name)
     if cls.needs.reads_features and not ctx.teacher_features and cls.needs.teacher:
         raise Incompatible(ensemble_refusal(name))
+    if cls.needs.weights and cls.needs.teacher and ctx.teacher is None:
+        raise Incompatible(weights_refusal(name))
+    if cls.needs.student and not callable(getattr(ctx.student, cls.needs.student, None)):
+        raise Incompatible(f"{name} needs a student that offers `{cls.needs.student}()`, which "
+                           f"{type(ctx.student).__name__} does not")
     return cls(cls.Params(**params), ctx)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from kdbench.outputs import TeacherOutput
+
 from .base import Method, MethodParams, Needs, register_method
 
 
@@ -37,6 +39,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, tempe
     # kl_div has no vmap batching rule (fused training, kdbench/engine/fused.py, would loop per model).
     kl = (teacher_log_probs.exp() * (teacher_log_probs - log_q)).sum(1).mean()
     return kl * temperature**2
+
+
+def kd_term(student_logits: torch.Tensor, teacher: TeacherOutput, temperature: float) -> torch.Tensor:
+    """T² · KL(p_T ‖ q_T), mean over output positions: `kd_loss` on the teacher's full distribution, or, for a
+    teacher read from a lumped top-k cache, the KL over its k classes plus one tail bucket (kdbench/outputs.py)."""
+    if teacher.topk is not None:
+        return teacher.kl(student_logits, temperature).mean() * temperature**2
+    return kd_loss(student_logits, teacher.log_probs(temperature).detach(), temperature)
 
 
 class KDParams(MethodParams):
@@ -51,14 +61,14 @@ class KD(Method):
     name = "kd"
     Params = KDParams
     needs = Needs(teacher=True)
+    kl_temperature = "temperature"  # reads its teacher through the KL alone: a lumped top-k cache serves it
 
     def forward(self, batch, student, teacher, state):
         p: KDParams = self.params
         if p.stop_epoch is not None and state.stage == "main" and state.epoch >= p.stop_epoch:
             ce = F.cross_entropy(student.logits, batch.y)
             return {"ce": ce, "kd": ce.new_zeros(())}  # same terms every epoch, for the epoch metrics
-        target = teacher.log_probs(p.temperature).detach()
         return {
             "ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y),
-            "kd": p.alpha * kd_loss(student.logits, target, p.temperature),
+            "kd": p.alpha * kd_term(student.logits, teacher, p.temperature),
         }

@@ -43,7 +43,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         check_reachable(address)
     if ray.is_initialized():
         return ray
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # `kdbench` without -v sets ERROR: Ray's start-up notices are not the user's business (kdbench reports).
+    level = logging.getLevelName(os.environ.get("KDBENCH_RAY_LOG_LEVEL", "WARNING").upper())
+    kwargs = dict(include_dashboard=False, logging_level=level if isinstance(level, int) else logging.WARNING,
+                  log_to_driver=False)
     try:
         if address:
             ray.init(address=address, **kwargs)

@@ -17,7 +17,7 @@ import torch
 
 from kdbench.jobs import Component, Job, canonical_json
 from kdbench.methods import METHODS, MethodContext, create_method
-from kdbench.methods.base import ensemble_refusal
+from kdbench.methods.base import ensemble_refusal, weights_refusal
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import create_model
 from kdbench.zoo.models.features import feature_shapes
@@ -68,9 +68,17 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
 
     labels = torch.arange(n_train, device="cpu") % classes  # balanced stand-in labels: the data is not loaded here
 
+    needs = METHODS.get(job.method.name).needs
+
     def build() -> None:
+        nets = {}
+        if needs.weights or needs.student:  # the networks themselves (on the meta device: no memory)
+            nets["student"] = create_model(job.model.name, job.model.params, shape, classes)
+            if len(job.teachers) == 1:
+                nets["teacher"] = create_model(job.teachers[0].model.name, job.teachers[0].model.params, shape,
+                                               classes)
         ctx = MethodContext(num_classes=classes, num_train=n_train, student_features=student,
-                            teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs)
+                            teacher_features=teacher, train_labels=labels, epochs=job.recipe.epochs, **nets)
         create_method(job.method.name, job.method.params, ctx)
 
     try:
@@ -98,8 +106,11 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
         if reason is None and e.job.kind in ("baseline", "student"):  # the kinds that run a registered method
             reason = _task_reason(e.job.method.name, task)
         if reason is None and e.job.kind == "student":
-            if METHODS.get(e.job.method.name).needs.features and len(e.job.teachers) != 1:
+            needs = METHODS.get(e.job.method.name).needs
+            if needs.features and len(e.job.teachers) != 1:
                 reason = ensemble_refusal(e.job.method.name)
+            elif needs.weights and len(e.job.teachers) != 1:
+                reason = weights_refusal(e.job.method.name)
             elif described is not None:  # else the models cannot be sized without loading the data: the job tells
                 key = canonical_json([e.job.method.name, e.job.method.params, e.job.model.name, e.job.model.params,
                                       [[t.model.name, t.model.params] for t in e.job.teachers]])

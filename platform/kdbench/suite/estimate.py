@@ -61,4 +61,5 @@ def cache_size(plan: Plan) -> tuple[int, int | None]:
         return len(jobs), None
     _, classes, n_train = described
     return len(jobs), sum(cache_bytes(n_train, j.recipe.epochs, classes, j.method.params["topk"],
-                                      j.method.params["dtype"]) for j in jobs)
+                                      j.method.params["dtype"], j.method.params.get("tail", "uniform"))
+                          for j in jobs)

@@ -1,13 +1,15 @@
 """Teacher-output jobs in a plan: a teacher runs once for all its logit-only students (the suite's `teacher_cache`).
 
 For each teacher (an upstream job, or one of its snapshots) whose consumers in the plan are all logit-only
-(`Needs.features == ()` and no `Needs.indices`), `with_teacher_outputs` adds `teacher_outputs` jobs and
+(`Needs.features == ()`, no `Needs.indices`, no `Needs.weights`), `with_teacher_outputs` adds `teacher_outputs` jobs and
 points the students at them (`Job.outputs`); a student reads the cache only when every one of its teachers
 has one (an ensemble whose members are all cached). Which jobs (see kdbench/teachers/cache.py):
 
 - views `all`: one per (teacher, seed, batch size, epochs) — the exact views and batches of that seed,
   and the student recipe's `precision` and `channels_last`, which change how a live teacher runs too;
 - views K: one per teacher (K replayed views, seed REPLAY_SEED, fp32); without augmentation, K = 1.
+- `tail: lumped` (top-k logits at T plus a tail bucket): also one per temperature, T being each student
+X
 
 `enabled: auto` adds them only where the teacher forward FLOPs they save reach AUTO_MIN_SAVED_FLOPS (the
 cost of a job's start, loading and files on a GPU, with a margin), most FLOPs saved per byte stored first,
@@ -47,15 +49,39 @@ def dataset_augments(dataset: Component) -> bool:
 
 def _logit_only(job: Job) -> bool:
     needs = METHODS.get(job.method.name).needs
-    return not needs.features and not needs.indices
+    return not needs.features and not needs.indices and not needs.weights  # weights: the live teacher network
 
 
-def _replay(cache: dict[str, Any], augmented: bool) -> dict[str, Any] | None:
+def _lumped(cache: dict[str, Any]) -> bool:
+    return cache.get("tail", "uniform") == "lumped"
+
+
+def kl_temperature(job: Job) -> float | None:
+    """The temperature at which a student's method reads its teacher through `TeacherOutput.kl` alone (its
+    declared `kl_temperature` field, defaults filled in); None when it reads the teacher otherwise."""
+    cls = METHODS.get(job.method.name)
+    if cls.kl_temperature is None:
+        return None
+    return float(getattr(cls.Params(**job.method.params), cls.kl_temperature))
+
+
+def _reads(job: Job, cache: dict[str, Any]) -> bool:
+    """Whether a consumer can train from the cache: logit-only; for a lumped cache, a single teacher read
+    through the KL alone (at the temperature the cache is then stored at)."""
+    if not _logit_only(job):
+        return False
+    return not _lumped(cache) or (len(job.teachers) == 1 and kl_temperature(job) is not None)
+
+
+def _replay(cache: dict[str, Any], augmented: bool, student: Job) -> dict[str, Any] | None:
     """What a student's id says about the cache it reads; None when it is exact (views all, fp32, no top-k)."""
     views = cache["views"] if cache["views"] == "all" or augmented else 1
     if views == "all" and cache["topk"] is None and cache["dtype"] == "fp32":
         return None
-    return {"views": views, "topk": cache["topk"], "dtype": cache["dtype"]}
+    replay = {"views": views, "topk": cache["topk"], "dtype": cache["dtype"]}
+    if _lumped(cache):  # keys present only for this rule: ids of the uniform rule stay as they were
+        replay |= {"tail": "lumped", "temperature": kl_temperature(student)}
+    return replay
 
 
 def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool) -> Job:
@@ -68,7 +94,9 @@ def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool
                     # views left plain by the recipe, not by the dataset
                     augment=not (dataset_augments(suite.dataset) and not augmented))
     params = {"views": "all" if exact else views, "topk": cache["topk"], "dtype": cache["dtype"],
-              "augmented": augmented}
+              "augmented": augmented, "tail": cache.get("tail", "uniform"),
+              # lumped: stored at the student's temperature, so it is part of the id (LATER_DEFAULTS drops None)
+              "temperature": kl_temperature(student) if _lumped(cache) else None}
     return Job("teacher_outputs", suite.dataset, up.model, recipe, Component("teacher_outputs", params),
                student.seed if exact else REPLAY_SEED, teachers=(up,),
                teacher_inference=inference_identity(suite.teacher_inference))
@@ -82,7 +110,7 @@ def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
         for t in e.job.teachers:
             consumers[t.ref].append(e.job)
             ups[t.ref] = t
-    refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _logit_only(j) for j in jobs)}
+    refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _reads(j, cache) for j in jobs)}
     if task_of(suite.dataset.name).reads_features:  # its read-out needs the teacher's features, which a cache of
         return set()  # logits does not hold (a linear probe)
     if cache["enabled"] is True or not refs:
@@ -111,7 +139,7 @@ def _worth_caching(suite, refs: set[str], ups: dict, consumers: dict, cache: dic
         else:
             views = cache["views"]
         saved = (sum(j.recipe.epochs for j in jobs) - views) * n_train * _flops(ups[r].model, shape, classes)
-        size = cache_bytes(n_train, views, classes, cache["topk"], cache["dtype"])
+        size = cache_bytes(n_train, views, classes, cache["topk"], cache["dtype"], cache.get("tail", "uniform"))
         if saved >= AUTO_MIN_SAVED_FLOPS:
             scored.append((-saved / size, r, size))
     chosen, total, budget = set(), 0, cache.get("max_gib", 64) * 2**30
@@ -126,7 +154,7 @@ def with_teacher_outputs(suite, entries: list) -> list:
     """`entries` (topological order) with teacher-output jobs added before their first reader."""
     from .plan import PlanEntry
 
-    cache = suite.teacher_cache or {"enabled": "auto", "views": "all", "topk": None, "dtype": "fp32"}
+    cache = suite.teacher_cache or {"enabled": "auto", "views": "all", "topk": None, "dtype": "fp32", "tail": "uniform"}
     if cache["enabled"] is False:
         return entries
     cached = _cached_refs(suite, entries, cache)
@@ -151,7 +179,7 @@ def with_teacher_outputs(suite, entries: list) -> list:
                     added[o.job_id] = PlanEntry(o, None, name, (name,))
                     out.append(added[o.job_id])
                 outputs.append(o.job_id)
-            job = replace(job, teachers=teachers, outputs=tuple(outputs), replay=_replay(cache, augmented(job)))
+            job = replace(job, teachers=teachers, outputs=tuple(outputs), replay=_replay(cache, augmented(job), job))
         elif teachers != job.teachers:
             job = replace(job, teachers=teachers)
         if job is not e.job:

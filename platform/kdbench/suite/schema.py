@@ -113,12 +113,15 @@ class TeacherCache(Strict):
     job; true (YAML's `on`) — whenever every consumer is logit-only; false (`off`) — never.
     views: all — each student seed's own views of every epoch (exact: students' results and ids equal
     live ones); K — K views per sample, replayed FKD-style (epoch e uses view e mod K).
-    topk: keep the k largest probabilities per sample."""
+    topk: keep the k largest probabilities per sample.
+    tail: uniform — the rest of the mass spread over the other classes (T = 1); lumped — per output position the
+    top-k logits at the consumer method's temperature and one tail bucket (vocabulary-sized outputs; needs topk)."""
 
     enabled: Literal["auto"] | bool = "auto"
     views: Literal["all"] | int = "all"
     topk: int | None = Field(default=None, ge=1, le=L.MAX_INT)
     dtype: Literal["fp32", "fp16"] = "fp32"
+    tail: Literal["uniform", "lumped"] = "uniform"
     max_gib: float = Field(default=64.0, gt=0, le=L.MAX_CACHE_GIB)  # auto: the suite's caches stay within this many GiB
 
     @field_validator("enabled", mode="before")
@@ -133,6 +136,13 @@ class TeacherCache(Strict):
     def _views(cls, v):
         if v != "all" and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= L.MAX_EPOCHS):
             raise ValueError(f"must be all or a number of views in 1..{L.MAX_EPOCHS} (got {v!r})")
+        return v
+
+    @field_validator("tail")
+    @classmethod
+    def _tail(cls, v, info):
+        if v == "lumped" and info.data.get("topk") is None:
+            raise ValueError("lumped keeps the top-k logits and one tail bucket: give topk (e.g. topk: 64)")
         return v
 
 

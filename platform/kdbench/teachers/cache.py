@@ -16,15 +16,30 @@ Views (the suite's `teacher_cache.views`):
   in index order; student epoch e trains on view e mod K of every sample, whatever its own seed. One job
   per teacher; its students are other jobs than live ones (the `teacher_outputs` entry of their id).
 
-`topk: k` stores the k largest probabilities (softmax at T = 1) and their classes. A student rebuilds the
-distribution with the remaining mass 1 − Σ top-k spread uniformly over the other C − k classes, and uses
-the log of that as the teacher's logits (so a method's temperature T softens the rebuilt distribution).
-`dtype: fp16` stores logits or probabilities in half precision. Both change the result: part of the id.
+`topk: k` stores the k largest probabilities (softmax at T = 1) and their classes (`tail: uniform`, the
+default). A student rebuilds the distribution with the remaining mass 1 − Σ top-k spread uniformly over the
+other C − k classes, and uses the log of that as the teacher's logits (so a method's temperature T softens the
+rebuilt distribution). That is fine for 100 classes, not for a vocabulary: on Zipf distributions over
+V = 30,522 with k = 64 and T = 2 the rebuilt teacher is KL 0.196 (exponent 1) to 0.527 (exponent 1.5) nats
+from the true one (tests/test_topk_kl.py).
+`tail: lumped` (vocabulary-sized outputs) stores per output position — a sample (outputs (B, V)) or each
+token of a sequence ((B, L, V)) — the top-k logits at the student method's temperature T (z / T), their
+indices and the log-normaliser logsumexp(z / T) (columns `topk_index`, `topk_logit`, `lse`). The student
+reads them as a `TopK` (kdbench/outputs.py): KL over the k classes plus ONE tail bucket holding the rest of
+the mass, exact when k ≥ V − 1 and below the full KL by P_tail · KL(tails) otherwise. T is the consumer's
+(its method's `kl_temperature` field), so it enters the cache job's id with k; only methods that declare
+`kl_temperature` (they read the teacher through `TeacherOutput.kl` alone) and single teachers read it.
+`dtype: fp16` stores logits or probabilities in half precision. All of these change the result: part of the id.
 
 Size of one job's training views (test logits add N_test × (4C + 4) bytes):
 
-    full logits:  N_train × V × (C × b + 4)             b = 4 (fp32) or 2 (fp16); 4: the int32 index
-    top-k:        N_train × V × (k × (b + i) + 4)       i = 2 (int16 classes, C ≤ 32767) or 4
+    full logits:    N_train × V × (C × b + 4)               b = 4 (fp32) or 2 (fp16); 4: the int32 index
+    top-k uniform:  N_train × V × (k × (b + i) + 4)         i = 2 (int16 classes, C ≤ 32767) or 4
+    top-k lumped:   N_train × V × (P × (k × (b + i) + 4) + 4)   P positions per sample (1, or L tokens)
+
+Per output position the lumped rule keeps k × (b + i) + 4 bytes: k logits, k indices and the fp32 lse —
+k × (4 + 4) + 4 = 516 bytes at k = 64 in fp32 with int32 indices (a 50,257-token GPT-2 vocabulary), 388 with
+BERT's 30,522 (int16 indices), against V × 4 = 122,088 bytes of full BERT logits.
 
 with V = the epochs of a seed (views: all) or K.
 """
@@ -42,7 +57,7 @@ import torch
 from torch import nn
 
 from kdbench.errors import JobFailed, MissingUpstream
-from kdbench.outputs import TeacherOutput, ensemble_log_probs
+from kdbench.outputs import TeacherOutput, TopK, ensemble_log_probs
 from kdbench.store import Store
 from kdbench.zoo.datasets.base import Augment
 
@@ -51,15 +66,23 @@ META, TEST = "meta.json", "test.arrow"
 TEST_BATCH = 1024  # the engine's evaluation batch size (engine/loop.py `predict`), so test logits match
 
 
-def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str) -> int:
+def cache_bytes(n_train: int, views: int, classes: int, topk: int | None, dtype: str, tail: str = "uniform",
+                positions: int = 1) -> int:
     """Bytes of one teacher-output job's training views (the layout of this module's files):
-    N × V × (C·b + 4) for full logits, N × V × (k·(b + i) + 4) for top-k; b = 4 (fp32) or 2 (fp16),
-    i = 2 (int16 class indices) or 4, and 4 bytes of sample index per row."""
+    N × V × (C·b + 4) for full logits, N × V × (k·(b + i) + 4) for top-k, N × V × (P·(k·(b + i) + 4) + 4)
+    for lumped top-k over P positions per sample; b = 4 (fp32) or 2 (fp16), i = 2 (int16 class indices) or 4,
+    4 bytes of sample index per row and 4 of fp32 log-normaliser per position."""
     b = 2 if dtype == "fp16" else 4
     if topk is None:
         return n_train * views * (classes * b + 4)
-    i = 2 if classes <= 32767 else 4
+    i = _index_dtype(classes)().itemsize
+    if tail == "lumped":
+        return n_train * views * (positions * (min(topk, classes) * (b + i) + 4) + 4)
     return n_train * views * (min(topk, classes) * (b + i) + 4)
+
+
+def _index_dtype(classes: int) -> type[np.integer]:
+    return np.int16 if classes <= 32767 else np.int32
 
 
 def view_file(view: int) -> str:
@@ -72,11 +95,19 @@ def _fixed(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), width)
 
 
-def outputs_table(index: torch.Tensor, logits: torch.Tensor, topk: int | None, dtype: str) -> pa.Table:
-    """(R,) sample indices and (R, C) fp32 logits -> the Arrow table of one view."""
-    index, logits = index.cpu(), logits.float().cpu()
+def outputs_table(index: torch.Tensor, logits: torch.Tensor | TopK, topk: int | None, dtype: str,
+                  classes: int | None = None) -> pa.Table:
+    """(R,) sample indices and (R, C) fp32 logits -> the Arrow table of one view; a `TopK` (R, *P, k) (the
+    lumped rule, reduced batch by batch) -> its columns, flattened per row (`classes` sizes the indices)."""
     np_dtype = np.float16 if dtype == "fp16" else np.float32
-    cols: dict[str, pa.Array] = {"index": pa.array(index.numpy().astype(np.int32))}
+    cols: dict[str, pa.Array] = {"index": pa.array(index.cpu().numpy().astype(np.int32))}
+    if isinstance(logits, TopK):
+        rows = len(index)
+        cols["topk_index"] = _fixed(logits.index.cpu().numpy().astype(_index_dtype(classes)), logits.index[0].numel())
+        cols["topk_logit"] = _fixed(logits.logits.float().cpu().numpy().astype(np_dtype), logits.logits[0].numel())
+        cols["lse"] = _fixed(logits.lse.float().cpu().numpy().reshape(rows, -1), logits.lse[0].numel())
+        return pa.table(cols)
+    logits = logits.float().cpu()
     if topk is None:
         cols["logits"] = _fixed(logits.numpy().astype(np_dtype), logits.shape[1])
     else:
@@ -140,6 +171,15 @@ def view_logits(table: pa.Table, classes: int) -> tuple[torch.Tensor, torch.Tens
     return index, topk_logits(prob, cls, classes)
 
 
+def view_topk(table: pa.Table, positions: tuple[int, ...], temperature: float) -> tuple[torch.Tensor, TopK]:
+    """(R,) indices and the lumped top-k of a view: (R, *positions, k) logits z/T and indices, (R, *positions) lse."""
+    index = torch.from_numpy(table.column("index").to_numpy().astype(np.int64))
+    logit = _values(table.column("topk_logit"), torch.float32)
+    rows = len(index)
+    return index, TopK(logit.view(rows, *positions, -1), _values(table.column("topk_index"), torch.int64).view(
+        rows, *positions, -1), _values(table.column("lse"), torch.float32).view(rows, *positions), temperature)
+
+
 def topk_logits(prob: torch.Tensor, cls: torch.Tensor, classes: int) -> torch.Tensor:
     """Log of the rebuilt distribution: top-k probabilities as stored, the rest spread uniformly."""
     k = cls.shape[1]
@@ -168,7 +208,10 @@ class CachedTeacher(nn.Module):
         self.metas = [read_meta(store, i) for i in output_ids]
         self.tap_shapes: dict[str, tuple[int, ...]] = {}  # outputs only: no features
         self._view: int | None = None
-        self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # per member: (pos by sample index, logits)
+        self._rows: list[tuple[torch.Tensor, torch.Tensor | TopK]] = []  # per member: (pos by sample, outputs)
+        self.lumped = self.metas[0].get("tail") == "lumped"
+        if self.lumped and len(output_ids) > 1:  # the planner never plans this: members' top-k sets differ
+            raise JobFailed("a lumped top-k teacher cache serves a single teacher, not an ensemble")
 
     def parameter_count(self) -> int:
         return sum(m["teacher_params"] for m in self.metas)
@@ -195,11 +238,17 @@ class CachedTeacher(nn.Module):
 
     def _load(self, view: int) -> None:
         self._rows = []
-        for job_id in self.ids:
-            index, logits = view_logits(read_table(self.store, Store.artifact(job_id, view_file(view))), self.classes)
+        for job_id, m in zip(self.ids, self.metas, strict=True):
+            table = read_table(self.store, Store.artifact(job_id, view_file(view)))
+            if self.lumped:
+                index, top = view_topk(table, tuple(m["positions"]), m["temperature"])
+                outputs = TopK(*(t.to(self.device) for t in (top.logits, top.index, top.lse)), top.temperature)
+            else:
+                index, logits = view_logits(table, self.classes)
+                outputs = logits.to(self.device)
             pos = torch.empty(int(index.max()) + 1, dtype=torch.long)
             pos[index] = torch.arange(len(index))  # row of each sample index in this view
-            self._rows.append((pos.to(self.device), logits.to(self.device)))
+            self._rows.append((pos.to(self.device), outputs))
         self._view = view
 
     @torch.no_grad()
@@ -207,6 +256,11 @@ class CachedTeacher(nn.Module):
         view = self.view_of(epoch)
         if view != self._view:
             self._load(view)
+        if self.lumped:  # one teacher: its top-k, read by `TeacherOutput.kl`
+            pos, top = self._rows[0]
+            rows = pos[idx]
+            sparse = TopK(top.logits[rows], top.index[rows], top.lse[rows], top.temperature)
+            return TeacherOutput(x.new_empty((1, x.shape[0], 0), dtype=torch.float32), self.combine, {}, sparse)
         member_logits = torch.stack([logits[pos[idx]] for pos, logits in self._rows])  # (M, B, C)
         dtype = self.metas[0].get("logits_dtype", "float32")  # what the live teacher gave (mixed precision)
         member_logits = member_logits if dtype == "float32" else member_logits.to(getattr(torch, dtype))

@@ -102,7 +102,8 @@ class TeacherEngine(nn.Module):
         return augment
 
     def _run(self, runner: nn.Module, x: torch.Tensor) -> ModelOutput:
-        out = runner(x if self._dtype == torch.float32 else x.to(self._dtype))
+        # Only floating inputs take the teacher's dtype: token ids (a language model's input) stay integers.
+        out = runner(x if self._dtype == torch.float32 or not x.is_floating_point() else x.to(self._dtype))
         self.forward_batches += 1
         self.forward_samples += x.shape[0]
         if self._dtype == torch.float32:

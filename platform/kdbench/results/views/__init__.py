@@ -12,6 +12,7 @@ jobs; `render` and `plots` show any view; `reference` reads the published number
 - `hinton`: test errors (counts) of teachers, students alone and distilled (Hinton et al. 2015, MNIST)
 - `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
 - `pose`: video pose PCK against FLOPs per frame (teacher frame by frame, students alone, DKD students)
+- `sparsity`: accuracy against compression of dense and sparse students, alone and distilled (Hegde et al. 2020)
 - `crossmodal`: linear-probe accuracy of cross-modal transfers against the supervised student and the random floor
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
@@ -27,11 +28,12 @@ from .eskd import eskd
 from .hinton import hinton
 from .methods import methods
 from .pose import pose
+from .sparsity import sparsity
 from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton, "efficiency": efficiency, "pose": pose, "crossmodal": crossmodal}
+         "hinton": hinton, "efficiency": efficiency, "pose": pose, "sparsity": sparsity, "crossmodal": crossmodal}
 
-__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "pose", "takd",
+__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "pose", "sparsity", "takd",
            "teacher_size"]

@@ -30,6 +30,8 @@ TITLES = {
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
     "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
+    "sparsity": "Accuracy against compression (teacher parameters / non-zero parameters) of dense and sparse "
+                "students, alone and distilled",
 }
 # view -> identity columns shown first, (header, column)
 _IDS = {
@@ -51,6 +53,8 @@ _IDS = {
                    ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
     "pose": [("role", "role"), ("model", "model"), ("method", "method"), ("params", "params"),
              ("frames", "frames"), ("MFLOPs/frame", "mflops_per_frame")],
+    "sparsity": [("category", "category"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
+                 ("deployed", "deployed_params"), ("non-zero", "nonzero_params"), ("sparsity %", "sparsity")],
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
@@ -58,7 +62,8 @@ _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "crossmodal": [("vs random floor pp", "vs_floor")]}
 _EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
           "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")],
-          "pose": [("front: FLOPs/frame", "pareto_flops")]}
+          "pose": [("front: FLOPs/frame", "pareto_flops")],
+          "sparsity": [("compression × [95% CI]", "compression"), ("paper ×", "paper_compression")]}
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -159,6 +164,16 @@ def _value(r: dict, col: str, ambiguous, u: Units = ACC) -> str:
         return "" if v is None else f"{v:.3g}"
     if col == "latency_ms":
         return "" if v is None else f"{v:.3f}"
+    if col in ("deployed_params", "nonzero_params"):  # means over seeds
+        return "" if v is None else _count(round(v))
+    if col == "sparsity":
+        return pct(v, 1)
+    if col == "compression":
+        ci = "" if r.get("compression_ci_low") is None else \
+            f" [{r['compression_ci_low']:.1f}, {r['compression_ci_high']:.1f}]"
+        return "" if v is None else f"{v:.1f}{ci}"
+    if col == "paper_compression":
+        return "" if v is None else f"{v:g}"
     if col in ("pareto_params", "pareto_latency"):
         return "★" if v else ""
     if col == "teacher" and v is None:

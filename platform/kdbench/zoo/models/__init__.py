@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registration side effects)
     mobilenetv2,
     pose_nets,
     shufflenet,
+    svd_nets,
     takd_cnn,
     vgg,
     wrn,
