@@ -393,3 +393,25 @@ def test_a_chain_link_learns_from_its_assistant_under_the_id_replay_gave_it(tmp_
     assert ta.job.replay == {"views": 1, "topk": None, "dtype": "fp32"}  # synthetic data: one view
     assert last.job.teachers[0].job_id == ta.job_id
     assert all(i in ids for e in plan.entries for i in e.job.depends_on)
+
+
+def test_replayed_views_of_an_augmentation_that_rewrites_the_targets_keep_the_targets():
+    """Masked LM's masking is an augmentation of (x, y): a replaying cache must hand it y and return both."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from kdbench.teachers.cache import CachedTeacher
+    from kdbench.zoo.datasets.base import augment_batch
+
+    seen = []
+
+    def mask(x, idx, seed, epoch, y):
+        seen.append((seed, epoch))
+        return x + epoch, y * 10
+
+    mask.with_targets = True
+    fake = SimpleNamespace(metas=[{"views_mode": "replay", "seed": 0, "views": 3}])
+    replay = CachedTeacher.replayed(fake, mask)
+    x, y = augment_batch(replay, torch.zeros(2), torch.ones(2), torch.arange(2), seed=7, epoch=4)
+    assert seen == [(0, 1)] and x.tolist() == [1.0, 1.0] and y.tolist() == [10.0, 10.0]  # view 4 mod 3, seed 0

@@ -68,9 +68,9 @@ def _pair(name: str, seeds: tuple[int, int] = (0, 1)):
     return _model(s_params, seeds[0], s_arch), _model(t_params, seeds[1], t_arch)
 
 
-def _build(name: str, student, teacher):
-    ctx = MethodContext(num_classes=CLASSES, num_train=N_TRAIN, student_features=feature_shapes(student, SHAPE),
-                        teacher_features=feature_shapes(teacher, SHAPE), train_labels=torch.arange(N_TRAIN) % CLASSES,
+def _build(name: str, student, teacher, shape=SHAPE):
+    ctx = MethodContext(num_classes=CLASSES, num_train=N_TRAIN, student_features=feature_shapes(student, shape),
+                        teacher_features=feature_shapes(teacher, shape), train_labels=torch.arange(N_TRAIN) % CLASSES,
                         student=student, teacher=teacher)
     torch.manual_seed(0)
     return create_method(name, {}, ctx)
@@ -79,6 +79,33 @@ def _build(name: str, student, teacher):
 def _data():
     g = torch.Generator().manual_seed(0)
     return torch.randn(B, *SHAPE, generator=g), torch.arange(B) % CLASSES, torch.arange(B)
+
+
+# Token-level methods (masked_lm): tiny BERTs of one width on token ids, 15% of them masked targets.
+BERT = {"hidden_size": 16, "heads": 2, "intermediate_size": 32, "max_positions": 12, "dropout": 0.0,
+        "attention_dropout": 0.0}
+
+
+def _token_setup(name: str):
+    torch.manual_seed(0)
+    student = create_model("hf/masked_lm", {**BERT, "num_layers": 1}, (12,), 30)
+    teacher = create_model("hf/masked_lm", {**BERT, "num_layers": 2}, (12,), 30)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(5, 30, (B, 12), generator=g)
+    x[:, -3:] = 0  # padding
+    y = torch.where(torch.rand(B, 12, generator=g) < 0.3, x, torch.full_like(x, -100))
+    y[:, -3:], y[:, 1] = -100, x[:, 1]  # never padding; at least one target per row
+    ctx = MethodContext(num_classes=30, num_train=N_TRAIN, student_features=feature_shapes(student, (12,)),
+                        teacher_features=feature_shapes(teacher, (12,)), task=TASKS.get("masked_lm")())
+    return student, teacher, create_method(name, {}, ctx), (x, y, torch.arange(B))
+
+
+def _setup(name: str):
+    """Student, teacher, the method and a batch, on the method's first task's kind of data."""
+    if METHODS.get(name).tasks[0] == "masked_lm":
+        return _token_setup(name)
+    student, teacher = _pair(name)
+    return student, teacher, _build(name, student, teacher), _data()
 
 
 def _stages(method) -> list[TrainState]:
@@ -94,11 +121,9 @@ def test_defaults_are_the_documented_ones(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_the_student_and_the_methods_modules_never_the_teacher(name):
-    if not {"classification", "regression"} & set(METHODS.get(name).tasks):
+    if not {"classification", "regression", "masked_lm"} & set(METHODS.get(name).tasks):
         pytest.skip(f"{name} needs a task-specific student; tests/methods/test_{name}.py checks its gradients")
-    student, teacher = _pair(name)
-    method = _build(name, student, teacher)
-    x, y, idx = _data()
+    student, teacher, method, (x, y, idx) = _setup(name)
     own_with_grad: set[str] = set()
     for state in _stages(method):
         for module in (student, teacher, method):
@@ -167,7 +192,20 @@ TASK_DATA = {"classification": (Component("digits", {"train_fraction": 0.25}), T
                                                                 "dim": 8, "targets": 2}), MLP, MLP),
              "video_pose": (Component("stick_figures", {"n_train": 32, "n_val": 8, "n_test": 8, "frames": 2,
                                                         "size": 16}), Component("pose_cnn", {"widths": [8, 8]}),
-                            Component("dkd_pose_net", {"init_widths": [8, 8], "widths": [4, 8]}))}
+                            Component("dkd_pose_net", {"init_widths": [8, 8], "widths": [4, 8]})),
+             # the corpora inside gensim's wheel (a test dependency), a WordPiece vocabulary trained on them
+             "masked_lm": (Component("text_mlm", {"root": "package:gensim/test/test_data", "file": "lee_background.cor",
+                                                  "max_documents": 12, "max_length": 12,
+                                                  "tokenizer": {"vocab_size": 120}}),
+                           Component("hf/masked_lm", {**BERT, "num_layers": 2}),
+                           Component("hf/masked_lm", {**BERT, "num_layers": 1})),
+             "sequence_classification": (
+                 Component("text_classification", {"root": "package:gensim/test/test_data",
+                                                    "file": "pang_lee_polarity.cor", "format": "fasttext",
+                                                    "encoding": "latin-1", "max_length": 12,
+                                                    "tokenizer": {"vocab_size": 120}}),
+                 Component("hf/sequence_classification", {**BERT, "num_layers": 2, "vocab_size": 400}),
+                 Component("hf/sequence_classification", {**BERT, "num_layers": 1, "vocab_size": 400}))}
 
 
 def _engine_models(cls, task: str) -> tuple[Component, Component]:
@@ -185,7 +223,7 @@ def teacher_stores(tmp_path_factory):
     def get(task, t_model):
         key = (task, t_model.name)
         if key not in made:
-            root = tmp_path_factory.mktemp(f"teacher-{task}-{t_model.name}")
+            root = tmp_path_factory.mktemp(f"teacher-{task}-{t_model.name.replace('/', '_')}")
             job = Job("teacher", TASK_DATA[task][0], t_model, RECIPE, Component("none", {}), 0)
             run_job(job, Store(root))
             made[key] = (root, job)

@@ -40,6 +40,7 @@ from kdbench.methods.base import Batch
 from kdbench.outputs import TeacherOutput
 from kdbench.store import Store
 from kdbench.zoo.datasets import DataSplits
+from kdbench.zoo.datasets.base import augment_batch
 
 from .data import dataset_on, shuffled_batches
 from .loop import evaluate
@@ -167,7 +168,7 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
         xs, ys, idxs, t_logits = [], [], [], []
         for (x, y, idx), job, run, aug in zip(step, jobs, runs, augments, strict=True):
             if aug is not None:
-                x = aug(x, idx, job.seed, epoch)
+                x, y = augment_batch(aug, x, y, idx, job.seed, epoch)
             xs.append(x)
             ys.append(y)
             idxs.append(idx)

@@ -11,7 +11,7 @@ from kdbench.errors import NonFiniteLoss
 from kdbench.methods.base import Batch, Method, TrainState
 from kdbench.tasks import Task
 from kdbench.zoo.datasets import Split
-from kdbench.zoo.datasets.base import Augment
+from kdbench.zoo.datasets.base import Augment, augment_batch
 
 from .data import shuffled_batches
 
@@ -38,7 +38,7 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, tas
     epoch = state.epoch if epoch is None else epoch
     for x, y, idx in shuffled_batches(split, batch_size, seed, epoch):
         if augment is not None:
-            x = augment(x, idx, seed, epoch)
+            x, y = augment_batch(augment, x, y, idx, seed, epoch)  # a masked-LM view also rewrites y
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(split.y.device, precision):

@@ -179,6 +179,8 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
                         train_labels=data.train.y.cpu(), epochs=job.recipe.epochs, task=task,
                         student=model, teacher=_single_network(teacher))  # the networks (Needs.weights)
     method = create_method(job.method.name, job.method.params, ctx).to(device)
+    # The method's one-time initialisation hook (default: none); a cached teacher has no modules to read.
+    method.initialise(model, list(getattr(teacher, "members", [])))
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe.optimizer)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     return Training(model, method, teacher, task, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler)

@@ -36,6 +36,7 @@ from kdbench.teachers.cache import (
 from kdbench.teachers.inference import InferenceSpec, TeacherEngine
 from kdbench.teachers.load import load_member
 from kdbench.zoo.datasets import Split
+from kdbench.zoo.datasets.base import augment_batch
 
 from .data import dataset_on, ordered_batches, shuffled_batches
 from .loop import autocast
@@ -62,9 +63,9 @@ def _view(engine: TeacherEngine, job: Job, split: Split, augment,
     exact = p["views"] == "all"
     batches = shuffled_batches(split, batch_size, job.seed, view) if exact else _in_order(split, batch_size)
     index, logits = [], []
-    for x, _, idx in batches:
+    for x, y, idx in batches:
         if augment is not None:
-            x = augment(x, idx, job.seed, view)
+            x, _ = augment_batch(augment, x, y, idx, job.seed, view)  # the student's view of x
         if job.recipe.channels_last and x.dim() == 4:  # as the student's loop hands x to its teacher
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(x.device, job.recipe.precision):  # as the student's loop runs its live teacher

@@ -135,6 +135,12 @@ class Method(nn.Module):
         when the Params have no such field. The engine calls `forward` with `state.stage == "init"` then."""
         return init_epochs(self.params)
 
+    def initialise(self, student: nn.Module, teachers: list[nn.Module]) -> None:
+        """Called once by the engine after the student, its teachers and the method are built, before the
+        optimiser (a restored checkpoint then overwrites what it set): e.g. DistilBERT copies teacher layers
+        into the student. `teachers`: the live teachers' modules ([] when they come from an output cache).
+        Default: nothing."""
+
     def forward(self, batch: Batch, student: ModelOutput, teacher: TeacherOutput | None,
                 state: TrainState) -> dict[str, torch.Tensor]:
         """Named, already weighted loss terms; the training loss is their sum."""

@@ -61,6 +61,9 @@ class KD(Method):
     name = "kd"
     Params = KDParams
     needs = Needs(teacher=True)
+    # Token-level outputs (masked_lm) are not declared: there KD is `distilbert` with alpha_cos 0 (its KL term is
+    # this loss over the tokens, with the MLM cross-entropy over the masked positions as the hard-label term).
+    tasks = ("classification", "sequence_classification")
     kl_temperature = "temperature"  # reads its teacher through the KL alone: a lumped top-k cache serves it
 
     def forward(self, batch, student, teacher, state):

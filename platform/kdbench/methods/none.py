@@ -1,7 +1,7 @@
 """`none`: the student trained on its targets alone — the baseline every method is compared with.
 
 Loss: the task's supervised loss (classification: cross-entropy, mean over the batch; regression: MSE;
-video_pose: heatmap MSE).
+video_pose: heatmap MSE; masked LM: cross-entropy over the masked positions).
 
 Params defaults: (none)
 """
@@ -15,7 +15,7 @@ from .base import Method, Needs, register_method
 class NoDistillation(Method):
     name = "none"
     needs = Needs(teacher=False)
-    tasks = ("classification", "regression", "video_pose", "linear_probe")
+    tasks = ("classification", "regression", "video_pose", "masked_lm", "sequence_classification", "linear_probe")
 
     def forward(self, batch, student, teacher, state):
         task = self.ctx.task

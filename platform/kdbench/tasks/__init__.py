@@ -1,5 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose and
-linear_probe.
+"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose, the
+text tasks masked_lm and sequence_classification, and linear_probe.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -7,7 +7,14 @@ linear_probe.
 
 from __future__ import annotations
 
-from . import classification, probe, regression, video_pose  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    classification,
+    masked_lm,
+    probe,
+    regression,
+    sequence_classification,
+    video_pose,
+)
 from .base import TASKS, Metric, Task, register_task
 
 

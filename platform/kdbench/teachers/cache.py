@@ -279,4 +279,10 @@ class CachedTeacher(nn.Module):
         if augment is None or m["views_mode"] == "all":
             return augment
         seed, k = m["seed"], m["views"]
+        if getattr(augment, "with_targets", False):  # masked LM: the view rewrites the targets too
+            def replay(x, idx, _seed, epoch, y):
+                return augment(x, idx, seed, epoch % k, y)
+
+            replay.with_targets = True
+            return replay
         return lambda x, idx, _seed, epoch: augment(x, idx, seed, epoch % k)

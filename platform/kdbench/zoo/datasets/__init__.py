@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registration)
     stick_figures,
     synthetic,
     synthetic_regression,
+    text,
     vision,
 )
 from .base import DATASETS, DatasetParams, DataSplits, Split, load_dataset, register_dataset

@@ -20,8 +20,9 @@ from kdbench.registry import Registry
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # (N, *input_shape), float32
-    y: torch.Tensor  # the task's targets: (N,) int64 class labels; (N, K) float32 regression targets
+    x: torch.Tensor  # (N, *input_shape), float32; text: (N, L) int64 token ids, [PAD] = 0
+    y: torch.Tensor  # the task's targets: (N,) int64 class labels; (N, K) float32 regression targets;
+    # masked LM: (N, L) int64 original ids at predicted positions, -100 elsewhere
 
     def __len__(self) -> int:
         return self.y.shape[0]
@@ -34,6 +35,16 @@ class Split:
 # arguments (draw randomness from a generator seeded by them), so a resumed job, a cached teacher
 # output and a live teacher all see exactly the same views.
 Augment = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
+
+
+def augment_batch(augment: Augment, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, seed: int,
+                  epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch's view (x, y). An augmentation that also rewrites the targets (masked LM's masking:
+    which tokens are predicted) declares `with_targets = True`, takes y last and returns (x, y); any other
+    leaves the targets as they are."""
+    if getattr(augment, "with_targets", False):
+        return augment(x, idx, seed, epoch, y)
+    return augment(x, idx, seed, epoch), y
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (registration side effects)
     cifar_resnet,
     cifar_resnet_imagenet_style,
     cnn,
+    hf,
     imagenet_resnet,
     mlp,
     mobilenetv2,
