@@ -194,7 +194,8 @@ def _fused_epoch(jobs: list[Job], group: FusedGroup, data: DataSplits, epoch: in
     group.scheduler.step()
     group.unstack()
     for i, run in enumerate(runs):
-        val = evaluate(task, run.model, data.val)[1] if len(data.val) else {}  # none: `protocol: paper`
+        fit_on = task.fit_split(data)  # a read-out's labelled split (a linear probe's), None for most tasks
+        val = evaluate(task, run.model, data.val, fit_on)[1] if len(data.val) else {}  # none: `protocol: paper`
         if val:
             run.keep_if_best(val, state.epoch + 1)
         metrics = {k: v[i] for k, v in per_job.items()}

@@ -68,7 +68,10 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, tas
     return metrics
 
 
-def evaluate(task: Task, model: nn.Module, split: Split) -> tuple[torch.Tensor, dict[str, float]]:
-    """`model`'s predictions over `split` (N, K) and the task's metrics on them."""
+def evaluate(task: Task, model: nn.Module, split: Split, fit_on: Split | None = None) -> tuple[torch.Tensor, dict]:
+    """`model`'s predictions over `split` (N, K) and the task's metrics on them. `fit_on`: the split a task fits
+    its read-out on first (`task.fit_split(data)`, e.g. a linear probe's; None for tasks without one)."""
     preds = task.predict(model, split.x)
-    return preds, task.score(preds, split.y)
+    if fit_on is None:  # the two-argument call: a plugin task written before read-outs keeps working
+        return preds, task.score(preds, split.y)
+    return preds, task.score(preds, split.y, (task.predict(model, fit_on.x), fit_on.y))

@@ -35,7 +35,7 @@ def run_pretrained(job: Job, store: Store, device: torch.device, report=None) ->
     checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": model.state_dict()})
     task = task_of(job.dataset.name)
     metrics = {f"{split}_{k}": v for split in ("test", "val")
-               for k, v in evaluate(task, model, getattr(data, split))[1].items()}
+               for k, v in evaluate(task, model, getattr(data, split), task.fit_split(data))[1].items()}
     final = JobFinal(task=task.name, metrics=metrics, selected_epoch=0, epochs_trained=0,
                      student_params=count_parameters(model), wall_seconds=time.perf_counter() - start,
                      device_seconds=0.0, device=str(device), **environment())

@@ -265,7 +265,7 @@ def _epoch(job: Job, run: Training, data: DataSplits, epoch: int) -> dict[str, A
 def _validate(run: Training, data: DataSplits) -> dict[str, float]:
     """The task's metrics on the validation split; none without one (`protocol: paper` trains on the whole
     training set and keeps the last epoch, which validation ensures)."""
-    return evaluate(run.task, run.model, data.val)[1] if len(data.val) else {}
+    return evaluate(run.task, run.model, data.val, run.task.fit_split(data))[1] if len(data.val) else {}
 
 
 def _augment(run: Training, data: DataSplits):
@@ -279,15 +279,19 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
     if not select_last and run.best["model"] is not None:
         run.model.load_state_dict(run.best["model"])
     checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": run.model.state_dict()})
-    preds, test = evaluate(run.task, run.model, data.test)
+    fit_on = run.task.fit_split(data)  # a read-out's labelled split (a linear probe's), None for most tasks
+    preds, test = evaluate(run.task, run.model, data.test, fit_on)
     val = _validate(run, data)
     metrics = {f"test_{k}": v for k, v in test.items()} | {f"val_{k}": v for k, v in val.items()}
     agreement = None
     t_params = run.teacher.parameter_count() if run.teacher is not None else None
     if run.teacher is not None:
-        t_preds = (run.teacher.test_outputs() if isinstance(run.teacher, CachedTeacher)
-                   else run.task.predict(run.teacher, data.test.x))
-        metrics |= {f"teacher_test_{k}": v for k, v in run.task.score(t_preds, data.test.y).items()}
+        if isinstance(run.teacher, CachedTeacher):  # the planner caches outputs only for tasks without a read-out
+            t_preds = run.teacher.test_outputs()
+            t_test = run.task.score(t_preds, data.test.y)
+        else:
+            t_preds, t_test = evaluate(run.task, run.teacher, data.test, fit_on)
+        metrics |= {f"teacher_test_{k}": v for k, v in t_test.items()}
         agreement = run.task.agreement(preds, t_preds)
     return JobFinal(
         task=run.task.name, metrics=metrics,

@@ -53,6 +53,8 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
                  "teacher_outputs"),
     LaterDefault(("method", "params", "temperature"), None, "the temperature of a lumped top-k teacher cache",
                  "teacher_outputs"),
+    LaterDefault(("model", "params", "input_channels"), None, "a model's input view (cross-modal transfer)"),
+    LaterDefault(("method", "params", "negatives"), "class", "CRD's negatives drawn without labels", "crd"),
 )
 
 # A teacher-output job's recipe is what its views depend on, not a training recipe.

@@ -22,16 +22,23 @@ N − max_c N_c, so tiny datasets get K ≤ the number of distinct negatives (on
 49,500 ≥ 16,384: no change). Embedding heads and memories are owned here and trained/saved with the
 student; gradients reach both heads, never the teacher's features.
 
+Negatives without labels (`negatives: instance`): K indices drawn uniformly with replacement from every
+training sample but the anchor itself, so no label is read — CRD's cross-modal transfer (§4.3), where the
+positive is the other modality of the same sample and any other sample is a negative (RepDistiller's
+ContrastMemory draws uniformly from all N when no contrast index is given; it can draw the anchor itself,
+this never does). K is capped at N − 1. `negatives: class` (the default) is the supervised benchmark's.
+
 Defaults: b = 0.8 (RepDistiller scripts `-r 1 -a 0 -b 0.8`; mdistiller CFG.CRD.LOSS.FEAT_WEIGHT),
 feat_dim 128, K = 16384, τ = 0.07, μ = 0.5 (train_student.py --feat_dim/--nce_k/--nce_t/--nce_m).
 
 Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.8, feat_dim=128, nce_k=16384,
-nce_t=0.07, nce_m=0.5
+nce_t=0.07, nce_m=0.5, negatives=class
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +66,14 @@ def sample_negatives(y: torch.Tensor, order: torch.Tensor, start: torch.Tensor, 
     return order[u + (u >= c0) * n_c]
 
 
+def sample_instances(index: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """(B, k) training indices drawn uniformly with replacement from the n samples other than each anchor `index`:
+    u uniform in [0, n − 1), shifted past the anchor (u ≥ index → u + 1). Reads no label."""
+    u = (torch.rand(index.shape[0], k, device=index.device, dtype=torch.float64) * (n - 1)).long()
+    u = torch.minimum(u, torch.tensor(n - 2, device=index.device))  # the (measure-zero) rounding up to n − 1
+    return u + (u >= index.unsqueeze(1))
+
+
 def nce_loss(log_p: torch.Tensor, num_data: int) -> torch.Tensor:
     """RepDistiller's ContrastLoss from log P, (B, 1 + K) with the positive first; stable in log space."""
     k = log_p.shape[1] - 1
@@ -74,6 +89,9 @@ class CRDParams(MixParams):
     nce_k: int = Field(default=16384, gt=0)
     nce_t: float = Field(default=0.07, gt=0.0)
     nce_m: float = Field(default=0.5, ge=0.0, lt=1.0)
+    # Where negatives come from: samples of other classes (the supervised benchmark) or any other sample
+    # (no labels: cross-modal transfer). `class` leaves ids of earlier suites unchanged (identity LATER_DEFAULTS).
+    negatives: Literal["class", "instance"] = "class"
 
 
 @register_method
@@ -82,13 +100,12 @@ class CRD(Method):
     Params = CRDParams
     needs = Needs(teacher=True, features=("embedding",), indices=True)
     fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
+    tasks = ("classification", "linear_probe")
 
     def __init__(self, params: CRDParams, ctx: MethodContext) -> None:
         super().__init__(params, ctx)
         if not ctx.teacher_features:
             raise Incompatible("crd needs the teacher's features; an ensemble teacher has none")
-        if ctx.train_labels is None:
-            raise Incompatible("crd needs ctx.train_labels to draw negatives from other classes")
         n, d = ctx.num_train, params.feat_dim
         self.embed_s = nn.Linear(embedding(ctx.student_features)[0], d)  # then L2-normalised, as RepDistiller's Embed
         self.embed_t = nn.Linear(embedding(ctx.teacher_features)[0], d)
@@ -96,6 +113,13 @@ class CRD(Method):
         self.register_buffer("memory_s", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), student embeddings
         self.register_buffer("memory_t", torch.rand(n, d) * 2 * stdv - stdv)  # (N, d), teacher embeddings
         self.register_buffer("z", torch.full((2,), -1.0))  # Z of the student / teacher anchor; < 0: unset
+        if params.negatives == "instance":
+            self.k = min(params.nce_k, n - 1)
+            if self.k < 1:
+                raise Incompatible("crd with instance negatives needs at least two training samples")
+            return
+        if ctx.train_labels is None:
+            raise Incompatible("crd needs ctx.train_labels to draw negatives from other classes")
         labels = ctx.train_labels.long()
         count = torch.bincount(labels, minlength=ctx.num_classes)
         # Derived from the labels, so not checkpointed (persistent=False); buffers so they follow .to(device).
@@ -106,9 +130,15 @@ class CRD(Method):
         if self.k < 1:
             raise Incompatible("crd needs training samples of at least two classes")
 
+    def negatives(self, batch) -> torch.Tensor:
+        """(B, K) negative indices: of other classes, or (instance) of any other sample."""
+        if self.params.negatives == "instance":
+            return sample_instances(batch.index, self.ctx.num_train, self.k)
+        return sample_negatives(batch.y, self.order, self.start, self.count, self.k)
+
     def forward(self, batch, student, teacher, state):
         p: CRDParams = self.params
-        neg = sample_negatives(batch.y, self.order, self.start, self.count, self.k)  # (B, K)
+        neg = self.negatives(batch)  # (B, K)
         loss = self.contrast(embedding(student.features), embedding(teacher.features), batch.index, neg)
         return label_and_kd(p, batch, student.logits, teacher) | {"crd": p.weight * loss}
 

@@ -23,8 +23,9 @@ class MixParams(MethodParams):
 
 def label_and_kd(params: MixParams, batch: Batch, logits: torch.Tensor,
                  teacher: TeacherOutput | None) -> dict[str, torch.Tensor]:
-    """{"ce": r·CE} plus {"kd": a·T²·KL} when a > 0 (KL summed over classes, mean over the batch)."""
-    terms = {"ce": params.ce_weight * F.cross_entropy(logits, batch.y)}
+    """{"ce": r·CE} when r > 0 plus {"kd": a·T²·KL} when a > 0 (KL summed over classes, mean over the batch).
+    r = 0 reads no label at all (a transfer without labels, e.g. CRD's cross-modal setting)."""
+    terms = {"ce": params.ce_weight * F.cross_entropy(logits, batch.y)} if params.ce_weight > 0 else {}
     if params.kd_weight > 0 and teacher is not None:
         target = teacher.log_probs(params.kd_temperature).detach()
         terms["kd"] = params.kd_weight * kd_loss(logits, target, params.kd_temperature)

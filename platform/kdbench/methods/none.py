@@ -15,7 +15,7 @@ from .base import Method, Needs, register_method
 class NoDistillation(Method):
     name = "none"
     needs = Needs(teacher=False)
-    tasks = ("classification", "regression", "video_pose", "masked_lm", "sequence_classification")
+    tasks = ("classification", "regression", "video_pose", "masked_lm", "sequence_classification", "linear_probe")
 
     def forward(self, batch, student, teacher, state):
         task = self.ctx.task

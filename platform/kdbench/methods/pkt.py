@@ -50,6 +50,7 @@ class PKT(Method):
     Params = PKTParams
     needs = Needs(teacher=True, features=("embedding",))
     fusable = False  # reads feature taps (and owns modules or state): trained one job at a time
+    tasks = ("classification", "linear_probe")  # no label read with ce_weight 0 (cross-modal transfer)
 
     def __init__(self, params, ctx):
         super().__init__(params, ctx)

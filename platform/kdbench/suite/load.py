@@ -18,6 +18,7 @@ from kdbench.registry import Registry, suggest
 from kdbench.tasks import task_of
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
+from kdbench.zoo.models.base import INPUT_CHANNELS
 
 from . import guards, protocol
 from .errors import Loc, SpecError
@@ -180,6 +181,8 @@ def _model(check: _Checker, entry: ModelEntry, loc: Loc, recipe: Recipe, teacher
     check.name_in(ARCHS, entry.arch, loc + ("arch",))
     own = list((TeacherEntry if teacher else ModelEntry).model_fields)
     params = check.params(ARCHS.get(entry.arch).params, dict(entry.model_extra), loc, own)
+    if entry.input_channels is not None:  # every architecture's parameter; absent by default (ids unchanged)
+        params[INPUT_CHANNELS] = list(entry.input_channels)
     model = Component(entry.arch, params, component_code("model", entry.arch))
     if entry.recipe:
         recipe = check.typed(Recipe, _merge(recipe.model_dump(mode="json"), entry.recipe), loc + ("recipe",))

@@ -27,6 +27,7 @@ from typing import Any
 
 from kdbench.jobs import Component, Job, Recipe, Upstream
 from kdbench.methods import METHODS
+from kdbench.tasks import task_of
 from kdbench.teachers.cache import cache_bytes
 
 REPLAY_SEED = 0  # the seed of the K replayed views
@@ -110,6 +111,8 @@ def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
             consumers[t.ref].append(e.job)
             ups[t.ref] = t
     refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _reads(j, cache) for j in jobs)}
+    if task_of(suite.dataset.name).reads_features:  # its read-out needs the teacher's features, which a cache of
+        return set()  # logits does not hold (a linear probe)
     if cache["enabled"] is True or not refs:
         return refs
     return _worth_caching(suite, refs, ups, consumers, cache)

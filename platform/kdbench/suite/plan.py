@@ -88,9 +88,13 @@ def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) 
         sources[ens.name] = (members, ens.combine)
 
     methods = [m for m in suite.methods if METHODS.get(m.name).needs.teacher]
+    # Teacher-free jobs per student: `none` always (the baseline every method is compared with), and any other
+    # teacher-free method the suite lists (e.g. `untrained`, the floor of a representation study).
+    alone = [NONE, *(m for m in suite.methods if not METHODS.get(m.name).needs.teacher and m.name != NONE.name)]
     for s in suite.students:
         for seed in suite.seeds:
-            add(PlanEntry(job("baseline", s, NONE, seed), None, s.name, (s.name,)))
+            for m in alone:
+                add(PlanEntry(job("baseline", s, m, seed), None, s.name, (s.name,)))
     students = {s.name: s for s in suite.students}
     pairs = suite.pairs or [(src, s) for src in sources for s in students]
     for src, name in pairs:

@@ -47,6 +47,10 @@ class ModelEntry(BaseModel):
     arch: Text
     # Changes to the suite's recipe for this model's jobs, e.g. {optimizer: {lr: 0.01}} for MobileNetV2.
     recipe: dict[str, Any] | None = None
+    # The input channels this model sees (any architecture), e.g. [3]: the depth channel of an RGB-D dataset, so
+    # teacher and student see different modalities of the same samples (zoo/models/base.py `create_model`).
+    input_channels: list[Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(default=None, min_length=1,
+                                                                                   max_length=100_000)
 
 
 class TeacherEntry(ModelEntry):

@@ -1,5 +1,5 @@
-"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose, and the
-text tasks masked_lm and sequence_classification.
+"""Tasks, registered by name: classification (the default of every dataset), regression, video_pose, the
+text tasks masked_lm and sequence_classification, and linear_probe.
 
     task = task_of("digits")      # the dataset's task, an instance
     task.metric()                 # its primary metric: name, direction, unit
@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import (  # noqa: F401  (registration side effects)
     classification,
     masked_lm,
+    probe,
     regression,
     sequence_classification,
     video_pose,

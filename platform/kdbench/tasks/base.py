@@ -17,7 +17,10 @@ import torch
 
 from kdbench.outputs import TeacherOutput
 from kdbench.registry import Registry
+from kdbench.zoo.datasets.base import Split
 from kdbench.zoo.models.base import ModelOutput
+
+Fit = tuple[torch.Tensor, torch.Tensor]  # (predictions, targets) of the split a read-out is fitted on
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Task:
     metrics: ClassVar[tuple[Metric, ...]]
     primary: ClassVar[str]  # the metric leaderboards rank by and validation selects on
     loss_term: ClassVar[str]  # the supervised loss's name among a method's terms ("ce", "mse")
+    # Scores a model's feature taps rather than its outputs (a linear probe): a teacher-output cache, which holds
+    # logits only, cannot serve its students.
+    reads_features: ClassVar[bool] = False
 
     @classmethod
     def metric(cls, name: str | None = None) -> Metric:
@@ -76,9 +82,15 @@ class Task:
         """The epoch's training metrics (`train_<name>`) from the summed `batch_sums` over `n` samples."""
         raise NotImplementedError
 
-    def score(self, predictions: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Every metric of the task over a whole split, {metric name: value}."""
+    def score(self, predictions: torch.Tensor, y: torch.Tensor, fit: Fit | None = None) -> dict[str, float]:
+        """Every metric of the task over a whole split, {metric name: value}. `fit`: the predictions and targets
+        of the split `fit_split` names, for a task that fits a read-out before scoring (None for the others)."""
         raise NotImplementedError
+
+    def fit_split(self, data) -> Split | None:
+        """The labelled split (of a `DataSplits`) a read-out is fitted on before `score` (a linear probe's
+        training split); None: the task scores the model's outputs directly (classification, regression)."""
+        return None
 
     def agreement(self, student: torch.Tensor, teacher: torch.Tensor) -> float | None:
         """How often student and teacher agree on a split (None where the task has no such notion)."""

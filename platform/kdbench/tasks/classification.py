@@ -34,7 +34,7 @@ class Classification(Task):
     def train_metrics(self, sums, n):
         return {"train_acc": sums["correct"] / n}
 
-    def score(self, predictions, y):
+    def score(self, predictions, y, fit=None):
         return {"acc": float((predictions.argmax(-1) == y).float().mean())}
 
     def agreement(self, student: torch.Tensor, teacher: torch.Tensor) -> float:

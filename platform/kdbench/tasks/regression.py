@@ -35,6 +35,6 @@ class Regression(Task):
     def train_metrics(self, sums, n):
         return {"train_rmse": (sums["squared"] / n).sqrt()}
 
-    def score(self, predictions, y):
+    def score(self, predictions, y, fit=None):
         err = predictions - y
         return {"rmse": float(err.pow(2).mean().sqrt()), "mae": float(err.abs().mean())}

@@ -30,8 +30,10 @@ CELL_FIELDS = [
 
 
 def baselines(rows: Iterable[dict]) -> dict[str, dict[int, float]]:
-    """student name -> seed -> score of the student trained alone."""
-    return {k[0]: ok_scores(v) for k, v in group((r for r in rows if r["kind"] == "baseline"),
+    """student name -> seed -> score of the student trained alone (`none`; other teacher-free baselines, such as a
+    representation study's `untrained` floor, are cells of their own)."""
+    return {k[0]: ok_scores(v) for k, v in group((r for r in rows if r["kind"] == "baseline"
+                                                  and r.get("method", "none") == "none"),
                                                lambda r: (r["student"],)).items()}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..labels import ambiguous_methods, method_label
+from .crossmodal import plot_crossmodal
 from .jobs import group
 from .render import Units
 
@@ -317,4 +318,4 @@ from .sparsity import plot_sparsity  # noqa: E402  (it reads this module's helpe
 
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
          "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency,
-         "pose": plot_pose, "sparsity": plot_sparsity}
+         "pose": plot_pose, "sparsity": plot_sparsity, "crossmodal": plot_crossmodal}

@@ -25,6 +25,8 @@ TITLES = {
     "methods": "Methods per (teacher, student)",
     "ensembles": "Ensemble teachers vs their best single member",
     "hinton": "Test errors (misclassified test images) of the teacher, the student alone and distilled",
+    "crossmodal": "Cross-modal transfer: linear-probe accuracy of the teacher, the supervised student, the random "
+                  "floor and each transfer without labels",
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
     "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
@@ -46,6 +48,7 @@ _IDS = {
                   ("teacher acc %", "teacher_score")],
     "hinton": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method"),
                ("test errors ± 95% CI", "errors"), ("of", "test_size"), ("paper errors", "paper_errors")],
+    "crossmodal": [("role", "role"), ("model", "model"), ("teacher", "teacher"), ("method", "method")],
     "efficiency": [("role", "role"), ("model", "model"), ("distilled along", "chain"), ("method", "method"),
                    ("params", "params"), ("MFLOPs", "mflops"), ("latency ms", "latency_ms")],
     "pose": [("role", "role"), ("model", "model"), ("method", "method"), ("params", "params"),
@@ -55,7 +58,8 @@ _IDS = {
 }
 _VERSUS = {"takd": [("vs direct KD pp [95% CI]", "vs_direct")],
            "teacher-size": [("vs next smaller teacher pp", "vs_smaller")],
-           "ensembles": [("vs best single pp", "vs_best_single")]}
+           "ensembles": [("vs best single pp", "vs_best_single")],
+           "crossmodal": [("vs random floor pp", "vs_floor")]}
 _EXTRA = {"methods": [("chosen by", "chosen_by"), ("protocol", "protocol")],
           "efficiency": [("front: params", "pareto_params"), ("front: latency", "pareto_latency")],
           "pose": [("front: FLOPs/frame", "pareto_flops")],

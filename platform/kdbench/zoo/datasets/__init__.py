@@ -3,6 +3,8 @@
 from . import (  # noqa: F401  (registration)
     digits,
     imagefolder,
+    lab,
+    paired,
     pose_datasets,
     stick_figures,
     synthetic,

@@ -54,6 +54,9 @@ class DataSplits:
     test: Split
     num_classes: int  # the model's output size: classes, or regression targets
     augment: Augment | None = None  # applied to training batches only, on their device
+    # A small labelled split on which a task fits a read-out of the trained model (the linear probe of
+    # tasks/probe.py); None: such a task fits on `train`. Training never sees it.
+    probe: Split | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -61,7 +64,7 @@ class DataSplits:
 
     def to(self, device) -> DataSplits:
         return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes,
-                          self.augment)
+                          self.augment, None if self.probe is None else self.probe.to(device))
 
 
 class DatasetParams(BaseModel):
