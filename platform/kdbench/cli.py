@@ -399,7 +399,22 @@ def ui(store: StoreOpt = DEFAULT_STORE, port: int = 5000,
     args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", embedded_tracking_uri(st),
             "--default-artifact-root", embedded_artifact_root(st), "--host", host, "--port", str(port)]
     out.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    for name, view in _runs_views(embedded_tracking_uri(st)):
+        out.print(f"  {name}: http://{host}:{port}/{view}", highlight=False, soft_wrap=True)
     os.execv(sys.executable, args)  # no shell: nothing user-supplied is interpreted
+
+
+def _runs_views(tracking_uri: str) -> list[tuple[str, str]]:
+    """(experiment, its runs view: job runs best first) of every kdbench experiment (track/links.py)."""
+    from mlflow import MlflowClient
+
+    from kdbench.track.links import RUNS_VIEW_TAG
+
+    try:
+        experiments = MlflowClient(tracking_uri).search_experiments(filter_string="name LIKE 'kdbench/%'")
+    except Exception:  # the UI still starts; the links are a convenience
+        return []
+    return sorted((e.name, e.tags[RUNS_VIEW_TAG]) for e in experiments if RUNS_VIEW_TAG in e.tags)
 
 
 @app.command()

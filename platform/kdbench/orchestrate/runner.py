@@ -42,7 +42,10 @@ def _tracker(plan: Plan, store: Store, opts: RunOptions):
     from kdbench.track import Tracker, resolve
 
     uri, artifacts = resolve(store, opts.tracking_uri)
-    tracker = Tracker(uri, f"kdbench/{plan.suite.name}", artifacts)
+    from kdbench.tasks import task_of
+
+    metric = task_of(plan.suite.dataset.name).metric()  # the runs view: job runs best first by this test metric
+    tracker = Tracker(uri, f"kdbench/{plan.suite.name}", artifacts, (f"test_{metric.name}", metric.higher_is_better))
     s = plan.suite
     digest = hashlib.sha256("\n".join(sorted(plan.jobs)).encode()).hexdigest()[:16]  # one parent per plan
     tracker.start_suite(f"{s.name} v{s.version}", {"suite_file": os.path.abspath(s.path), "jobs": len(plan)},

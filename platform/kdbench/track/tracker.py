@@ -55,8 +55,10 @@ def coalesce(events: list[tuple]) -> list[tuple]:
 
 
 class Tracker:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None) -> None:
-        self._config = (tracking_uri, experiment, artifact_location)
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None,
+                 order: tuple[str, bool] | None = None) -> None:
+        """`order`: (metric, higher is better) the experiment's runs view sorts job runs by (track/links.py)."""
+        self._config = (tracking_uri, experiment, artifact_location, order)
         self._queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self._writer: Writer | None = None  # built on the worker thread by the first event
         self._closed, self._done = False, threading.Event()

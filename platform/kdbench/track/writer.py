@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import MAX_PARAM_VALUE, MAX_TAG_VALUE, final_metrics, key, run_fields, run_name, text
+from .links import RUNS_VIEW_TAG, runs_view
 
 log = logging.getLogger("kdbench.track")
 
@@ -59,7 +60,8 @@ def _chunks(items: Sequence, size: int) -> list[Sequence]:
 
 
 class Writer:
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None,
+                 order: tuple[str, bool] | None = None) -> None:
         # Imported here, on the worker thread: importing MLflow takes ~1 s the driver need not wait for.
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param, RunTag
@@ -67,6 +69,7 @@ class Writer:
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.client = MlflowClient(tracking_uri)  # for a server URI this makes no request yet
         self._experiment_spec = (experiment, artifact_location)
+        self._order = order  # (metric, higher is better): the runs view the experiment links to
         self.experiment_id: str | None = None
         self.runs: dict[str, KnownRun] = {}
         self.parent_run_id: str | None = None
@@ -86,8 +89,10 @@ class Writer:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location,
-                                                     tags={KIND_TAG: KIND, NOTE_TAG: _EXPERIMENT_NOTE})
+                experiment_id = self.client.create_experiment(name, artifact_location=artifact_location,
+                                                              tags={KIND_TAG: KIND, NOTE_TAG: _EXPERIMENT_NOTE})
+                self._link_runs_view(experiment_id, {})
+                return experiment_id
             except Exception:  # another driver created it in between
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
@@ -96,7 +101,18 @@ class Writer:
             self.client.restore_experiment(exp.experiment_id)
         if exp.tags.get(KIND_TAG) is None:  # made before kdbench set its kind
             self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
+        self._link_runs_view(exp.experiment_id, exp.tags)
         return exp.experiment_id
+
+    def _link_runs_view(self, experiment_id: str, tags: dict) -> None:
+        """The runs view (job runs, best first) as a tag and as a link in the experiment's description."""
+        if self._order is None:
+            return
+        view = runs_view(experiment_id, *self._order)
+        if tags.get(RUNS_VIEW_TAG) != view:
+            self.client.set_experiment_tag(experiment_id, RUNS_VIEW_TAG, view)
+            note = f"{_EXPERIMENT_NOTE}\n\n[The job runs, best {self._order[0]} first]({view})"
+            self.client.set_experiment_tag(experiment_id, NOTE_TAG, note)
 
     def _load_runs(self, experiment_id: str) -> dict[str, KnownRun]:
         runs: dict[str, KnownRun] = {}
