@@ -175,3 +175,29 @@ def test_crd_forward_sends_gradients_to_student_and_heads_not_teacher():
 @pytest.mark.parametrize("name, overrides", [c for c in CASES_METHOD_TRAINS_THROUGH if c[0] == "crd"])
 def test_method_trains_through_the_engine(name, overrides, trained_teacher):
     check_method_trains_through_the_engine(name, overrides, trained_teacher)
+
+
+def test_negatives_without_replacement_are_distinct_other_class_samples_uniformly_spread():
+    """RepDistiller's draw (`replacement: false`): K distinct indices per anchor, never of its class; every
+    other-class sample equally likely."""
+    import torch
+
+    from kdbench.methods.crd import sample_instances, sample_negatives
+
+    torch.manual_seed(0)
+    y_all = torch.arange(60) % 3  # 3 classes of 20
+    order = torch.argsort(y_all, stable=True)
+    count = torch.bincount(y_all)
+    start = torch.cumsum(count, 0) - count
+    y = torch.tensor([0, 1, 2, 0])
+    neg = sample_negatives(y, order, start, count, k=40, replacement=False)  # the whole other-class pool
+    for row, label in zip(neg, y, strict=True):
+        assert len(set(row.tolist())) == 40 and not (y_all[row] == label).any()
+    draws = torch.cat([sample_negatives(torch.zeros(200, dtype=torch.long), order, start, count, 10, False)
+                       for _ in range(5)]).flatten()
+    hits = torch.bincount(draws, minlength=60)[y_all != 0].float()
+    assert (hits.min() / hits.max()) > 0.6  # 10,000 draws over 40 samples: ~250 each
+    inst = sample_instances(torch.tensor([0, 59]), 60, 59, replacement=False)
+    assert [sorted(r.tolist()) for r in inst] == [list(range(1, 60)), list(range(59))]  # all but the anchor
+    with_repl = sample_negatives(y, order, start, count, k=40)  # the default keeps kdbench's first draw
+    assert any(len(set(r.tolist())) < 40 for r in with_repl)

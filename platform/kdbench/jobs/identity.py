@@ -55,6 +55,7 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
                  "teacher_outputs"),
     LaterDefault(("model", "params", "input_channels"), None, "a model's input view (cross-modal transfer)"),
     LaterDefault(("method", "params", "negatives"), "class", "CRD's negatives drawn without labels", "crd"),
+    LaterDefault(("method", "params", "replacement"), True, "CRD's negatives drawn without replacement", "crd"),
 )
 
 # A teacher-output job's recipe is what its views depend on, not a training recipe.

@@ -15,24 +15,28 @@ no Z — the code normalises by a constant Z = N·mean(exp(v·m/τ)) estimated o
 direction, then fixed. Here Z is a buffer, so it is checkpointed with the memories. The loss sums
 over the batch and negatives and divides by B.
 
-Negatives: RepDistiller's dataset draws K indices uniformly with replacement from the samples of
-the *other* classes (CIFAR100InstanceSample, mode "exact"); here they are drawn per step with
-tensor ops from class-sorted index pools. Deviation: K is capped at the smallest such pool,
+Negatives: RepDistiller's dataset draws K distinct indices (without replacement, `np.random.choice(…,
+replace=False)` whenever K fits the pool) from the samples of the *other* classes (CIFAR100InstanceSample,
+mode "exact"). Here they are drawn per step with tensor ops from class-sorted index pools, with
+replacement by default (kdbench's first draw, kept so earlier results stay valid: about 13,950 distinct
+of 16,384 on CIFAR-100) or, with `replacement: false`, without it as the reference does (the papers'
+protocol suite `crd_cifar100_paper.yaml` uses the reference's draw). Deviation: K is capped at the smallest such pool,
 N − max_c N_c, so tiny datasets get K ≤ the number of distinct negatives (on CIFAR-100,
 49,500 ≥ 16,384: no change). Embedding heads and memories are owned here and trained/saved with the
 student; gradients reach both heads, never the teacher's features.
 
-Negatives without labels (`negatives: instance`): K indices drawn uniformly with replacement from every
-training sample but the anchor itself, so no label is read — CRD's cross-modal transfer (§4.3), where the
-positive is the other modality of the same sample and any other sample is a negative (RepDistiller's
-ContrastMemory draws uniformly from all N when no contrast index is given; it can draw the anchor itself,
-this never does). K is capped at N − 1. `negatives: class` (the default) is the supervised benchmark's.
+Negatives without labels (`negatives: instance`): K indices drawn uniformly (with or without replacement,
+as above) from every training sample but the anchor itself, so no label is read — CRD's cross-modal
+transfer (§4.3), where the positive is the other modality of the same sample and any other sample is a
+negative (RepDistiller's ContrastMemory draws uniformly from all N when no contrast index is given; it
+can draw the anchor itself, this never does). K is capped at N − 1. `negatives: class` (the default) is
+the supervised benchmark's.
 
 Defaults: b = 0.8 (RepDistiller scripts `-r 1 -a 0 -b 0.8`; mdistiller CFG.CRD.LOSS.FEAT_WEIGHT),
 feat_dim 128, K = 16384, τ = 0.07, μ = 0.5 (train_student.py --feat_dim/--nce_k/--nce_t/--nce_m).
 
 Params defaults: ce_weight=1.0, kd_weight=0.0, kd_temperature=4.0, weight=0.8, feat_dim=128, nce_k=16384,
-nce_t=0.07, nce_m=0.5, negatives=class
+nce_t=0.07, nce_m=0.5, negatives='class', replacement=True
 """
 
 from __future__ import annotations
@@ -53,24 +57,39 @@ EPS = 1e-7  # RepDistiller's ε in the NCE posterior
 
 
 def sample_negatives(y: torch.Tensor, order: torch.Tensor, start: torch.Tensor, count: torch.Tensor,
-                     k: int) -> torch.Tensor:
-    """(B, k) training indices drawn uniformly with replacement from samples of classes other than y.
+                     k: int, replacement: bool = True) -> torch.Tensor:
+    """(B, k) training indices drawn uniformly from samples of classes other than y: with replacement, or
+    (`replacement=False`, RepDistiller's draw) k distinct ones per row.
 
     order: (N,) indices sorted by class; class c occupies order[start[c] : start[c] + count[c]]. Drawing u
     uniformly in [0, N − count[y]) and skipping over y's block gives a uniform draw from the other classes.
     """
     n, c0, n_c = order.numel(), start[y].unsqueeze(1), count[y].unsqueeze(1)  # (B, 1) each
     pool = n - n_c
-    u = (torch.rand(y.shape[0], k, device=y.device, dtype=torch.float64) * pool).long()
-    u = torch.minimum(u, pool - 1)  # guard the (measure-zero) rounding up to the pool size
+    u = _uniform(pool, k, y.device) if replacement else _distinct(pool, k, y.device)
     return order[u + (u >= c0) * n_c]
 
 
-def sample_instances(index: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    """(B, k) training indices drawn uniformly with replacement from the n samples other than each anchor `index`:
-    u uniform in [0, n − 1), shifted past the anchor (u ≥ index → u + 1). Reads no label."""
-    u = (torch.rand(index.shape[0], k, device=index.device, dtype=torch.float64) * (n - 1)).long()
-    u = torch.minimum(u, torch.tensor(n - 2, device=index.device))  # the (measure-zero) rounding up to n − 1
+def _uniform(pool: torch.Tensor, k: int, device) -> torch.Tensor:
+    """(B, k) draws from [0, pool_b) per row, with replacement."""
+    u = (torch.rand(pool.shape[0], k, device=device, dtype=torch.float64) * pool).long()
+    return torch.minimum(u, pool - 1)  # guard the (measure-zero) rounding up to the pool size
+
+
+def _distinct(pool: torch.Tensor, k: int, device) -> torch.Tensor:
+    """(B, k) distinct draws from [0, pool_b) per row (k ≤ every pool): the k smallest of uniform random keys
+    over the row's pool — a uniformly random k-subset, in random order. Costs B × max(pool) keys per step."""
+    width = int(pool.max())
+    keys = torch.rand(pool.shape[0], width, device=device)
+    keys.masked_fill_(torch.arange(width, device=device) >= pool, 2.0)  # beyond the row's pool: never taken
+    return keys.topk(k, dim=1, largest=False, sorted=False).indices
+
+
+def sample_instances(index: torch.Tensor, n: int, k: int, replacement: bool = True) -> torch.Tensor:
+    """(B, k) training indices drawn uniformly (with replacement, or k distinct ones) from the n samples other
+    than each anchor `index`: u in [0, n − 1), shifted past the anchor (u ≥ index → u + 1). Reads no label."""
+    pool = torch.full((index.shape[0], 1), n - 1, device=index.device)
+    u = _uniform(pool, k, index.device) if replacement else _distinct(pool, k, index.device)
     return u + (u >= index.unsqueeze(1))
 
 
@@ -92,6 +111,10 @@ class CRDParams(MixParams):
     # Where negatives come from: samples of other classes (the supervised benchmark) or any other sample
     # (no labels: cross-modal transfer). `class` leaves ids of earlier suites unchanged (identity LATER_DEFAULTS).
     negatives: Literal["class", "instance"] = "class"
+    # RepDistiller's datasets draw a step's K negatives without replacement (np.random.choice(…, replace=False)
+    # when K fits the pool); kdbench's first draw was with replacement (~13,950 distinct of 16,384 on CIFAR-100),
+    # kept as the default so earlier results stay valid: set `replacement: false` for the reference's draw.
+    replacement: bool = True
 
 
 @register_method
@@ -133,8 +156,8 @@ class CRD(Method):
     def negatives(self, batch) -> torch.Tensor:
         """(B, K) negative indices: of other classes, or (instance) of any other sample."""
         if self.params.negatives == "instance":
-            return sample_instances(batch.index, self.ctx.num_train, self.k)
-        return sample_negatives(batch.y, self.order, self.start, self.count, self.k)
+            return sample_instances(batch.index, self.ctx.num_train, self.k, self.params.replacement)
+        return sample_negatives(batch.y, self.order, self.start, self.count, self.k, self.params.replacement)
 
     def forward(self, batch, student, teacher, state):
         p: CRDParams = self.params
