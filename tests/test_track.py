@@ -307,3 +307,33 @@ def test_one_parent_per_plan_a_training_runs_experiment_and_the_leaderboard_as_a
     with open(client.download_artifacts(first.parent_run_id, "leaderboard/methods_table.json")) as f:
         table = json.load(f)
     assert table["columns"] == ["method", "test acc % ± 95% CI"] and table["data"][0] == ["kd", "96.11 ± 1.20"]
+
+
+def test_the_embedded_database_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A driver killed during MLflow's first migration must not leave a half-made database: it is built under a
+    temporary name and linked into place; a second driver's build never replaces the first's database."""
+    from mlflow import MlflowClient
+
+    from kdbench.track import uri as uri_mod
+
+    db = tmp_path / "mlflow.db"
+    uri_mod.create_sqlite_atomically(f"sqlite:///{db}")
+    client = MlflowClient(f"sqlite:///{db}")
+    client.create_experiment("kept")
+    uri_mod.create_sqlite_atomically(f"sqlite:///{db}")  # exists: nothing happens
+    assert client.get_experiment_by_name("kept") is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no temporary file left
+
+    import os
+
+    other = tmp_path / "raced.db"
+    real_link = os.link
+
+    def lose_the_race(src, dst):  # another driver linked its database first
+        MlflowClient(f"sqlite:///{dst}").create_experiment("winner") if not os.path.exists(dst) else None
+        real_link(src, dst)
+
+    monkeypatch.setattr(uri_mod.os, "link", lose_the_race)
+    uri_mod.create_sqlite_atomically(f"sqlite:///{other}")
+    assert MlflowClient(f"sqlite:///{other}").get_experiment_by_name("winner") is not None
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -26,6 +26,31 @@ def embedded_artifact_root(store: Store) -> str:
     return pathlib.Path(_embedded_dir(store), "artifacts").as_uri()
 
 
+def create_sqlite_atomically(tracking_uri: str) -> None:
+    """An embedded sqlite database that does not exist yet is created and migrated under a temporary name, then
+    renamed into place: a driver killed during MLflow's first migration (seconds) leaves no half-made database
+    that every later run would fail to open ("table … already exists")."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    db = tracking_uri[len(prefix):]
+    if os.path.exists(db):
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = f"{db}.tmp-{os.getpid()}"
+    try:
+        store = SqlAlchemyStore(f"{prefix}{tmp}", pathlib.Path(os.path.dirname(db), "artifacts").as_uri())
+        store.engine.dispose()
+        try:
+            os.link(tmp, db)  # create-if-absent: a driver that won the race keeps its database (and its runs)
+        except FileExistsError:
+            pass
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def resolve(store: Store, tracking_uri: str | None) -> tuple[str, str | None]:
     """(tracking URI, artifact location for a new experiment or None for the server's default)."""
     if tracking_uri:

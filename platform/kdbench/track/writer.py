@@ -66,6 +66,10 @@ class Writer:
         from mlflow import MlflowClient
         from mlflow.entities import Metric, Param, RunTag
 
+        from .uri import create_sqlite_atomically
+
+        create_sqlite_atomically(tracking_uri)  # an embedded database: never left half-migrated
+
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.client = MlflowClient(tracking_uri)  # for a server URI this makes no request yet
         self._experiment_spec = (experiment, artifact_location)
