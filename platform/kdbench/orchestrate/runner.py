@@ -103,10 +103,9 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
     attempts = {r["job_id"]: r["attempt"] or 0 for r in every}
     rows = {r["job_id"]: r for r in every if r["status"] == STATUS_OK}
     done = set(rows) - corrupt_upstreams(store, plan, set(rows))
-    if opts.rerun:  # recompute chosen jobs and their dependents: their old files set aside, never deleted
-        again = rerun_ids(plan, selectors_for(plan, opts.rerun))
-        set_aside(store, again)
-        done -= again
+    # `--rerun`: chosen jobs and their dependents run again (a bad selector fails here, before any work)
+    again = rerun_ids(plan, selectors_for(plan, opts.rerun)) if opts.rerun else set()
+    done -= again
     ray = None
     if len(done) < len(plan):
         preimport = threading.Thread(target=_import_tune, name="kdbench-import-tune", daemon=True)
@@ -114,6 +113,7 @@ def run_suite(suite: Suite | str | os.PathLike, opts: RunOptions,
         ray = init_ray(opts.address, opts.num_cpus)
         preimport.join()
         check_resources(ray, plan.suite.resources.cpus, plan.suite.resources.gpus)
+    set_aside(store, again)  # once the run can go ahead: their old files moved aside, never deleted
     bad_plans: dict[str, str] = {}
     read_plan(store, plan.suite.name, unreadable=bad_plans)
     quarantine(store, list(bad_plans))  # then write_plan writes the plan again (it verifies the latest one)
@@ -168,7 +168,8 @@ def _compact(store: Store) -> None:
 
 
 def _report(run: SuiteRun) -> None:
-    from kdbench.results.report import build_leaderboard, write_report
+    from kdbench.results.report import write_report
+    from kdbench.results.views import VIEWS
     from kdbench.results.views.jobs import load_jobs
     from kdbench.results.views.render import display_table
 
@@ -176,7 +177,7 @@ def _report(run: SuiteRun) -> None:
     paths = write_report(run.store, run.suite, jobs)
     if run.tracker is not None:
         # The methods leaderboard as people read it (percent, mean ± CI), for MLflow's table view.
-        table = display_table("methods", build_leaderboard(run.store, run.suite, jobs).methods).to_pandas()
+        table = display_table("methods", VIEWS["methods"](run.store, run.suite, jobs)).to_pandas()
         files = {os.path.basename(rel): run.store.read_bytes(rel) for rel in paths.values()}
         c = run.counts
         run.tracker.log_parent(metrics={"jobs_total": c.total, "jobs_cached": c.cached, "jobs_run": c.run,
