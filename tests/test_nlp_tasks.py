@@ -87,3 +87,34 @@ def test_a_local_folder_loads_without_download_and_computes_the_same(tmp_path, m
         assert torch.allclose(clf.eval()(x).features["hidden2"], built(x).features["hidden2"], atol=1e-6)
     with pytest.raises(ValueError, match="config.json"):
         create_model("hf/masked_lm", {"path": str(tmp_path)}, (8,), 40)
+
+
+def test_masked_lm_evaluation_streams_the_split_in_small_batches_and_scores_as_the_whole_split():
+    """At BERT scale a split's (N, L, V) predictions do not fit in memory: evaluation sums batch statistics over
+    `eval_batch` sequences at a time, keeps no predictions, and gives the metrics of the whole split."""
+    from kdbench.engine.loop import evaluate
+    from kdbench.zoo.datasets.base import Split
+
+    torch.manual_seed(0)
+    task = TASKS.get("masked_lm")()
+    vocab, n, length = 40, 37, 6
+    table = torch.randn(vocab, vocab)
+    seen: list[int] = []
+
+    class Lookup(torch.nn.Module):  # a token-wise model: logits = a fixed table row per input token
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return type("Out", (), {"logits": table[x]})()
+
+    x = torch.randint(0, vocab, (n, length))
+    y = torch.where(torch.rand(n, length) < 0.3, torch.randint(0, vocab, (n, length)), torch.tensor(-100))
+    preds, metrics = evaluate(task, Lookup(), Split(x, y))
+    assert preds is None and max(seen) == task.eval_batch < n
+    assert sum(seen) == n
+    # the expected values, computed independently over the whole split at once
+    logits = table[x]
+    target = y != -100
+    acc = (logits.argmax(-1) == y)[target].float().mean()
+    nll = -torch.log_softmax(logits, -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)[target].mean()
+    assert metrics["mlm_acc"] == pytest.approx(float(acc), abs=1e-7)
+    assert metrics["ppl"] == pytest.approx(math.exp(float(nll)), rel=1e-5)

@@ -68,9 +68,13 @@ def train_epoch(model: nn.Module, method: Method, teacher: nn.Module | None, tas
     return metrics
 
 
-def evaluate(task: Task, model: nn.Module, split: Split, fit_on: Split | None = None) -> tuple[torch.Tensor, dict]:
+def evaluate(task: Task, model: nn.Module, split: Split,
+             fit_on: Split | None = None) -> tuple[torch.Tensor | None, dict]:
     """`model`'s predictions over `split` (N, K) and the task's metrics on them. `fit_on`: the split a task fits
-    its read-out on first (`task.fit_split(data)`, e.g. a linear probe's; None for tasks without one)."""
+    its read-out on first (`task.fit_split(data)`, e.g. a linear probe's; None for tasks without one). A
+    `streamed` task (masked LM) is scored batch by batch and its predictions are not kept (None)."""
+    if task.streamed and fit_on is None:
+        return None, task.streamed_score(model, split)
     preds = task.predict(model, split.x)
     if fit_on is None:  # the two-argument call: a plugin task written before read-outs keeps working
         return preds, task.score(preds, split.y)

@@ -292,7 +292,7 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
         else:
             t_preds, t_test = evaluate(run.task, run.teacher, data.test, fit_on)
         metrics |= {f"teacher_test_{k}": v for k, v in t_test.items()}
-        agreement = run.task.agreement(preds, t_preds)
+        agreement = None if preds is None or t_preds is None else run.task.agreement(preds, t_preds)
     return JobFinal(
         task=run.task.name, metrics=metrics,
         selected_epoch=job.epochs if select_last else run.best["epoch"], epochs_trained=job.epochs,

@@ -59,6 +59,11 @@ class Task:
     # Scores a model's feature taps rather than its outputs (a linear probe): a teacher-output cache, which holds
     # logits only, cannot serve its students.
     reads_features: ClassVar[bool] = False
+    # Scores a split from per-batch sums (`batch_sums` then `score_sums`), so evaluation streams the split in
+    # batches of `eval_batch` samples and never holds its predictions: a masked LM's are N·L·V floats, 15 GB for
+    # 1,000 sequences of 128 tokens over BERT's 30,522-token vocabulary.
+    streamed: ClassVar[bool] = False
+    eval_batch: ClassVar[int] = 1024
 
     @classmethod
     def metric(cls, name: str | None = None) -> Metric:
@@ -86,6 +91,21 @@ class Task:
         """Every metric of the task over a whole split, {metric name: value}. `fit`: the predictions and targets
         of the split `fit_split` names, for a task that fits a read-out before scoring (None for the others)."""
         raise NotImplementedError
+
+    def score_sums(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """A `streamed` task's metrics of a split from its `batch_sums` summed over the split's batches."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def streamed_score(self, model, split: Split) -> dict[str, float]:
+        """A `streamed` task's metrics of `model` (a student or a teacher) over `split`, `eval_batch` samples at
+        a time: the same values as `score(predict(model, x), y)` without holding the split's predictions."""
+        model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        for xb, yb in zip(_chunks(split.x, self.eval_batch), _chunks(split.y, self.eval_batch), strict=True):
+            for k, v in self.batch_sums(self.prediction(model(xb)), yb).items():
+                sums[k] = sums.get(k, 0) + v
+        return self.score_sums(sums)
 
     def fit_split(self, data) -> Split | None:
         """The labelled split (of a `DataSplits`) a read-out is fitted on before `score` (a linear probe's

@@ -8,8 +8,9 @@ positions of a split: masked-token accuracy (`mlm_acc`, top-1, a fraction shown 
 intervals over seeds clip cleanly, and it ranks students the way perplexity does in practice; perplexity is
 recorded beside it. A teacher's prediction is its (ensemble-combined) log-probabilities at T = 1. Teacher
 agreement is not reported (None): the task's `agreement(student, teacher)` sees no targets, so it cannot tell
-predicted positions from padding. Predictions of a split are (N, L, V): evaluation holds N·L·V floats, which
-suits twins and small vocabularies, not a BERT-size corpus split.
+predicted positions from padding. Predictions of a split would be (N, L, V) floats (15 GB for 1,000 sequences of
+128 tokens over BERT's vocabulary), so the task is `streamed`: a split is scored 16 sequences at a time from
+summed `batch_sums`, holding one batch's logits (16 × 128 × 30,522 floats ≈ 250 MB at BERT scale).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class MaskedLM(Task):
                Metric("ppl", "masked-token perplexity", False, "", 1.0, 1.0, None))
     primary = "mlm_acc"
     loss_term = "mlm"
+    streamed = True
+    eval_batch = 16
 
     def prediction(self, out):
         return out.log_probs(1.0) if isinstance(out, TeacherOutput) else out.logits
@@ -55,6 +58,8 @@ class MaskedLM(Task):
         return {"train_mlm_acc": sums["correct"] / count, "train_ppl": (sums["nll"] / count).exp()}
 
     def score(self, predictions, y):
-        sums = self.batch_sums(predictions, y)
+        return self.score_sums(self.batch_sums(predictions, y))
+
+    def score_sums(self, sums):
         count = max(int(sums["predicted"]), 1)
         return {"mlm_acc": float(sums["correct"]) / count, "ppl": float(torch.exp(sums["nll"] / count))}
