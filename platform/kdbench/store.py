@@ -196,7 +196,14 @@ class Store:
         """Paths (relative to the store root) of the files under `rel`, recursively."""
         selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
         base = len(self.root.rstrip("/")) + 1
-        return sorted(i.path[base:] for i in self.fs.get_file_info(selector)
+        for attempt in range(3):
+            try:
+                infos = self.fs.get_file_info(selector)
+                break
+            except FileNotFoundError:  # a folder made or removed by another process mid-listing (local disks)
+                if attempt == 2:
+                    return []
+        return sorted(i.path[base:] for i in infos
                       if i.type == pafs.FileType.File and i.path.endswith(suffix)
                       and not i.base_name.startswith(".tmp-"))
 
