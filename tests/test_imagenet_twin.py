@@ -13,6 +13,9 @@ import torch
 from .conftest import ROOT
 from .imagenet_like import write_imagenet_like
 
+pytest.importorskip("timm")
+pytest.importorskip("torchvision")
+
 SUITES = ROOT / "benchmarks" / "suites"
 TWIN = SUITES / "imagenet_kd_twin.yaml"
 

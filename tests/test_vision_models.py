@@ -201,3 +201,28 @@ def test_a_misfit_file_fails_the_pretrained_load_in_one_line(tmp_path):
     with pytest.raises(TeacherMismatch) as e:
         load_weights(model, checkpoint_file(str(tmp_path / "r18.pth")), "r18.pth", "torchvision/resnet34")
     assert "\n" not in str(e.value) and "missing: net.layer1.2." in str(e.value)
+
+
+def test_options_reach_the_constructor_and_a_wrong_one_is_a_suite_error(tmp_path):
+    with torch.device("meta"):
+        half = count_parameters(create_model("torchvision/mobilenet_v2", {"options": {"width_mult": 0.5}},
+                                             (3, 224, 224), 1000))
+    assert half == 1_968_680 < TORCHVISION_PARAMS["mobilenet_v2"]  # width_mult 0.5 reached torchvision's builder
+    root = write_imagenet_like(tmp_path / "data", classes=3, train=2, val=1, size=32)
+    text = SUITE.format(root=root, file="x")
+    text = text.replace("teachers:\n  - {name: t, arch: torchvision/resnet34, weights: x}\n", "")
+    text = text.replace("methods: [kd]", "methods: [none]").replace(
+        "{name: s, arch: timm/resnet18}", "{name: s, arch: timm/resnet18, options: {bogus: 1}}")
+    with pytest.raises(SpecError, match=r"suite.yaml:6: students\[0\].arch: cannot build 'timm/resnet18' with these "
+                                        r"parameters: timm/resnet18: .*bogus"):
+        load_suite(str(write_suite(tmp_path, text)))
+
+
+def test_without_the_library_the_name_says_what_to_install(monkeypatch):
+    import sys
+
+    from kdbench.zoo.models import ARCHS
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` now raises ImportError
+    assert "timm/resnet18" not in ARCHS
+    assert ARCHS.unknown("timm/resnet18") == "timm models need timm: pip install 'kdbench[vision]'"

@@ -222,7 +222,10 @@ def family_problem(arch: str) -> str | None:
     """None when `arch` is `<family>/<name>` of a model the family's library knows; else why not."""
     family, _, name = arch.partition("/")
     known, _ = FAMILIES[family]
-    return known(name)
+    try:
+        return known(name)
+    except RegistryError as e:  # the library is not installed
+        return str(e)
 
 
 @cache
