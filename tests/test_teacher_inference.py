@@ -184,8 +184,8 @@ def test_a_weights_file_that_does_not_fit_or_is_missing_is_a_clear_error(tmp_pat
 
     with pytest.raises(SpecError, match=r"suite.yaml:5: teachers\[0\]\.weights: file not found: .*weights/big.pt"):
         load_suite(str(write_suite(tmp_path, PRETRAINED)))
-    _save(tmp_path / "weights" / "big.pt", [32])
-    plan = expand(load_suite(str(write_suite(tmp_path, PRETRAINED))))
-    with pytest.raises(TeacherMismatch, match=r"weights/big.pt: the weights do not fit architecture 'mlp': shape "
-                                              r"mismatch: layers\.0\.weight \(32, 8\) in the file, \(64, 8\)"):
-        run_job(plan.entries[0].job, Store(tmp_path / "store"))
+    _save(tmp_path / "weights" / "big.pt", [32])  # checked when the suite loads (suite/weights_fit.py), in one line
+    with pytest.raises(SpecError, match=r"suite.yaml:5: teachers\[0\]\.weights: .*weights/big.pt: the weights do "
+                                        r"not fit architecture 'mlp': shape mismatch: layers\.0\.weight \(32, 8\) in "
+                                        r"the file, \(64, 8\)[^\n]*$"):
+        load_suite(str(write_suite(tmp_path, PRETRAINED)))

@@ -34,7 +34,7 @@ def run_pretrained(job: Job, store: Store, device: torch.device, report=None) ->
     model = load_weights(model, checkpoint_file(path), path, job.model.name).to(device)
     checkpoint.save(store, paths.artifact(job.job_id, paths.MODEL), {"model": model.state_dict()})
     task = task_of(job.dataset.name)
-    metrics = {f"{split}_{k}": v for split in ("test", "val")
+    metrics = {f"{split}_{k}": v for split in ("test", "val") if len(getattr(data, split))  # paper: no val split
                for k, v in evaluate(task, model, getattr(data, split), task.fit_split(data))[1].items()}
     final = JobFinal(task=task.name, metrics=metrics, selected_epoch=0, epochs_trained=0,
                      student_params=count_parameters(model), wall_seconds=time.perf_counter() - start,

@@ -78,7 +78,10 @@ def weights_file(path: str) -> str | None:
     """None when `path` reads as a PyTorch checkpoint of tensors; else why not.
 
     The zip header is checked first (cheap; every `torch.save` since 1.6 writes one); then the file is
-    loaded weights-only on the meta device's memory map (tensors are not materialised)."""
+    loaded weights-only on the meta device's memory map (tensors are not materialised). A `.safetensors`
+    file: its header is read (names, dtypes, shapes; no data)."""
+    if path.lower().endswith(".safetensors"):
+        return _safetensors_file(path)
     if not zipfile.is_zipfile(path):
         try:
             with open(path, "rb") as f:
@@ -104,6 +107,21 @@ def weights_file(path: str) -> str | None:
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return None
     return "holds no state dict of tensors (a state dict, {model: …} or {state_dict: …})"
+
+
+def _safetensors_file(path: str) -> str | None:
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        return "reading .safetensors needs safetensors: pip install 'kdbench[vision]'"
+    try:
+        with safe_open(path, framework="pt") as f:
+            if not list(f.keys()):
+                return "holds no tensors"
+    except Exception as e:  # noqa: BLE001 - any reason the header cannot be read is the user's to see
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return f"not a safetensors file: {first[:200]}"
+    return None
 
 
 def reference_file(path: str) -> str | None:

@@ -26,6 +26,7 @@ from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PL
 from .messages import line_of, spec_error
 from .plugins import component_code, resolve_plugins
 from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
+from .weights_fit import weights_misfit
 from .yamlsrc import load_yaml
 
 
@@ -132,6 +133,9 @@ def load_suite(path: str) -> Suite:
         dataset = protocol.paper_dataset(check, dataset)
         recipe = protocol.paper_recipe(check, recipe, data.get("recipe"), ("recipe",))
     teachers = tuple(_model(check, e, ("teachers", i), recipe, True) for i, e in enumerate(raw.teachers))
+    for i, t in enumerate(teachers):  # a weights file that does not fit its architecture: one line, now
+        if t.weights and (problem := weights_misfit(t.weights, t.model, dataset)):
+            raise check.fail(("teachers", i, "weights"), f"{t.weights}: {problem}")
     students = tuple(_model(check, e, ("students", i), recipe, False) for i, e in enumerate(raw.students))
     if raw.protocol == protocol.PAPER:  # a model's own recipe changes keep the protocol too
         teachers = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("teachers", i, "recipe")))

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from kdbench.registry import Registry
+from kdbench.registry import Registry, RegistryError
 
 
 @dataclass
@@ -33,7 +33,40 @@ class Arch:
     build: Callable[[ArchParams, tuple[int, ...], int], nn.Module]
 
 
-ARCHS: Registry[Arch] = Registry("architecture")
+class ArchRegistry(Registry[Arch]):
+    """The registered architectures, and any `timm/<name>` or `torchvision/<name>` their libraries know
+    (zoo/models/external.py: resolved on first use, the library imported only then)."""
+
+    def get(self, name: str) -> Arch:
+        if name in self._entries:
+            return self._entries[name]
+        from . import external
+
+        if external.is_family(name):
+            problem = external.family_problem(name)
+            if problem:
+                raise RegistryError(problem)
+            return external.family_arch(name)
+        return super().get(name)
+
+    def __contains__(self, name: object) -> bool:
+        if name in self._entries:
+            return True
+        from . import external
+
+        return isinstance(name, str) and external.is_family(name) and external.family_problem(name) is None
+
+    def unknown(self, name: str) -> str:
+        from . import external
+
+        if external.is_family(name):
+            problem = external.family_problem(name)
+            if problem:
+                return problem
+        return super().unknown(name) + ", or timm/<name>, torchvision/<name>"
+
+
+ARCHS: Registry[Arch] = ArchRegistry("architecture")
 
 
 def register_model(name: str, params: type[ArchParams]):
