@@ -345,11 +345,13 @@ def test_the_worker_image_is_built_on_the_tested_versions_and_runs_the_documente
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
     assert re.fullmatch(rf"rayproject/ray:{re.escape(ray.__version__)}-{py}-(gpu|cu\d+)", base), base
     assert args["TORCH_VERSION"] == torch.__version__.split("+")[0]
+    assert args["TORCHVISION_VERSION"] == importlib.metadata.version("torchvision").split("+")[0]
     assert args["DEEPSPEED_VERSION"] == importlib.metadata.version("deepspeed")
     assert args["MLFLOW_VERSION"] == importlib.metadata.version("mlflow")  # client = server = tested
     runs = " ".join(a for op, a in steps if op == "RUN")
-    assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}"' in runs and "deepspeed==${DEEPSPEED_VERSION}" in runs
-    assert 'pip install --no-cache-dir . "mlflow==${MLFLOW_VERSION}"' in runs
+    assert 'pip install --no-cache-dir "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"' in runs
+    assert "deepspeed==${DEEPSPEED_VERSION}" in runs
+    assert 'pip install --no-cache-dir ".[vision]" "mlflow==${MLFLOW_VERSION}"' in runs
     for op, a in steps:
         if op == "COPY":
             for src in [s for s in a.split() if not s.startswith("--")][:-1]:
