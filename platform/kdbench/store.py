@@ -31,8 +31,10 @@ from kdbench import paths
 
 # Environment variables that configure object-store access, in the order they are looked up.
 S3_ENDPOINT_VARS = ("KDBENCH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-STORE_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                  "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS")
+S3_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+GCS_ENV_VARS = ("GOOGLE_APPLICATION_CREDENTIALS",)  # a key file's path: the file must be there on every node
+STORE_ENV_VARS = (*S3_ENV_VARS, *GCS_ENV_VARS)
 
 
 class StoreError(ValueError):
@@ -263,6 +265,13 @@ def _s3_create(store: Store, rel: str, data: bytes) -> bool:
         raise
 
 
-def store_env() -> dict[str, str]:
-    """The object-store variables set here, to hand to Ray workers on other machines."""
-    return {v: os.environ[v] for v in STORE_ENV_VARS if os.environ.get(v)}
+def store_env(uri: str) -> dict[str, str]:
+    """The variables set here that Ray workers on other machines need to reach the store `uri`: the S3 ones
+    for s3://, the GCS one for gs://, none for a local path (or hdfs://, configured on the nodes)."""
+    if uri.startswith("s3://"):
+        names = S3_ENV_VARS
+    elif uri.startswith(("gs://", "gcs://")):
+        names = GCS_ENV_VARS
+    else:
+        names = ()
+    return {v: os.environ[v] for v in names if os.environ.get(v)}
