@@ -23,9 +23,11 @@ ENV = {
     "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     "GOOGLE_APPLICATION_CREDENTIALS": "/etc/kdbench/gcs-key.json",
     # Set here, none of the store's business: never sent.
-    "GITHUB_TOKEN": "ghp_notforthecluster", "AWS_SECURITY_TOKEN": "legacy-notsent", "HOME_API_KEY": "home-api-key-value-kdbench",
+    "GITHUB_TOKEN": "ghp_notforthecluster", "AWS_SECURITY_TOKEN": "legacy-notsent",
+    "HOME_API_KEY": "home-api-key-value-kdbench",
 }
-S3_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL"}
+S3_NAMES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+            "AWS_ENDPOINT_URL"}
 
 
 class RecordingClient:
