@@ -30,7 +30,7 @@ def quiet_tune() -> None:
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail in seconds, not minutes, when a cluster address does not answer (ray.init keeps retrying)."""
-    if address == "auto" or address.startswith("local"):
+    if address in ("auto", "local"):  # "localhost:6379" is an address like any other
         return
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
@@ -47,6 +47,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     import ray
 
     quiet_tune()
+    if address == "local":  # Ray's name for a new local Ray: the same as none
+        address = None
     if address:  # before reusing a connection: an unreachable address is the user's error either way
         check_reachable(address)
     if ray.is_initialized():
