@@ -27,11 +27,12 @@ def test_kdbench_run_refuses_a_malformed_suite_before_any_work(tmp_path, text, l
     assert not store.exists()  # nothing written: no plan, no MLflow, no Ray state
 
 
-def test_an_unreachable_cluster_address_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("address", ["127.0.0.1:9", "localhost:9"])  # a name starting "local" is still checked
+def test_an_unreachable_cluster_address_is_a_clear_error(tmp_path, address):
     path = write_suite(tmp_path, TINY_SUITE)
-    result = runner.invoke(app, ["run", str(path), "--store", str(tmp_path / "s"), "--address", "127.0.0.1:9"])
+    result = runner.invoke(app, ["run", str(path), "--store", str(tmp_path / "s"), "--address", address])
     assert result.exit_code == 2, result.output
-    assert "cannot reach a Ray cluster at '127.0.0.1:9'" in " ".join(result.output.split())
+    assert f"cannot reach a Ray cluster at '{address}'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "s").exists()
 

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -31,8 +32,10 @@ from kdbench import paths
 
 # Environment variables that configure object-store access, in the order they are looked up.
 S3_ENDPOINT_VARS = ("KDBENCH_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-STORE_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                  "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS")
+S3_ENV_VARS = (*S3_ENDPOINT_VARS, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
+GCS_ENV_VARS = ("GOOGLE_APPLICATION_CREDENTIALS",)  # a key file's path: the file must be there on every node
+STORE_ENV_VARS = (*S3_ENV_VARS, *GCS_ENV_VARS)
 
 
 class StoreError(ValueError):
@@ -119,15 +122,17 @@ class Store:
 
         Local (and NFS) stores: the data goes to a temp file that is hard-linked to the target (a link
         fails if the target exists, and the target is never seen half-written). S3: one PutObject with
-        `If-None-Match: *` (S3's conditional write, which MinIO and moto honour too)."""
+        `If-None-Match: *` (S3's conditional write, which MinIO and moto honour too). GCS: an upload with
+        `ifGenerationMatch=0` through google-cloud-storage when it is installed. Elsewhere (gs:// without
+        it, hdfs://): create-then-verify, best effort (`create_then_verify`)."""
         if self.uri.startswith("s3://"):
             return _s3_create(self, rel, data)
-        if not self.local:  # gs://, hdfs://: no conditional write through pyarrow — check, then write
-            _warn_once(f"{self.uri}: this store has no create-if-absent write here; job leases are best effort")
-            if self.exists(rel):
-                return False
-            self.write_bytes(rel, data)
-            return True
+        if self.uri.startswith(("gs://", "gcs://")) and gcs_client() is not None:
+            return _gcs_create(self, rel, data)
+        if not self.local:
+            _warn_once(f"{self.uri}: no create-if-absent write for this store here (for gs://, pip install "
+                       "google-cloud-storage); job leases are best effort")
+            return create_then_verify(self, rel, data)
         tmp = self._temp(rel, data)
         try:
             os.link(tmp, self.path(rel))
@@ -270,6 +275,63 @@ def _s3_create(store: Store, rel: str, data: bytes) -> bool:
         raise
 
 
-def store_env() -> dict[str, str]:
-    """The object-store variables set here, to hand to Ray workers on other machines."""
-    return {v: os.environ[v] for v in STORE_ENV_VARS if os.environ.get(v)}
+def store_env(uri: str) -> dict[str, str]:
+    """The variables set here that Ray workers on other machines need to reach the store `uri`: the S3 ones
+    for s3://, the GCS one for gs://, none for a local path (or hdfs://, configured on the nodes)."""
+    if uri.startswith("s3://"):
+        names = S3_ENV_VARS
+    elif uri.startswith(("gs://", "gcs://")):
+        names = GCS_ENV_VARS
+    else:
+        names = ()
+    return {v: os.environ[v] for v in names if os.environ.get(v)}
+
+
+SETTLE_S = 0.25  # create-then-verify: how long a writer waits before reading its file back
+
+
+def create_then_verify(store: Store, rel: str, data: bytes, settle: float = SETTLE_S) -> bool:
+    """Best-effort create-if-absent for a store without a conditional write: check, write, wait, read back.
+
+    Of writers that all found `rel` absent, the last upload wins and each reads the winner's bytes after
+    `settle` seconds, so only the winner answers True — provided `data` is unique to the writer (a lease
+    names its holder) and no writer takes longer than `settle` between its check and its write (one
+    request; a writer stalled longer than that, e.g. frozen by the OS, can still win alongside another)."""
+    if store.exists(rel):
+        return False
+    store.write_bytes(rel, data)
+    time.sleep(settle)
+    return store.read_bytes(rel) == data
+
+
+def gcs_client():
+    """A google-cloud-storage client (credentials and emulator from the environment), or None without
+    the library."""
+    if "client" not in _GCS:
+        try:
+            from google.cloud import storage
+        except ImportError:
+            _GCS["client"] = None
+        else:
+            try:
+                _GCS["client"] = storage.Client()
+            except Exception as e:  # no credentials or project found in the environment
+                raise StoreError(f"google-cloud-storage cannot reach GCS for job leases: "
+                                 f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    return _GCS["client"]
+
+
+_GCS: dict = {}
+
+
+def _gcs_create(store: Store, rel: str, data: bytes) -> bool:
+    """An upload with the precondition `ifGenerationMatch=0` (no live object of that name): GCS refuses
+    every other writer of the same name with 412."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    bucket, _, key = store.path(rel).partition("/")
+    try:
+        gcs_client().bucket(bucket).blob(key).upload_from_string(data, if_generation_match=0)
+        return True
+    except PreconditionFailed:
+        return False

@@ -30,7 +30,7 @@ def quiet_tune() -> None:
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail in seconds, not minutes, when a cluster address does not answer (ray.init keeps retrying)."""
-    if address == "auto" or address.startswith("local"):
+    if address in ("auto", "local"):  # "localhost:6379" is an address like any other
         return
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
@@ -47,6 +47,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     import ray
 
     quiet_tune()
+    if address == "local":  # Ray's name for a new local Ray: the same as none
+        address = None
     if address:  # before reusing a connection: an unreachable address is the user's error either way
         check_reachable(address)
     if ray.is_initialized():
@@ -60,10 +62,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
             ray.init(address=address, **kwargs)
         except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
             raise ClusterError(f"cannot reach a Ray cluster at {address!r}: {e}") from None
+        tune_propagates_credentials(True)
         terminate_like_interrupt()
         return ray
     try:
-        ray.init(num_cpus=num_cpus, _temp_dir=private_temp_dir(), **kwargs)
+        with loopback_only():
+            ray.init(num_cpus=num_cpus, _temp_dir=private_temp_dir(), **kwargs)
+        tune_propagates_credentials(False)
         terminate_like_interrupt()  # ray.init installs Ray's own SIGTERM handler (a stack dump, then exit)
     except ClusterError:
         raise
@@ -108,6 +113,56 @@ def private_temp_dir() -> str | None:
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(base, 0o700)
     return os.path.join(base, "ray")
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """Start a local Ray with every port on loopback.
+
+    Ray 2.60 turns a node IP of 127.0.0.1 given to `ray.init(_node_ip_address=…)` or `ray start
+    --node-ip-address` into this machine's outward address, and then binds its servers (GCS, raylet, the
+    workers' gRPC, the agents) to all interfaces. Its single-machine mode (the one it uses on macOS and
+    Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) takes 127.0.0.1 as the node IP, and with it every server
+    binds to loopback. Ray reads the variable when it is imported, so its constant is set as well, for the
+    start only: a later connection to a real cluster from this process is unaffected. A value the user set
+    wins."""
+    from ray._private import ray_constants
+
+    var = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    if var in os.environ:
+        yield
+        return
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[var] = "0"  # the processes Ray starts now (they inherit it) agree
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        os.environ.pop(var, None)
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+# Variables Ray Tune copies from the driver into every trial's runtime environment (ray.tune's class_cache).
+TUNE_PROPAGATED_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+def tune_propagates_credentials(on: bool) -> None:
+    """Whether Ray Tune copies the AWS credentials into each trial's runtime environment.
+
+    Tune does so for workers on other machines; Ray then writes that environment, values included, into the
+    runtime-env agent's log and onto each worker's command line (`--serialized-runtime-env-context=…`),
+    which every user of the machine can read with `ps`. A local Ray's workers are started by its raylet,
+    which inherited the driver's environment: they have the credentials already, so kdbench stops the copy
+    for a local Ray and restores it for a cluster."""
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:  # Ray without Tune: nothing copies them
+        return
+    names = class_cache.ENV_VARS_TO_PROPAGATE  # a set Tune reads at each trainable's registration
+    if on:
+        names.update(TUNE_PROPAGATED_CREDENTIALS)
+    else:
+        names.difference_update(TUNE_PROPAGATED_CREDENTIALS)
 
 
 def check_resources(ray, cpus: float, gpus: float) -> None:

@@ -8,8 +8,11 @@ the cluster's head node. Its runtime environment carries what the cluster cannot
 - `working_dir`: a small staging folder holding the suite file, its reference CSV and the suite's
   plugin modules (never the user's whole folder: Ray caps a working_dir at 100 MiB, and a store or a
   virtualenv beside the suite would be uploaded with it);
-- `env_vars`: the object-store variables set here (endpoint, region, credentials; see kdbench.store),
-  passed through only when set, so the workers reach the same store as this machine would.
+- `env_vars`: the variables set here that the store needs (kdbench.store.store_env: endpoint, region and
+  credentials for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://, nothing for a shared path), so the
+  workers reach the same store as this machine would. Their values are never printed (the submission
+  shows their names); on the cluster they live in the job's runtime environment, which Ray keeps in its
+  GCS and logs on each node (keep the nodes' Ray folders to their own user).
 
 Anyone who can reach a cluster's Jobs API can run arbitrary code on it: keep the dashboard on
 loopback or behind authentication (Ray's token authentication: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN
@@ -149,7 +152,7 @@ def submit(client, suite: Suite, store: str, tracking_uri: str | None, track: bo
         entrypoint = f'python -m kdbench.cli run "$PWD"/{shlex.quote(rel)} {shlex.join(args)}'
         runtime_env = {"working_dir": tmp, "py_modules": [str(PACKAGE_DIR)],
                        "excludes": ["__pycache__", "*.pyc"]}
-        env = store_env()
+        env = store_env(store_uri)
         if env:
             runtime_env["env_vars"] = env
         job_id = _call("submitting the suite", lambda: client.submit_job(
