@@ -546,3 +546,19 @@ def stop(job: JobArg, address: JobsAddressOpt = "http://127.0.0.1:8265") -> None
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def shards(source: Annotated[str, typer.Argument(help="imagefolder, cifar10, cifar100 or mnist.")],
+           root: Annotated[Path, typer.Argument(help="The dataset's folder (an ImageFolder's holds train/ and val/).")],
+           out: Annotated[Path, typer.Argument(help="A new folder for the shards; upload it to s3:// or gs:// as is.")],
+           shard_mb: Annotated[float, typer.Option(help="About how many MB of images per shard.")] = 64.0) -> None:
+    """Convert a dataset on disk into Parquet shards once; a suite then reads it as `name: shards`."""
+    from kdbench.zoo.datasets.shard_convert import convert
+
+    _positive("--shard-mb", shard_mb)
+    try:
+        done = convert(source, root, out, shard_mb)
+    except (ValueError, OSError) as e:  # DatasetMissing is a FileNotFoundError: one line naming what is absent
+        raise fail(str(e)) from None
+    err.print(done.summary(), highlight=False, soft_wrap=True)
