@@ -220,6 +220,7 @@ def test_roots_that_travel(tmp_path, s3_server):
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "cannot read s3://" in result.output and "the jobs' machines read it" in result.output
+    assert f"data: s3://{s3_server.bucket}/absent (read by the jobs' machines)" in result.output
     run = CliRunner().invoke(app, ["run", str(path), "--store", str(tmp_path / "st"), "--no-track"])
     assert run.exit_code == 2 and "cannot read s3://" in run.output  # where the jobs run: one line, no job
 

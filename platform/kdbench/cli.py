@@ -140,6 +140,13 @@ def validate(suite: SuiteArg,
                   "run, before the first job.", highlight=False, soft_wrap=True)
 
 
+def _print_data_uri(params: dict) -> None:
+    """A dataset read from an object store is listed: the jobs' machines read it with their own credentials."""
+    root = str(params.get("root") or "")
+    if "://" in root and not root.startswith("file://"):
+        out.print(f"data: {root} (read by the jobs' machines)", highlight=False, soft_wrap=True)
+
+
 def _validate(suite: Path, tflops: float) -> None:
     from kdbench.suite import expand, load_suite
     from kdbench.suite.compat import prune_incompatible
@@ -154,6 +161,7 @@ def _validate(suite: Path, tflops: float) -> None:
     out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
               f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")
+    _print_data_uri(s.dataset.params)
     est = estimate(plan, tflops)
     if est is not None:
         hours = est.gpu_hours
@@ -468,6 +476,7 @@ def submit(suite: SuiteArg, address: JobsAddressOpt = "http://127.0.0.1:8265",
     for note in dict.fromkeys(missing):
         err.print(f"[yellow]note:[/] not on this machine: {note}; the cluster checks it before the first job",
                   highlight=False, soft_wrap=True)
+    _print_data_uri(spec.dataset.params)
     _guard(jobs.check_store, store, tracking_uri, not no_track)
     client = _jobs_client(address)
     sub = _guard(jobs.submit, client, spec, store, tracking_uri, not no_track)

@@ -77,15 +77,18 @@ class BatchReader(Dataset):
             self._order_key = (seed, epoch)
         return self._order
 
-    def __getitem__(self, key: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seed, epoch, batch_size, b = key
         if seed is None:  # in index order (evaluation, a teacher's plain views)
             idx = torch.arange(b * batch_size, min((b + 1) * batch_size, len(self.records)))
         else:
             idx = self.order_of(seed, epoch)[b * batch_size:(b + 1) * batch_size]
-        return self.decode(idx.numpy()), torch.from_numpy(self.labels[idx.numpy()]), idx
+        # numpy arrays, pickled through the worker's pipe: a tensor would be shared by file descriptor, which the
+        # receiver must fetch from the worker's sharer thread, a round trip that waits for the busy worker's GIL.
+        idx = idx.numpy()
+        return self.decode(idx), self.labels[idx], idx
 
-    def decode(self, idx: np.ndarray) -> torch.Tensor:
+    def decode(self, idx: np.ndarray) -> np.ndarray:
         """(B, C, S, S) uint8 images of samples `idx`, read shard by shard."""
         out = np.empty((len(idx), *self.shape), np.uint8)
         rec, shard = self.records[idx], self._shard_of[idx]
@@ -94,17 +97,21 @@ class BatchReader(Dataset):
             table = self._table(int(s))
             rows = rec[at] - self.offsets[s]
             images = table.column("image").take(rows).to_pylist()
+            if self.encoding == "raw":  # one copy of the batch's pixels, no per-image step
+                out[at] = self._raw(b"".join(images), len(at), int(s))
+                continue
             for i, data in zip(at, images, strict=True):
-                out[i] = self._image(data, int(s))
-        return torch.from_numpy(out)
+                out[i] = decode_bytes(data, self.image_size, self._where(int(s)))
+        return out
 
-    def _image(self, data: bytes, shard: int) -> np.ndarray:
-        where = f"{self.source.root.rstrip('/')}/{self.split.shards[shard].file}"
-        if self.encoding == "file":
-            return decode_bytes(data, self.image_size, where)
-        if len(data) != int(np.prod(self.shape)):
-            raise DatasetCorrupt(f"{where}: a record of {len(data)} bytes, not the manifest's shape {self.shape}")
-        return np.frombuffer(data, np.uint8).reshape(self.shape)
+    def _where(self, shard: int) -> str:
+        return f"{self.source.root.rstrip('/')}/{self.split.shards[shard].file}"
+
+    def _raw(self, data: bytes, n: int, shard: int) -> np.ndarray:
+        if len(data) != n * int(np.prod(self.shape)):
+            raise DatasetCorrupt(f"{self._where(shard)}: records of {len(data)} bytes in all, not {n} of the "
+                                 f"manifest's shape {self.shape}")
+        return np.frombuffer(data, np.uint8).reshape(n, *self.shape)
 
     def _table(self, s: int):
         if s in self._tables:
@@ -128,6 +135,10 @@ class _Keys(Sampler):
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+def _as_is(batch):
+    return batch  # a reader's item is already a batch (numpy arrays, converted in the training process)
 
 
 def _worker_init(_: int) -> None:
@@ -164,7 +175,7 @@ class StreamSplit:
             # Its own generator: a DataLoader draws a seed per pass, which must not move the job's global RNG
             # (dropout, initialisation) away from an in-memory dataset's.
             self._loader = DataLoader(self.reader, batch_size=None, sampler=self._keys, num_workers=self.workers,
-                                      generator=torch.Generator().manual_seed(0), **extra)
+                                      collate_fn=_as_is, generator=torch.Generator().manual_seed(0), **extra)
         it = iter(self._loader)
         if getattr(it, "_worker_pids_set", False):
             # torch's SIGCHLD handler would raise a worker's death wherever the main thread happens to be (in the
@@ -186,9 +197,9 @@ class StreamSplit:
         while b < n_batches:
             try:
                 for x, y, idx in self._pass([(seed, epoch, batch_size, k) for k in range(b, n_batches)]):
-                    x = x.to(self.device, non_blocking=True).float().div_(255).sub_(mean).div_(std)
+                    x = torch.from_numpy(x).to(self.device).float().div_(255).sub_(mean).div_(std)
                     b += 1
-                    yield x, y.to(self.device), idx.to(self.device)
+                    yield x, torch.from_numpy(y).to(self.device), torch.from_numpy(idx).to(self.device)
             except (RuntimeError, ConnectionError, EOFError) as e:
                 self._drop_loader()  # its workers may be dead or mid-pass: the next pass starts new ones
                 failures += 1
