@@ -14,10 +14,15 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
+
+import pyarrow.fs as pafs
 
 from .files import DatasetCorrupt, DatasetMissing
 from .shard_format import ShardFile, sha256_file
+
+GCS_RETRY_S = 20  # how long a gs:// read retries before the data counts as unreadable
 
 
 def is_uri(root: str) -> bool:
@@ -48,6 +53,9 @@ class ShardSource:
 
             store = Store(self.root)
             self._fs, self._base = store.fs, store.root
+            if self.root.startswith(("gs://", "gcs://")):  # pyarrow retries GCS for 15 minutes by default: a
+                # machine without credentials or network (a laptop validating) would seem to hang
+                self._fs = pafs.GcsFileSystem(retry_time_limit=timedelta(seconds=GCS_RETRY_S))
         return self._fs
 
     def _remote_path(self, rel: str) -> str:
@@ -65,8 +73,7 @@ class ShardSource:
             with self._filesystem().open_input_stream(self._remote_path(rel)) as f:
                 return f.read()
         except (FileNotFoundError, OSError) as e:  # pyarrow: FileNotFoundError, or OSError for access errors
-            raise DatasetMissing(f"cannot read {self.root.rstrip('/')}/{rel}: {(str(e).splitlines() or [''])[0]}"
-                                 ) from None
+            raise DatasetMissing(f"cannot read {self.root.rstrip('/')}/{rel}: {_first(e)}") from None
 
     def local(self, shard: ShardFile) -> str:
         """A local path holding `shard`: the file itself, or its copy in the cache (fetched if absent)."""
@@ -95,8 +102,7 @@ class ShardSource:
                     dst.write(block)
         except (FileNotFoundError, OSError) as e:
             tmp.unlink(missing_ok=True)
-            raise DatasetMissing(f"cannot fetch {self.root.rstrip('/')}/{shard.file}: "
-                                 f"{(str(e).splitlines() or [''])[0]}") from None
+            raise DatasetMissing(f"cannot fetch {self.root.rstrip('/')}/{shard.file}: {_first(e)}") from None
         if tmp.stat().st_size != shard.bytes or sha256_file(tmp) != shard.sha256:
             tmp.unlink()
             raise DatasetCorrupt(f"{self.root.rstrip('/')}/{shard.file}: its bytes do not match the manifest's "
@@ -122,6 +128,12 @@ class ShardSource:
 
     def cached_files(self) -> list[str]:
         return sorted(p.name for p in self.cache.glob("*.parquet")) if self.remote else []
+
+
+def _first(e: BaseException, most: int = 200) -> str:
+    """An error's first line, cut to `most` characters (cloud SDKs' messages run to paragraphs)."""
+    line = (str(e).splitlines() or [type(e).__name__])[0]
+    return line if len(line) <= most else line[:most - 1] + "…"
 
 
 def _fresh(path: Path, shard: ShardFile) -> bool:

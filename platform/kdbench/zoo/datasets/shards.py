@@ -34,7 +34,7 @@ class ShardsParams(DatasetParams):
     # in-memory `mnist` defaults to none: set false to match it.
     augment: bool = True
     order: str = "global"  # global: the in-memory order; shards: shard by shard (datasets beyond the cache)
-    workers: int = Field(default=2, ge=0)  # DataLoader worker processes decoding (0: in the training process)
+    workers: int = Field(default=2, ge=0, le=64)  # DataLoader processes decoding (0: in the training process)
     cache_mb: float = Field(default=10240.0, gt=0)  # the local cache of a URI root's shards
     cache_dir: str | None = None  # default $KDBENCH_SHARD_CACHE or <tmp>/kdbench-shards
 
@@ -75,12 +75,19 @@ class ShardsParams(DatasetParams):
 
 
 @lru_cache(maxsize=16)
-def _manifest_text(root: str) -> str:
-    return ShardSource(root).read_bytes(MANIFEST).decode()
+def _manifest_text(root: str) -> str | DatasetMissing:
+    """The manifest, or why it cannot be read: kept either way, so an unreachable bucket costs one timeout."""
+    try:
+        return ShardSource(root).read_bytes(MANIFEST).decode()
+    except DatasetMissing as e:
+        return e
 
 
 def _manifest(root: str) -> Manifest:
-    return Manifest.from_json(_manifest_text(root), f"{root.rstrip('/')}/{MANIFEST}")
+    text = _manifest_text(root)
+    if isinstance(text, DatasetMissing):
+        raise DatasetMissing(str(text))
+    return Manifest.from_json(text, f"{root.rstrip('/')}/{MANIFEST}")
 
 
 def _labels(source: ShardSource, m: Manifest, split: str) -> np.ndarray:
