@@ -231,3 +231,18 @@ def test_a_replaying_teacher_cache_reads_the_stream_in_index_order(shards):
 
     idx = torch.cat([i for *_, i in _in_order(data.train, 7)])
     assert torch.equal(idx, torch.arange(36))
+
+
+@pytest.mark.slow
+def test_a_suite_through_ray_decodes_shards_in_worker_processes_of_its_trials(folder, shards, tmp_path, ray_local):
+    """Ray's trials fork the DataLoader workers; the results are those of the same suite run job by job."""
+    from kdbench.orchestrate.runner import RunOptions, run_suite
+
+    params = {"image_size": 16, "val_size": 6, "workers": 1}
+    plan = _suite(tmp_path, "ray", {"name": "shards", "root": str(shards)} | params)
+    counts = run_suite(plan.suite.path, RunOptions(store=str(tmp_path / "ray_store"), track=False, num_cpus=2))
+    assert (counts.failed, counts.run) == (0, len(plan))
+    direct = _train(plan, Store(tmp_path / "direct"))
+    for e in plan.entries:
+        final = run_job(e.job, Store(tmp_path / "ray_store"))  # read back: finished, so its final.json
+        assert final.metrics == pytest.approx(direct[(e.job.kind, e.student)].metrics, abs=1e-6)
