@@ -20,7 +20,7 @@ import _common  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--skip", default="", help="comma-separated: plan, p2, p4, p5, p6, p7, driver")
+    ap.add_argument("--skip", default="", help="comma-separated: plan, p2, p4, p5, p6, p7, p9, driver")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {_common.machine()}; {_common.versions()}", flush=True)
@@ -58,6 +58,10 @@ def main() -> None:
         import p7_teacher_cache
 
         rows += p7_teacher_cache.run(8, *((2, 2048) if a.quick else (3, 4096)))
+    if "p9" not in skip:
+        import p9_shard_throughput
+
+        rows += p9_shard_throughput.run(*((800, 1) if a.quick else (2000, 3)))
     print(_common.table([r.cells() for r in rows], ["benchmark", "kdbench", "baseline", "ratio", "goal", "met?"]))
 
 

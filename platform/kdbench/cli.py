@@ -140,6 +140,13 @@ def validate(suite: SuiteArg,
                   "run, before the first job.", highlight=False, soft_wrap=True)
 
 
+def _print_data_uri(params: dict) -> None:
+    """A dataset read from an object store is listed: the jobs' machines read it with their own credentials."""
+    root = str(params.get("root") or "")
+    if "://" in root and not root.startswith("file://"):
+        out.print(f"data: {root} (read by the jobs' machines)", highlight=False, soft_wrap=True)
+
+
 def _validate(suite: Path, tflops: float) -> None:
     from kdbench.suite import expand, load_suite
     from kdbench.suite.compat import prune_incompatible
@@ -154,6 +161,7 @@ def _validate(suite: Path, tflops: float) -> None:
     out.print(f"[bold]{s.name}[/] v{s.version}: {len(plan)} jobs "
               f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), {epochs} training epochs, "
               f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per job")
+    _print_data_uri(s.dataset.params)
     est = estimate(plan, tflops)
     if est is not None:
         hours = est.gpu_hours
@@ -468,6 +476,7 @@ def submit(suite: SuiteArg, address: JobsAddressOpt = "http://127.0.0.1:8265",
     for note in dict.fromkeys(missing):
         err.print(f"[yellow]note:[/] not on this machine: {note}; the cluster checks it before the first job",
                   highlight=False, soft_wrap=True)
+    _print_data_uri(spec.dataset.params)
     _guard(jobs.check_store, store, tracking_uri, not no_track)
     client = _jobs_client(address)
     sub = _guard(jobs.submit, client, spec, store, tracking_uri, not no_track)
@@ -546,3 +555,19 @@ def stop(job: JobArg, address: JobsAddressOpt = "http://127.0.0.1:8265") -> None
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def shards(source: Annotated[str, typer.Argument(help="imagefolder, cifar10, cifar100 or mnist.")],
+           root: Annotated[Path, typer.Argument(help="The dataset's folder (an ImageFolder's holds train/ and val/).")],
+           out: Annotated[Path, typer.Argument(help="A new folder for the shards; upload it to s3:// or gs:// as is.")],
+           shard_mb: Annotated[float, typer.Option(help="About how many MB of images per shard.")] = 64.0) -> None:
+    """Convert a dataset on disk into Parquet shards once; a suite then reads it as `name: shards`."""
+    from kdbench.zoo.datasets.shard_convert import convert
+
+    _positive("--shard-mb", shard_mb)
+    try:
+        done = convert(source, root, out, shard_mb)
+    except (ValueError, OSError) as e:  # DatasetMissing is a FileNotFoundError: one line naming what is absent
+        raise fail(str(e)) from None
+    err.print(done.summary(), highlight=False, soft_wrap=True)

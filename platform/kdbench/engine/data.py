@@ -27,7 +27,11 @@ def dataset_on(component: Component, device: torch.device) -> DataSplits:
 
 def shuffled_batches(split: Split, batch_size: int, seed: int, epoch: int) -> Iterator[tuple]:
     """(x, y, index) batches in an order that is a function of (seed, epoch) alone, so a resumed
-    job sees exactly the batches an uninterrupted one would. The last short batch is kept."""
+    job sees exactly the batches an uninterrupted one would. The last short batch is kept. A split streamed
+    from shards makes its batches itself, in the same order (zoo/datasets/shard_stream.py)."""
+    if hasattr(split, "batches"):
+        yield from split.batches(batch_size, seed, epoch)
+        return
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(split), generator=g).to(split.y.device)
     for start in range(0, len(split), batch_size):

@@ -44,6 +44,9 @@ from .run import environment
 
 
 def _in_order(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    if hasattr(split, "batches"):  # streamed from shards
+        yield from split.batches(batch_size, None)
+        return
     for start in range(0, len(split), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(split)), device=split.y.device)
         yield split.x[idx], split.y[idx], idx

@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (registration)
     lab,
     paired,
     pose_datasets,
+    shards,
     stick_figures,
     synthetic,
     synthetic_regression,

@@ -27,6 +27,10 @@ class Split:
     def __len__(self) -> int:
         return self.y.shape[0]
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
     def to(self, device) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
@@ -49,7 +53,7 @@ def augment_batch(augment: Augment, x: torch.Tensor, y: torch.Tensor, idx: torch
 
 @dataclass(frozen=True)
 class DataSplits:
-    train: Split
+    train: Split  # or a split streamed from shards (shard_stream.StreamSplit: len, y, input_shape, batches)
     val: Split
     test: Split
     num_classes: int  # the model's output size: classes, or regression targets
@@ -60,7 +64,7 @@ class DataSplits:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.x.shape[1:])
+        return self.train.input_shape
 
     def to(self, device) -> DataSplits:
         return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device), self.num_classes,

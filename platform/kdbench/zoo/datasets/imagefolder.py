@@ -11,12 +11,13 @@ image_size//8, black border) and a horizontal flip.
 
 Memory: the whole dataset is held in memory as float32, N×3×S×S×4 bytes — Imagenette at 160 px is
 9,469×3×160×160×4 B ≈ 2.9 GB for train (≈ 4.1 GB with val), once on the host and, for a GPU job, once more
-on the device. It suits ImageNet subsets; full ImageNet (1.28 M images) needs a streaming loader, which
-kdbench does not have yet.
+on the device. It suits ImageNet subsets; full ImageNet (1.28 M images) streams from shards instead
+(`kdbench shards` converts this layout; the `shards` dataset, shards.py, reads them).
 """
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -70,6 +71,21 @@ def decode(path: Path, size: int) -> np.ndarray:
             im = im.convert("RGB")
     except OSError as e:
         raise DatasetCorrupt(f"{path}: not a readable image ({e})") from None
+    return fit(im, size)
+
+
+def decode_bytes(data: bytes, size: int, where: str) -> np.ndarray:
+    """`decode` of an encoded image held in memory (a shard's record); `where` names it in errors."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("RGB")
+    except OSError as e:
+        raise DatasetCorrupt(f"{where}: not a readable image ({e})") from None
+    return fit(im, size)
+
+
+def fit(im: Image.Image, size: int) -> np.ndarray:
+    """An RGB image as (3, size, size) uint8: shorter side resized to round(size·8/7), centre crop."""
     short = round(size * 8 / 7)
     w, h = im.size
     w, h = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)  # torchvision's Resize(int)
