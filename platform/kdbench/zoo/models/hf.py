@@ -106,3 +106,41 @@ def sequence_classification(p: HFClassifierParams, input_shape: tuple[int, ...],
     else:
         hf = BertForSequenceClassification(bert_config(p, p.vocab_size, num_labels=num_classes))
     return HFModel(hf, pooled=True)
+
+
+def vocabulary_of(state: dict[str, torch.Tensor]) -> int:
+    """The vocabulary size of a transformer's weights (its word-embedding rows)."""
+    key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
+    if key is None:
+        raise ValueError("the weights hold no word embeddings (…word_embeddings.weight): not a transformer encoder")
+    return int(state[key].shape[0])
+
+
+def classifier_from(backbone: HFModel, num_classes: int) -> tuple[HFModel, dict[str, list[str]]]:
+    """A sequence classifier of `num_classes` on `backbone`'s encoder (a masked-LM model): the same config, every
+    matching weight copied; the pooler and classification head are new (freshly initialised from the current
+    torch seed). Also returns what happened to each tensor: `loaded`, `new` (the head) and `dropped` (the MLM head)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = backbone.hf.config.__class__.from_dict(backbone.hf.config.to_dict())
+    config.num_labels = num_classes
+    config.architectures = None
+    hf = AutoModelForSequenceClassification.from_config(config)
+    source = backbone.hf.state_dict()
+    target = hf.state_dict()
+    loaded = sorted(k for k in target if k in source and source[k].shape == target[k].shape)
+    hf.load_state_dict({**target, **{k: source[k] for k in loaded}})
+    report = {"loaded": loaded, "new": sorted(set(target) - set(loaded)), "dropped": sorted(set(source) - set(target))}
+    return HFModel(hf, pooled=True), report
+
+
+def masked_lm_classifier(p: HFParams, state: dict[str, torch.Tensor], input_shape: tuple[int, ...],
+                         num_classes: int) -> tuple[HFModel, dict[str, list[str]]]:
+    """A trained `hf/masked_lm` (its kdbench state dict) as a classifier of `num_classes` (`classifier_from`)."""
+    backbone = masked_lm(p, input_shape, vocabulary_of(state))
+    backbone.load_state_dict(state)
+    return classifier_from(backbone, num_classes)
+
+
+# Architectures a fine-tune job can start from: arch -> (params, trained state, input shape, classes) -> model.
+FINETUNE_FROM = {"hf/masked_lm": (HFParams, masked_lm_classifier)}
