@@ -99,16 +99,18 @@ def tasks_of(table: pa.Table) -> list[str]:
 
 def glue_display(table: pa.Table) -> tuple[list[str], list[list[str]]]:
     """(headers, rows of strings): scores ×100, `mean ± half-width` over the cell's fine-tune jobs."""
-    from .render import _count
+    from .render import _count, short_labels
 
     tasks = tasks_of(table)
     rows = table.to_pylist()
+    labels = short_labels([r for r in rows if r["method"]])
     heads = ["role", "model", "distilled along", "method", "params", "latency ms"]
     heads += [f"{t} {next((r[f'{t}_metric'] for r in rows if r[f'{t}_metric']), '')}".strip() for t in tasks]
     heads += ["n", "macro"]
     out = []
     for r in rows:
-        cells = [r["role"] or "", r["model"] or "", r["chain"] or "", _method(r), _count(r["params"]),
+        cells = [r["role"] or "", r["model"] or "", r["chain"] or "",
+                 labels.get((r["method"], r["method_params"]), "") if r["method"] else "", _count(r["params"]),
                  "" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"]
         for t in tasks:
             m, lo, hi = r[f"{t}_mean"], r[f"{t}_ci_low"], r[f"{t}_ci_high"]
@@ -120,18 +122,13 @@ def glue_display(table: pa.Table) -> tuple[list[str], list[list[str]]]:
     return heads, out
 
 
-def _method(r: dict) -> str:
-    if not r["method"]:
-        return ""
-    params = r["method_params"] or "{}"
-    return r["method"] if params == "{}" else f"{r['method']} {params}"
-
-
 def plot_glue(table: pa.Table) -> bytes:
     """The macro-score ×100 against parameters and against batch-1 latency (log x), one point per model, named."""
     from .plots import _figure, _no_data, _png
+    from .render import short_labels
 
     rows = [r for r in table.to_pylist() if r["macro"] is not None]
+    labels = short_labels([r for r in rows if r["method"]])
     panels = [(x, label) for x, label in (("params", "parameters"), ("latency_ms", "batch-1 latency (ms)"))
               if any(r[x] for r in rows)]
     if not panels:
@@ -145,7 +142,8 @@ def plot_glue(table: pa.Table) -> bytes:
                 ax.plot([r[x] for r in mine], [SCALE * r["macro"] for r in mine], marker, label=role, alpha=0.8)
         for r in rows:
             if r[x]:
-                ax.annotate(r["model"] + (f" ({_method(r)})" if r["method"] else ""), (r[x], SCALE * r["macro"]),
+                ax.annotate(r["model"] + (f" ({labels[(r['method'], r['method_params'])]})" if r["method"] else ""),
+                            (r[x], SCALE * r["macro"]),
                             fontsize=7, xytext=(3, -9), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(label, fontsize=8)

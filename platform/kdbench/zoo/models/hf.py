@@ -40,9 +40,16 @@ class HFParams(ArchParams):
     def _shape(self):
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
-        if self.path is not None and not os.path.isfile(os.path.join(os.path.expanduser(self.path), "config.json")):
-            raise ValueError(f"model path {self.path} has no config.json")
+        if self.path is not None and not os.path.isfile(os.path.join(local(self.path), "config.json")):
+            from kdbench.zoo.datasets.base import data_missing  # `kdbench validate` notes it, as missing data
+
+            data_missing(f"model path {local(self.path)} has no config.json")
         return self
+
+
+def local(path: str) -> str:
+    """A user's folder: `~` and environment variables ($KDBENCH_DATA_ROOT/bert-base-uncased) expanded."""
+    return os.path.expandvars(os.path.expanduser(path))
 
 
 class HFClassifierParams(HFParams):
@@ -86,7 +93,7 @@ def masked_lm(p: HFParams, input_shape: tuple[int, ...], num_classes: int) -> nn
 
     _check_input(input_shape, "hf/masked_lm")
     if p.path is not None:
-        hf = AutoModelForMaskedLM.from_pretrained(os.path.expanduser(p.path), local_files_only=True)
+        hf = AutoModelForMaskedLM.from_pretrained(local(p.path), local_files_only=True)
         if hf.config.vocab_size != num_classes:
             raise ValueError(f"model {p.path} has a vocabulary of {hf.config.vocab_size}; the dataset's has "
                              f"{num_classes} (tokenise it with the model's tokenizer)")
@@ -102,7 +109,7 @@ def sequence_classification(p: HFClassifierParams, input_shape: tuple[int, ...],
     _check_input(input_shape, "hf/sequence_classification")
     if p.path is not None:  # a pre-trained encoder; a classification head of num_classes (new if absent)
         hf = AutoModelForSequenceClassification.from_pretrained(
-            os.path.expanduser(p.path), local_files_only=True, num_labels=num_classes)
+            local(p.path), local_files_only=True, num_labels=num_classes)
     else:
         hf = BertForSequenceClassification(bert_config(p, p.vocab_size, num_labels=num_classes))
     return HFModel(hf, pooled=True)
