@@ -20,7 +20,7 @@ from ..costs import model_costs
 from ..stats import summarize
 from .cells import clipped
 from .efficiency import ROLES
-from .jobs import SuiteJobs, _metric, group, load_jobs
+from .jobs import SuiteJobs, group, load_jobs
 
 SCALE = 100.0  # GLUE's scores are percentages (MCC × 100 for CoLA)
 
@@ -53,8 +53,8 @@ def glue_rows(jobs: SuiteJobs, store: Store | None = None) -> tuple[list[dict], 
             scores = [r["score"] for r in mine if r["status"] == "ok" and r["score"] is not None]
             s = summarize(scores)
             metric = next((r["finetune_metric"] for r in mine if r.get("finetune_metric")), None)
-            low, high = clipped(_metric("sequence_classification") if metric in (None, "acc", "f1", "f1+acc")
-                                else _range("mcc"), s.ci_low, s.ci_high)
+            # clipped to the metric's range (a mean of metrics: the first's; GLUE's are all [0, 1] but Matthews)
+            low, high = clipped(_range((metric or "acc").split("+")[0]), s.ci_low, s.ci_high)
             row.update({f"{task}_metric": metric, f"{task}_n": s.n,
                         f"{task}_pending": sum(r["status"] == "pending" for r in mine),
                         f"{task}_mean": s.mean, f"{task}_ci_low": low, f"{task}_ci_high": high})
@@ -113,13 +113,22 @@ def glue_display(table: pa.Table) -> tuple[list[str], list[list[str]]]:
                  labels.get((r["method"], r["method_params"]), "") if r["method"] else "", _count(r["params"]),
                  "" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"]
         for t in tasks:
-            m, lo, hi = r[f"{t}_mean"], r[f"{t}_ci_low"], r[f"{t}_ci_high"]
-            cells.append("—" if m is None else f"{SCALE * m:.1f}" if lo is None else
-                         f"{SCALE * m:.1f} ± {SCALE * (hi - lo) / 2:.1f}")
+            cells.append(_interval(r[f"{t}_mean"], r[f"{t}_ci_low"], r[f"{t}_ci_high"]))
         cells.append("/".join(str(r[f"{t}_n"]) for t in tasks))
         cells.append("" if r["macro"] is None else f"{SCALE * r['macro']:.1f}")
         out.append(cells)
     return heads, out
+
+
+def _interval(m: float | None, lo: float | None, hi: float | None) -> str:
+    """`65.0 ± 6.3`; `65.0 [1.5, 100.0]` where the interval was clipped to the metric's range (render.interval)."""
+    if m is None:
+        return "—"
+    if lo is None or hi is None:
+        return f"{SCALE * m:.1f}"
+    if abs((hi - m) - (m - lo)) > 1e-9 * max(1.0, abs(m)):
+        return f"{SCALE * m:.1f} [{SCALE * lo:.1f}, {SCALE * hi:.1f}]"
+    return f"{SCALE * m:.1f} ± {SCALE * (hi - lo) / 2:.1f}"
 
 
 def plot_glue(table: pa.Table) -> bytes:
