@@ -24,6 +24,7 @@ from kdbench.zoo.models import create_model
 from kdbench.zoo.models.base import ModelOutput
 
 from .conftest import TINY_SUITE, write_suite
+from .test_glue_suite import glue_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "job_ids.json"
@@ -51,6 +52,7 @@ def _fake_data_root(root: Path) -> None:
         for name in files:
             (root / folder / name).write_bytes(b"")
     _fake_pose_videos(root)
+    glue_folder(root)  # BERT's folder, a corpus and GLUE's TSV files (distilbert_glue.yaml)
 
 
 def _fake_pose_videos(root: Path) -> None:

@@ -232,7 +232,7 @@ def leaderboard(suite: Annotated[str, typer.Argument(help="Suite name.")], store
                 html: Annotated[Path | None, typer.Option(help="Also write the HTML page here.")] = None,
                 view: Annotated[str | None, typer.Option(help="A study view: takd, teacher-size, eskd, methods, "
                                                            "ensembles, hinton, efficiency, pose, sparsity, "
-                                                           "crossmodal.")] = None,
+                                                           "crossmodal, glue.")] = None,
                 fmt: Annotated[str, typer.Option("--format", help="table (the terminal's), or the paper's table: "
                                                  "markdown, latex or csv.")] = "table") -> None:
     """Methods ranked per (dataset, teacher, student), and teacher size vs student accuracy."""

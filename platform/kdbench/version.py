@@ -14,5 +14,6 @@ JOB_SEMANTICS = 2
 
 # Version of the results table's schema (kdbench/results/schema.py). Changelog: 1 — first. 2 — `task`, the
 # task's `metrics` (a map), `counters`, `python_version`; plans spell method_params as canonical JSON.
-# 3 — `attempt`: a job's rows are ordered by it, not by `finished_at`.
-RESULTS_SCHEMA_VERSION = 3
+# 3 — `attempt`: a job's rows are ordered by it, not by `finished_at`. 4 — `finetune_task`, `finetune_metric`,
+# `finetune_from` (fine-tune jobs).
+RESULTS_SCHEMA_VERSION = 4

@@ -60,6 +60,7 @@ class Training:
     history: list[dict] = field(default_factory=list)
     restarts: list[int] = field(default_factory=list)  # epochs at which the job resumed
     scaler: torch.amp.GradScaler | None = None  # loss scaling of fp16 training
+    counters: dict[str, float] = field(default_factory=dict)  # what building the model reports (fine-tuning)
     # Wall seconds of the earlier attempts (up to each one's last checkpoint) and when this one started: a
     # resumed job's `wall_seconds` is the sum over its attempts, not the last attempt's alone.
     wall_before: float = 0.0
@@ -118,7 +119,7 @@ def runner(kind: str) -> Runner:
     from .pretrained import run_pretrained
     from .teacher_outputs import run_teacher_outputs
 
-    runners: dict[str, Runner] = {"teacher": train, "baseline": train, "student": train,
+    runners: dict[str, Runner] = {"teacher": train, "baseline": train, "student": train, "finetune": train,
                                   "teacher_outputs": run_teacher_outputs,  # inference for its students
                                   "pretrained": run_pretrained}  # a weights file: checked, evaluated, kept
     return runners[kind]
@@ -179,7 +180,8 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
     if precision == "fp16" and device.type != "cuda":
         raise JobFailed(f"recipe precision fp16 needs a CUDA device (this job runs on {device}); use bf16")
     task = task_of(job.dataset.name)
-    model = create_model(job.model.name, job.model.params, data.input_shape, data.num_classes).to(device)
+    model, counters = _initial_model(job, store, data)
+    model = model.to(device)
     if job.recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher = _teacher(job, store, data, device)
@@ -193,7 +195,17 @@ def _setup(job: Job, store: Store, data: DataSplits, device: torch.device) -> Tr
     method.initialise(model, list(getattr(teacher, "members", [])))
     optimizer = build_optimizer([*model.parameters(), *method.parameters()], job.recipe.optimizer)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    return Training(model, method, teacher, task, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler)
+    return Training(model, method, teacher, task, optimizer, build_scheduler(optimizer, job.recipe), scaler=scaler,
+                    counters=counters)
+
+
+def _initial_model(job: Job, store: Store, data: DataSplits) -> tuple[nn.Module, dict[str, float]]:
+    """A new model of the job's architecture; for a fine-tune job, its upstream's encoder with a fresh head."""
+    if job.start is not None:
+        from .finetune import start_model
+
+        return start_model(job, store, data.input_shape, data.num_classes)
+    return create_model(job.model.name, job.model.params, data.input_shape, data.num_classes), {}
 
 
 def _teacher_taps(teacher, input_shape) -> dict[str, tuple[int, ...]]:
@@ -302,7 +314,8 @@ def _finish(job: Job, store: Store, run: Training, data: DataSplits, **extra) ->
         final_train_loss=run.history[-1]["train_loss"] if run.history else None,
         device_seconds=sum(h["epoch_seconds"] for h in run.history), restarts=run.restarts,
         # teacher forward passes; the sparsity of a model that reports it
-        counters=(run.teacher.counts() if run.teacher is not None else {}) | sparsity_counters(run.model, t_params),
+        counters=(run.teacher.counts() if run.teacher is not None else {}) | sparsity_counters(run.model, t_params)
+        | run.counters,
         **environment(), **extra)
 
 

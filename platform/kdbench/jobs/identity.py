@@ -56,6 +56,13 @@ LATER_DEFAULTS: tuple[LaterDefault, ...] = (
     LaterDefault(("model", "params", "input_channels"), None, "a model's input view (cross-modal transfer)"),
     LaterDefault(("method", "params", "negatives"), "class", "CRD's negatives drawn without labels", "crd"),
     LaterDefault(("method", "params", "replacement"), True, "CRD's negatives drawn without replacement", "crd"),
+    LaterDefault(("dataset", "params", "columns"), None, "headerless TSV files (GLUE's CoLA)", "text_mlm"),
+    LaterDefault(("dataset", "params", "columns"), None, "headerless TSV files (GLUE's CoLA)", "text_classification"),
+    LaterDefault(("start",), None, "fine-tune jobs (the job whose weights a fine-tuning starts from)"),
+    LaterDefault(("dataset", "params", "tokenizer", "corpus"), None, "a vocabulary trained on a named corpus",
+                 "text_mlm"),
+    LaterDefault(("dataset", "params", "tokenizer", "corpus"), None, "a vocabulary trained on a named corpus",
+                 "text_classification"),
 )
 
 # A teacher-output job's recipe is what its views depend on, not a training recipe.
@@ -89,6 +96,7 @@ def identity(job: Job) -> dict[str, Any]:
         "snapshots": sorted(job.snapshots),
         "teacher_outputs": job.replay,
         "teacher_inference": job.teacher_inference,
+        "start": None if job.start is None else job.start.ref,  # a fine-tune job's upstream (its starting weights)
     }
     for later in LATER_DEFAULTS:
         _drop_default(full, later)
@@ -113,6 +121,8 @@ def _drop_default(identity: dict[str, Any], later: LaterDefault) -> None:
         return
     node = identity
     for p in parents:
+        if not isinstance(node, dict) or p not in node:
+            return
         node = node[p]
     if key in node and node[key] == later.default:
         del node[key]

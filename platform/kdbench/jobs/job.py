@@ -11,7 +11,8 @@ from .recipe import Recipe
 
 # teacher_outputs: a teacher's outputs over the views its students see, computed once (kdbench/teachers/cache.py).
 # pretrained: a teacher taken from a weights file (its id covers the file's SHA-256, not its path).
-JobKind = Literal["teacher", "baseline", "student", "teacher_outputs", "pretrained"]
+# finetune: a trained model (its encoder) fine-tuned on a downstream task with a fresh head (suite `finetune:`).
+JobKind = Literal["teacher", "baseline", "student", "teacher_outputs", "pretrained", "finetune"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class Job:
     teacher_inference: dict[str, Any] | None = None
     # Pretrained teachers: where the weights file is (like a dataset's root, not part of the identity).
     weights: str | None = None
+    # Fine-tune jobs: the job whose result weights the model starts from (its encoder; the task's head is new).
+    # Part of the identity only when set (jobs of other kinds keep their ids).
+    start: Upstream | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.recipe, dict):  # typed once here, whoever builds the job
@@ -79,7 +83,7 @@ class Job:
     @property
     def depends_on(self) -> tuple[str, ...]:
         """Jobs that must have finished before this one starts: its teachers and the outputs it reads."""
-        return tuple(t.job_id for t in self.teachers) + self.outputs
+        return tuple(t.job_id for t in self.teachers) + self.outputs + ((self.start.job_id,) if self.start else ())
 
     def identity(self) -> dict[str, Any]:
         """What the job's id is the hash of (kdbench/jobs/identity.py)."""
@@ -103,9 +107,12 @@ class Job:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
         teachers = tuple(Upstream(t["job_id"], Component(**t["model"]), t.get("epoch")) for t in d["teachers"])
+        start = d.get("start")
+        start = None if start is None else Upstream(start["job_id"], Component(**start["model"]), start.get("epoch"))
         return cls(kind=d["kind"], dataset=Component(**d["dataset"]), model=Component(**d["model"]),
                    recipe=None if d["recipe"] is None else Recipe(**d["recipe"]),
                    method=Component(**d["method"]), seed=d["seed"],
                    stop_epoch=d["stop_epoch"], teachers=teachers, combine=d["combine"],
                    snapshots=tuple(d.get("snapshots", ())), outputs=tuple(d.get("outputs", ())),
-                   replay=d.get("replay"), teacher_inference=d.get("teacher_inference"), weights=d.get("weights"))
+                   replay=d.get("replay"), teacher_inference=d.get("teacher_inference"), weights=d.get("weights"),
+                   start=start)

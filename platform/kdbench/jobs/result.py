@@ -73,7 +73,7 @@ class JobResult:
     """One row of the results table: a job's names in the suite that ran it, its recipe, and its fate."""
 
     job_id: str
-    kind: str  # teacher | baseline | student | teacher_outputs | pretrained
+    kind: str  # teacher | baseline | student | teacher_outputs | pretrained | finetune
     status: str  # ok | failed | skipped (an upstream job failed)
     error: str | None  # reason and traceback excerpt when not ok
     suite: str | None  # the suite whose run produced this row
@@ -122,6 +122,11 @@ class JobResult:
     # The row's place in its job's sequence of rows (1, 2, …; each write adds one under the job's lease): the
     # highest wins, whatever any clock says. None in rows written before schema 3 (they lose to any counted row).
     attempt: int | None = None
+    # Fine-tune jobs (schema 4): the downstream task's name in the suite (e.g. CoLA), the metric(s) its score is
+    # ('+'-joined: their mean, GLUE's f1+acc for MRPC/QQP) and the job whose weights the fine-tuning started from.
+    finetune_task: str | None = None
+    finetune_metric: str | None = None
+    finetune_from: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

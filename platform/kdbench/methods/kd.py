@@ -15,6 +15,11 @@ with `stop_epoch: k` the distillation term is used in main-stage epochs 1..k onl
 on the loss is plain cross-entropy, CE(softmax(s), y) with weight 1 (the `kd` term reports 0).
 Default None: never stops (kdbench/jobs/identity.py keeps KD's job ids from before the option).
 
+Token-level outputs (`masked_lm`, logits (B, L, V)): the same objective per token — the task's supervised loss
+(cross-entropy over the masked positions) weighted 1 − α, and α · T² · KL(p_T ‖ q_T) averaged over the non-padding
+tokens (DistilBERT's `kd_scope: tokens`; = `distilbert` with alpha_kd α, alpha_mlm 1 − α, alpha_cos 0 and no layer
+copy). It reads its teacher through the KL alone, so a lumped top-k teacher cache serves it.
+
 Defaults: T = 4, α = 0.9 — the CRD benchmark's KD settings (Tian et al. 2020, RepDistiller:
 `-r 0.1 -a 0.9 --kd_T 4`). Hinton et al. used T = 20 on MNIST; set it in the suite.
 
@@ -49,6 +54,16 @@ def kd_term(student_logits: torch.Tensor, teacher: TeacherOutput, temperature: f
     return kd_loss(student_logits, teacher.log_probs(temperature).detach(), temperature)
 
 
+TOKEN_TASKS = ("masked_lm",)  # outputs (B, L, V): the loss per token (see the module's docstring)
+
+
+def kd_tokens(student_logits: torch.Tensor, teacher: TeacherOutput, tokens: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    """T² · KL(p_T ‖ q_T) per token (dense, or over a lumped cache's top-k and tail), mean over `tokens` (B, L)."""
+    kl = teacher.kl(student_logits, temperature)  # (B, L)
+    return (kl * tokens).sum() / tokens.sum().clamp(min=1) * temperature**2
+
+
 class KDParams(MethodParams):
     temperature: float = Field(default=4.0, gt=0.0)
     alpha: float = Field(default=0.9, ge=0.0, le=1.0)
@@ -61,13 +76,13 @@ class KD(Method):
     name = "kd"
     Params = KDParams
     needs = Needs(teacher=True)
-    # Token-level outputs (masked_lm) are not declared: there KD is `distilbert` with alpha_cos 0 (its KL term is
-    # this loss over the tokens, with the MLM cross-entropy over the masked positions as the hard-label term).
-    tasks = ("classification", "sequence_classification")
+    tasks = ("classification", "sequence_classification", "masked_lm")
     kl_temperature = "temperature"  # reads its teacher through the KL alone: a lumped top-k cache serves it
 
     def forward(self, batch, student, teacher, state):
         p: KDParams = self.params
+        if self.ctx.task.name in TOKEN_TASKS:
+            return self._per_token(batch, student, teacher, state)
         if p.stop_epoch is not None and state.stage == "main" and state.epoch >= p.stop_epoch:
             ce = F.cross_entropy(student.logits, batch.y)
             return {"ce": ce, "kd": ce.new_zeros(())}  # same terms every epoch, for the epoch metrics
@@ -75,3 +90,14 @@ class KD(Method):
             "ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y),
             "kd": p.alpha * kd_term(student.logits, teacher, p.temperature),
         }
+
+    def _per_token(self, batch, student, teacher, state):
+        from kdbench.zoo.datasets.tokenize import PAD_ID
+
+        p: KDParams = self.params
+        term = self.ctx.task.loss_term  # `mlm`: cross-entropy over the masked positions
+        ce = self.ctx.task.loss(student.logits, batch.y)
+        if p.stop_epoch is not None and state.stage == "main" and state.epoch >= p.stop_epoch:
+            return {term: ce, "kd": ce.new_zeros(())}
+        return {term: (1.0 - p.alpha) * ce,
+                "kd": p.alpha * kd_tokens(student.logits, teacher, (batch.x != PAD_ID).float(), p.temperature)}

@@ -46,6 +46,8 @@ def result_row(entry: PlanEntry, suite: str, final: JobFinal | dict[str, Any] | 
         mlflow_run_id=mlflow_run_id, kdbench_version=done.kdbench_version or __version__,
         counters=dict(done.counters) if final is not None else None, schema_version=RESULTS_SCHEMA_VERSION,
         finished_at=dt.datetime.now(dt.UTC), attempt=attempt,
+        finetune_task=entry.task, finetune_metric="+".join(entry.metric) or None,
+        finetune_from=None if job.start is None else job.start.job_id,
         **{c: getattr(final, c) if final else None for c in _FINAL_COLUMNS})
     return row.as_row()
 
@@ -54,7 +56,8 @@ def plan_row(entry: PlanEntry, suite: str) -> dict[str, Any]:
     job = entry.job
     return {"suite": suite, "job_id": job.job_id, "kind": job.kind, "teacher": entry.teacher,
             "student": entry.student, "method": job.method.name, "method_params": canonical_json(job.method.params),
-            "chain": list(entry.chain), "upstream": [t.job_id for t in job.teachers], "seed": job.seed}
+            "chain": list(entry.chain), "upstream": [t.job_id for t in job.teachers], "seed": job.seed,
+            "finetune_task": entry.task, "finetune_from": None if job.start is None else job.start.job_id}
 
 
 __all__ = ["as_final", "plan_row", "result_row"]

@@ -52,6 +52,8 @@ PLAN_SCHEMA = pa.schema([
     pa.field("chain", pa.list_(pa.string())),
     pa.field("upstream", pa.list_(pa.string())),
     pa.field("seed", pa.int64()),
+    pa.field("finetune_task", pa.string()),  # fine-tune jobs: the downstream task (plans written before: absent)
+    pa.field("finetune_from", pa.string()),  # fine-tune jobs: the job whose weights it started from
 ])
 
 __all__ = ["PLAN_SCHEMA", "RESULT_SCHEMA", "RESULTS_SCHEMA_VERSION", "STATUS_FAILED", "STATUS_OK",

@@ -103,6 +103,8 @@ def prune_incompatible(plan: Plan) -> tuple[Plan, list[Pruned]]:
     for e in plan.entries:  # topological order: a pruned upstream is seen first
         gone = next((t.job_id for t in e.job.teachers if t.job_id in pruned_ids), None)
         reason = f"its teacher job {gone} was pruned" if gone else None
+        if reason is None and e.job.start is not None and e.job.start.job_id in pruned_ids:
+            reason = f"the job it is fine-tuned from, {e.job.start.job_id}, was pruned"
         if reason is None and e.job.kind in ("baseline", "student"):  # the kinds that run a registered method
             reason = _task_reason(e.job.method.name, task)
         if reason is None and e.job.kind == "student":

@@ -22,6 +22,7 @@ from kdbench.zoo.models.base import INPUT_CHANNELS
 
 from . import guards, protocol
 from .errors import Loc, SpecError
+from .finetune import FinetuneDef, finetune_jobs, load_finetune
 from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
 from .messages import line_of, spec_error
 from .plugins import component_code, resolve_plugins
@@ -75,6 +76,7 @@ class Suite:
     protocol: str = "validation"  # `protocol`: validation or paper (suite/protocol.py)
     # `pair_params`: (teacher, student, method) -> the method's full hyperparameters for that pair
     pair_params: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    finetune: FinetuneDef | None = None  # `finetune:`: the downstream stage (suite/finetune.py)
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,12 @@ def load_suite(path: str) -> Suite:
                                       "hold out: use protocol validation for searches")
     per_pair = protocol.pair_params(check, raw, methods, source_names(teachers, ensembles),
                                     [m.name for m in students], pairs)
-    _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search)
+    finetune = load_finetune(check, raw, teachers, students)
+    _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search, finetune)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
-                 raw.teacher_cache.model_dump(mode="json"), search, warnings, raw.protocol, per_pair)
+                 raw.teacher_cache.model_dump(mode="json"), search, warnings, raw.protocol, per_pair, finetune)
 
 
 def _dataset(check: _Checker, raw: SuiteFile) -> Component:
@@ -466,7 +469,7 @@ def _schedule_warnings(check: _Checker, methods: tuple[Component, ...], students
 
 
 def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, methods, chains, pairs,
-               search) -> None:
+               search, finetune: FinetuneDef | None = None) -> None:
     """An upper bound of the plan's job count, by arithmetic, within the limit (KDBENCH_MAX_JOBS)."""
     seeds = len(raw.seeds)
     distill = sum(1 for m in methods if METHODS.get(m.name).needs.teacher)
@@ -477,6 +480,7 @@ def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, m
     # teachers, their output jobs (at most one per teacher and student seed), baselines, students, chains, search
     total = (len(teachers) * (1 + seeds) + len(students) * seeds + cells * distill * seeds
              + links * distill * seeds + searched)
+    total += finetune_jobs(total, finetune)  # each trained job, fine-tuned per task and seed
     limit = max_jobs()
     if total > limit:
         factors = {("seeds",): seeds, ("students",): len(students), ("teachers",): len(teachers),

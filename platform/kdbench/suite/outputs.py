@@ -102,6 +102,10 @@ def _outputs_job(suite, up: Upstream, student: Job, cache: dict, augmented: bool
                teacher_inference=inference_identity(suite.teacher_inference))
 
 
+# Tasks whose outputs are (B, L, V) per token: only the lumped top-k cache holds them (kdbench/teachers/cache.py).
+PER_TOKEN_TASKS = ("masked_lm",)
+
+
 def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
     """Teacher refs whose consumers are all logit-only (and, for `auto`, worth caching within `max_gib`)."""
     consumers: dict[str, list[Job]] = defaultdict(list)
@@ -113,6 +117,8 @@ def _cached_refs(suite, entries: list, cache: dict) -> set[str]:
     refs = {r for r, jobs in consumers.items() if all(j.kind == "student" and _reads(j, cache) for j in jobs)}
     if task_of(suite.dataset.name).reads_features:  # its read-out needs the teacher's features, which a cache of
         return set()  # logits does not hold (a linear probe)
+    if task_of(suite.dataset.name).name in PER_TOKEN_TASKS and not _lumped(cache):
+        return set()  # per-token vocabulary outputs are cached as lumped top-k only; other rules keep them live
     if cache["enabled"] is True or not refs:
         return refs
     return _worth_caching(suite, refs, ups, consumers, cache)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from kdbench.jobs import Component, Job, Upstream
 from kdbench.methods import METHODS
 
+from .finetune import FinetuneTask, finetune_entries
 from .load import ModelDef, Suite, snapshot_name
 from .outputs import inference_identity, with_teacher_outputs
 from .plugins import component_code
@@ -37,6 +38,9 @@ class PlanEntry:
     teacher: str | None  # name of the teacher or ensemble this job learns from (the chain's root)
     student: str  # name of the model this job trains
     chain: tuple[str, ...]  # names from the root teacher to this model; [model] for teachers/baselines
+    # Fine-tune jobs: the downstream task's name and the metric(s) its score is (suite/finetune.py).
+    task: str | None = None
+    metric: tuple[str, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -120,5 +124,12 @@ def expand(suite: Suite, selections: dict[tuple[str, str], dict] | None = None) 
                     model = models[name]
                     e = add(PlanEntry(job("student", model, m, seed, ups, combine), chain[0], name, chain[:k]))
                     ups, combine = (Upstream(e.job_id, model.model),), None
+    planned = list(entries.values())
+    if suite.finetune is not None:  # each trained model fine-tuned on each downstream task (suite/finetune.py)
+        planned += finetune_entries(suite.finetune, planned, _finetune_entry)
     # Teachers whose students need only their logits run once, in teacher-output jobs (`teacher_cache`).
-    return Plan(suite, tuple(with_teacher_outputs(suite, list(entries.values()))))
+    return Plan(suite, tuple(with_teacher_outputs(suite, planned)))
+
+
+def _finetune_entry(job: Job, upstream: PlanEntry, task: FinetuneTask) -> PlanEntry:
+    return PlanEntry(job, upstream.teacher, upstream.student, upstream.chain, task.name, task.metric)

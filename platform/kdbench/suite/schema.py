@@ -146,6 +146,25 @@ class TeacherCache(Strict):
         return v
 
 
+class FinetuneTaskEntry(Strict):
+    """One downstream task: a name (e.g. CoLA), a sequence_classification dataset, and the metric its score is
+    (default: the task's primary one); a list is their mean (GLUE's rule for MRPC and QQP: F1 and accuracy)."""
+
+    name: Name
+    dataset: DatasetEntry
+    metric: Text | list[Text] | None = None
+
+
+class FinetuneEntry(Strict):
+    """`finetune:` every trained model of the plan (or those named in `models`) fine-tuned on each task with a
+    fresh head, per seed (kdbench/suite/finetune.py)."""
+
+    recipe: Recipe
+    tasks: list[FinetuneTaskEntry] = Field(min_length=1, max_length=1000)
+    seeds: list[Seed] | None = Field(default=None, min_length=1)  # default: the suite's seeds
+    models: list[Text] | None = Field(default=None, min_length=1)  # teachers and students by name; default: all
+
+
 class PairParamsEntry(Strict):
     """A method's hyperparameters for one [teacher, student] pair (a paper's per-pair settings)."""
 
@@ -182,3 +201,4 @@ class SuiteFile(Strict):
     # paper: what the papers ran — the whole training set, the last epoch's weights (suite/protocol.py)
     protocol: Literal["validation", "paper"] = "validation"
     pair_params: list[PairParamsEntry] = Field(default=[], max_length=L.MAX_NODES)
+    finetune: FinetuneEntry | None = None  # fine-tune the trained models on downstream tasks

@@ -108,8 +108,8 @@ def outputs_table(index: torch.Tensor, logits: torch.Tensor | TopK, topk: int | 
         cols["lse"] = _fixed(logits.lse.float().cpu().numpy().reshape(rows, -1), logits.lse[0].numel())
         return pa.table(cols)
     logits = logits.float().cpu()
-    if topk is None:
-        cols["logits"] = _fixed(logits.numpy().astype(np_dtype), logits.shape[1])
+    if topk is None:  # (R, C), or (R, *P, C) per output position (a masked LM's test split): flattened per row
+        cols["logits"] = _fixed(logits.reshape(len(logits), -1).numpy().astype(np_dtype), logits[0].numel())
     else:
         k = min(topk, logits.shape[1])
         prob, cls = torch.softmax(logits, dim=1).topk(k, dim=1)  # (R, k) each, largest first
@@ -269,8 +269,9 @@ class CachedTeacher(nn.Module):
     def test_outputs(self) -> torch.Tensor:
         """(N_test, C) the (combined) teacher's log-probabilities on the test split, as the classification
         task's `predict` computes them from a live teacher (caches serve logit-only classification students)."""
+        positions = tuple(self.metas[0].get("positions") or ())  # per-token outputs: (N_test, *P, C)
         logits = torch.stack([view_logits(read_table(self.store, Store.artifact(i, TEST)), self.classes)[1]
-                              for i in self.ids])  # (M, N_test, C)
+                              .reshape(-1, *positions, self.classes) for i in self.ids])  # (M, N_test, *P, C)
         return ensemble_log_probs(logits, 1.0, self.combine).to(self.device)
 
     def replayed(self, augment: Augment | None) -> Augment | None:

@@ -13,6 +13,7 @@ jobs; `render` and `plots` show any view; `reference` reads the published number
 - `efficiency`: accuracy against parameters, FLOPs and batch-1 latency, with the Pareto fronts
 - `pose`: video pose PCK against FLOPs per frame (teacher frame by frame, students alone, DKD students)
 - `sparsity`: accuracy against compression of dense and sparse students, alone and distilled (Hegde et al. 2020)
+- `glue`: the fine-tuned models (suite `finetune:`): per model, parameters, latency, each task's score, the macro
 - `crossmodal`: linear-probe accuracy of cross-modal transfers against the supervised student and the random floor
 
 Every cell: mean, std, 95% t-interval over seeds, n, and the paired difference against the student
@@ -25,6 +26,7 @@ from .crossmodal import crossmodal
 from .efficiency import efficiency
 from .ensembles import ensembles
 from .eskd import eskd
+from .glue import glue
 from .hinton import hinton
 from .methods import methods
 from .pose import pose
@@ -33,7 +35,8 @@ from .takd import takd
 from .teacher_size import teacher_size
 
 VIEWS = {"takd": takd, "teacher-size": teacher_size, "eskd": eskd, "methods": methods, "ensembles": ensembles,
-         "hinton": hinton, "efficiency": efficiency, "pose": pose, "sparsity": sparsity, "crossmodal": crossmodal}
+         "hinton": hinton, "efficiency": efficiency, "pose": pose, "sparsity": sparsity, "crossmodal": crossmodal,
+         "glue": glue}
 
-__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "hinton", "methods", "pose", "sparsity", "takd",
-           "teacher_size"]
+__all__ = ["VIEWS", "crossmodal", "efficiency", "ensembles", "eskd", "glue", "hinton", "methods", "pose", "sparsity",
+           "takd", "teacher_size"]

@@ -33,7 +33,7 @@ NAMES = ["job_id", "kind", "teacher", "student", "method", "method_params", "cha
 METRICS = ["status", "error", "task", "metrics", "test_acc", "val_acc", "teacher_test_acc", "teacher_params",
            "student_params",
            "epochs_trained", "stop_epoch", "combine", "dataset", "dataset_params", "recipe", "student_arch",
-           "student_arch_params", "protocol", "finished_at"]
+           "student_arch_params", "protocol", "finished_at", "finetune_task", "finetune_metric", "finetune_from"]
 _COLUMNS = [*NAMES, *METRICS]  # what load_jobs reads of the results
 
 
@@ -73,6 +73,9 @@ def _scores(row: dict) -> None:
         return
     name = _metric(row["task"] or "classification").name
     row["score"], row["teacher_score"] = metrics.get(f"test_{name}"), metrics.get(f"teacher_test_{name}")
+    if row.get("finetune_metric"):  # a fine-tune job: its task's score, the mean of the metric(s) the suite names
+        values = [metrics.get(f"test_{m}") for m in row["finetune_metric"].split("+")]
+        row["score"] = None if None in values else sum(values) / len(values)
 
 
 def better(a: float, b: float, higher: bool) -> bool:

@@ -314,8 +314,10 @@ def plot_pose(table: pa.Table) -> bytes:
     return _png(fig)
 
 
+from .glue import plot_glue  # noqa: E402  (it reads this module's helpers when it draws)
 from .sparsity import plot_sparsity  # noqa: E402  (it reads this module's helpers when it draws)
 
 PLOTS = {"takd": plot_takd, "teacher-size": plot_teacher_size, "eskd": plot_eskd, "methods": plot_methods,
          "ensembles": plot_ensembles, "hinton": plot_hinton, "efficiency": plot_efficiency,
-         "pose": plot_pose, "sparsity": plot_sparsity, "crossmodal": plot_crossmodal}
+         "pose": plot_pose, "sparsity": plot_sparsity, "crossmodal": plot_crossmodal,
+         "glue": plot_glue}

@@ -30,6 +30,8 @@ TITLES = {
     "efficiency": "Accuracy against size and latency (★: on the Pareto front of accuracy vs parameters / vs "
                   "batch-1 latency)",
     "pose": "Video pose: PCK against FLOPs per frame (★: on the Pareto front of PCK vs FLOPs/frame)",
+    "glue": "Fine-tuned on each downstream task: score ×100 per task (mean ± 95% CI over upstream × fine-tune seeds; "
+            "mcc: Matthews, f1+acc: their mean), the macro-score, parameters and batch-1 latency",
     "sparsity": "Accuracy against compression (teacher parameters / non-zero parameters) of dense and sparse "
                 "students, alone and distilled",
 }
@@ -197,6 +199,10 @@ def _n(r: dict) -> str:
 
 def display(view: str, table: pa.Table) -> tuple[list[str], list[list[str]]]:
     """(headers, rows of strings) of a view table."""
+    if view == "glue":  # one column per downstream task
+        from .glue import glue_display
+
+        return glue_display(table)
     rows = table.to_pylist()
     ambiguous = short_labels(rows)
     u = Units.of(rows)
@@ -229,6 +235,8 @@ RANK_NOTE = ("rank: the method's place among the methods on the same teacher and
 
 
 def caption(view: str, suite: str, u: Units = ACC) -> str:
+    if view == "glue":
+        return f"{suite}: {TITLES[view]}; higher is better."
     better = "higher" if u.metric.higher_is_better else "lower"
     return (f"{suite}: {TITLES[view]}. Test {u.metric.title}{' %' if u.metric.unit == '%' else ''} over seeds "
             f"(mean ± 95% t-interval; {better} is better); differences in {u.diff_unit}, paired by seed; "

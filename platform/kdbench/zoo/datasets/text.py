@@ -45,6 +45,7 @@ class TextParams(DatasetParams):
     format: Format = "text"
     encoding: str = "utf-8"
     text_field: str = "text"
+    columns: list[str] | None = None  # tsv without a header line (GLUE's CoLA): its field names
     tokenizer: TokenizerSpec = TokenizerSpec()
     max_length: int = Field(default=128, ge=4, le=4096)
     val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -56,10 +57,12 @@ class TextParams(DatasetParams):
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must leave a training split (sum < 1)")
         # Checked when the suite loads: a missing file is a SpecError (or, where the data is checked later, a note).
-        for name in (self.file, getattr(self, "test_file", None)):
+        corpus = self.tokenizer.corpus
+        files = [(self.root, self.file), (self.root, getattr(self, "test_file", None))]
+        for root, name in files + ([(corpus.root, corpus.file)] if corpus else []):
             if name is not None:
                 try:
-                    resolve(self.root, name)
+                    resolve(root, name)
                 except FileNotFoundError as e:
                     data_missing(str(e))
         return self
@@ -97,6 +100,7 @@ class TextMLMParams(TextParams):
 def mlm_key(p: TextMLMParams) -> str:
     return artefact_key(kind="mlm", corpus=content_hash(resolve(p.root, p.file)), format=p.format,
                         encoding=p.encoding, field=p.text_field, tokenizer=tokenizer_identity(p.tokenizer),
+                        **({"columns": p.columns} if p.columns else {}),
                         max_length=p.max_length, max_documents=p.max_documents)
 
 
@@ -116,7 +120,7 @@ def text_mlm(p: TextMLMParams) -> DataSplits:
     key = mlm_key(p)
 
     def build():
-        records = read_records(path, p.format, p.encoding)[:p.max_documents]
+        records = read_records(path, p.format, p.encoding, p.columns)[:p.max_documents]
         texts = [_field(r, p.text_field, path) for r in records]
         tok = build_tokenizer(p.tokenizer, texts)
         ids, docs = chunk_documents(tok, texts, p.max_length)
@@ -176,6 +180,7 @@ def classification_key(p: TextClassificationParams) -> str:
     return artefact_key(kind="classification", corpus=content_hash(resolve(p.root, p.file)),
                         test=content_hash(test_path) if test_path else None, format=p.format, encoding=p.encoding,
                         fields=[p.text_field, p.text_pair_field, p.label_field], labels=p.labels,
+                        **({"columns": p.columns} if p.columns else {}),
                         tokenizer=tokenizer_identity(p.tokenizer), max_length=p.max_length)
 
 
@@ -197,10 +202,10 @@ def text_classification(p: TextClassificationParams) -> DataSplits:
     key = classification_key(p)
 
     def build():
-        records = read_records(path, p.format, p.encoding)
+        records = read_records(path, p.format, p.encoding, p.columns)
         n_train_file = len(records)
         if test_path is not None:
-            records += read_records(test_path, p.format, p.encoding)
+            records += read_records(test_path, p.format, p.encoding, p.columns)
         texts = [_field(r, p.text_field, path) for r in records]
         pairs = [_field(r, p.text_pair_field, path) for r in records] if p.text_pair_field else None
         raw = [_field(r, p.label_field, path) for r in records]

@@ -38,7 +38,7 @@ def resolve(root: str, file: str) -> Path:
             raise FileNotFoundError(f"root {root!r}: the package {pkg!r} is not installed")
         base = Path(next(iter(spec.submodule_search_locations))) / sub
     else:
-        base = Path(os.path.expanduser(root))
+        base = Path(os.path.expandvars(os.path.expanduser(root)))  # e.g. $KDBENCH_DATA_ROOT/glue/CoLA
     path = base / file
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
@@ -57,18 +57,20 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_records(path: Path, fmt: Format, encoding: str = "utf-8") -> list[dict[str, str]]:
+def read_records(path: Path, fmt: Format, encoding: str = "utf-8",
+                 columns: list[str] | None = None) -> list[dict[str, str]]:
+    """`columns`: a TSV without a header line (GLUE's CoLA) has these fields."""
     if fmt == "text":
         return [{"text": line.strip()} for line in _lines(path, encoding) if line.strip()]
     if fmt == "fasttext":
         return [_fasttext(line, path) for line in _lines(path, encoding) if line.strip()]
     if fmt == "tsv":
         lines = [line.rstrip("\n").rstrip("\r") for line in _lines(path, encoding)]
-        header = lines[0].split("\t")
-        rows = [line.split("\t") for line in lines[1:] if line]
-        bad = next((i for i, r in enumerate(rows, 2) if len(r) != len(header)), None)
+        header, first = (lines[0].split("\t"), 2) if columns is None else (list(columns), 1)
+        rows = [line.split("\t") for line in lines[first - 1:] if line]
+        bad = next((i for i, r in enumerate(rows, first) if len(r) != len(header)), None)
         if bad is not None:
-            raise ValueError(f"{path}:{bad}: {len(rows[bad - 2])} fields, the header has {len(header)}")
+            raise ValueError(f"{path}:{bad}: {len(rows[bad - first])} fields, the header has {len(header)}")
         return [dict(zip(header, r, strict=True)) for r in rows]
     if fmt == "jsonl":
         return [_str_values(json.loads(line)) for line in _lines(path, encoding) if line.strip()]

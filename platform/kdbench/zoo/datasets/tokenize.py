@@ -34,20 +34,44 @@ SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID = 0
 
 
+class VocabCorpus(BaseModel):
+    """The texts a vocabulary is trained on, when not the dataset's own: one vocabulary (kept as its own cached
+    artefact) shared by every dataset that names the same corpus and spec, e.g. a masked-LM corpus and the
+    labelled texts a model pre-trained on it is fine-tuned on (their token ids must agree)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    root: str  # as a text dataset's root (a location: not part of the vocabulary's key)
+    file: str
+    format: str = "text"
+    encoding: str = "utf-8"
+    text_field: str = "text"
+    max_documents: int | None = Field(default=None, gt=0)  # the first N records only
+
+
 class TokenizerSpec(BaseModel):
     """`path`: a folder with `tokenizer.json` (or a WordPiece `vocab.txt`); else a WordPiece vocabulary of
-    `vocab_size` trained offline on the dataset's texts with the `tokenizers` library."""
+    `vocab_size` trained offline with the `tokenizers` library, on the dataset's texts or on `corpus`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: str | None = None
     vocab_size: int = Field(default=1000, ge=len(SPECIALS) + 1)
     lowercase: bool = True
+    corpus: VocabCorpus | None = None
 
     @model_validator(mode="after")
     def _folder_exists(self):
-        if self.path is not None and not Path(os.path.expanduser(self.path)).is_dir():
-            raise ValueError(f"tokenizer path {self.path} is not a folder")
+        from .base import data_missing
+
+        if self.path is not None and not folder(self.path).is_dir():
+            data_missing(f"tokenizer path {folder(self.path)} is not a folder")
+        if self.path is not None and self.corpus is not None:
+            raise ValueError("give a tokenizer `path` or a `corpus` to train a vocabulary on, not both")
         return self
+
+
+def folder(path: str) -> Path:
+    """A user's path: `~` and environment variables ($KDBENCH_DATA_ROOT/glue) expanded."""
+    return Path(os.path.expandvars(os.path.expanduser(path)))
 
 
 def cache_dir() -> Path:
@@ -89,11 +113,42 @@ def tokenizer_identity(spec: TokenizerSpec) -> dict[str, Any]:
 
     ident = spec.model_dump()
     if spec.path is not None:
-        folder = Path(os.path.expanduser(spec.path))
+        where = folder(spec.path)
         ident["path"] = None  # where it is does not matter, what it holds does
-        ident["files"] = {n: content_hash(folder / n) for n in ("tokenizer.json", "vocab.txt")
-                          if (folder / n).exists()}
+        ident["files"] = {n: content_hash(where / n) for n in ("tokenizer.json", "vocab.txt")
+                          if (where / n).exists()}
+    if spec.corpus is None:
+        del ident["corpus"]  # the keys of artefacts made before `corpus` existed stay as they were
+    else:
+        ident["corpus"] = _corpus_identity(spec.corpus)
     return ident
+
+
+def _corpus_identity(corpus: VocabCorpus) -> dict[str, Any]:
+    from .text_files import content_hash, resolve
+
+    return {**corpus.model_dump(), "root": None, "content": content_hash(resolve(corpus.root, corpus.file))}
+
+
+def _corpus_vocabulary(spec: TokenizerSpec) -> str:
+    """The vocabulary trained on `spec.corpus`, as tokenizer JSON: built once and kept (the trainer is not
+    reproducible across processes, so every dataset naming this corpus must read the same one)."""
+    from .text_files import read_records, resolve
+
+    c = spec.corpus
+    key = artefact_key(kind="vocabulary", spec={k: v for k, v in spec.model_dump().items() if k != "corpus"},
+                       corpus=_corpus_identity(c))
+
+    def build():
+        path = resolve(c.root, c.file)
+        records = read_records(path, c.format, c.encoding)[:c.max_documents]
+        missing = next((i for i, r in enumerate(records, 1) if c.text_field not in r), None)
+        if missing is not None:
+            raise ValueError(f"{path}: record {missing} has no field {c.text_field!r}")
+        tok = build_tokenizer(spec.model_copy(update={"corpus": None}), [r[c.text_field] for r in records])
+        return {"tokenizer": tok.to_str()}
+
+    return cached(key, build)["tokenizer"]
 
 
 def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
@@ -103,7 +158,9 @@ def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
     from tokenizers.models import WordPiece
     from tokenizers.processors import BertProcessing
 
-    if spec.path is None:
+    if spec.corpus is not None:
+        tok = Tokenizer.from_str(_corpus_vocabulary(spec))
+    elif spec.path is None:
         wp = BertWordPieceTokenizer(lowercase=spec.lowercase)
         wp.train_from_iterator(texts, vocab_size=spec.vocab_size, special_tokens=list(SPECIALS), show_progress=False)
         tok = Tokenizer.from_str(wp.to_str())
@@ -112,14 +169,14 @@ def build_tokenizer(spec: TokenizerSpec, texts: list[str]):
         ordered = list(SPECIALS) + sorted(t for t in wp.get_vocab() if t not in SPECIALS)
         tok.model = WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##")
     else:
-        folder = Path(os.path.expanduser(spec.path))
-        if (folder / "tokenizer.json").exists():
-            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        elif (folder / "vocab.txt").exists():
-            wp = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=spec.lowercase)
+        where = folder(spec.path)
+        if (where / "tokenizer.json").exists():
+            tok = Tokenizer.from_file(str(where / "tokenizer.json"))
+        elif (where / "vocab.txt").exists():
+            wp = BertWordPieceTokenizer(str(where / "vocab.txt"), lowercase=spec.lowercase)
             tok = Tokenizer.from_str(wp.to_str())
         else:
-            raise FileNotFoundError(f"tokenizer folder {folder} has neither tokenizer.json nor vocab.txt")
+            raise FileNotFoundError(f"tokenizer folder {where} has neither tokenizer.json nor vocab.txt")
     ids = check_specials(tok, spec.path or "the trained vocabulary")
     # BERT's post-processing, also for a trained vocabulary (it had no [CLS]/[SEP] when its processor was made)
     tok.post_processor = BertProcessing(("[SEP]", ids["[SEP]"]), ("[CLS]", ids["[CLS]"]))

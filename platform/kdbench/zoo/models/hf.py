@@ -40,9 +40,16 @@ class HFParams(ArchParams):
     def _shape(self):
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads {self.heads}")
-        if self.path is not None and not os.path.isfile(os.path.join(os.path.expanduser(self.path), "config.json")):
-            raise ValueError(f"model path {self.path} has no config.json")
+        if self.path is not None and not os.path.isfile(os.path.join(local(self.path), "config.json")):
+            from kdbench.zoo.datasets.base import data_missing  # `kdbench validate` notes it, as missing data
+
+            data_missing(f"model path {local(self.path)} has no config.json")
         return self
+
+
+def local(path: str) -> str:
+    """A user's folder: `~` and environment variables ($KDBENCH_DATA_ROOT/bert-base-uncased) expanded."""
+    return os.path.expandvars(os.path.expanduser(path))
 
 
 class HFClassifierParams(HFParams):
@@ -86,7 +93,7 @@ def masked_lm(p: HFParams, input_shape: tuple[int, ...], num_classes: int) -> nn
 
     _check_input(input_shape, "hf/masked_lm")
     if p.path is not None:
-        hf = AutoModelForMaskedLM.from_pretrained(os.path.expanduser(p.path), local_files_only=True)
+        hf = AutoModelForMaskedLM.from_pretrained(local(p.path), local_files_only=True)
         if hf.config.vocab_size != num_classes:
             raise ValueError(f"model {p.path} has a vocabulary of {hf.config.vocab_size}; the dataset's has "
                              f"{num_classes} (tokenise it with the model's tokenizer)")
@@ -102,7 +109,45 @@ def sequence_classification(p: HFClassifierParams, input_shape: tuple[int, ...],
     _check_input(input_shape, "hf/sequence_classification")
     if p.path is not None:  # a pre-trained encoder; a classification head of num_classes (new if absent)
         hf = AutoModelForSequenceClassification.from_pretrained(
-            os.path.expanduser(p.path), local_files_only=True, num_labels=num_classes)
+            local(p.path), local_files_only=True, num_labels=num_classes)
     else:
         hf = BertForSequenceClassification(bert_config(p, p.vocab_size, num_labels=num_classes))
     return HFModel(hf, pooled=True)
+
+
+def vocabulary_of(state: dict[str, torch.Tensor]) -> int:
+    """The vocabulary size of a transformer's weights (its word-embedding rows)."""
+    key = next((k for k in state if k.endswith("word_embeddings.weight")), None)
+    if key is None:
+        raise ValueError("the weights hold no word embeddings (…word_embeddings.weight): not a transformer encoder")
+    return int(state[key].shape[0])
+
+
+def classifier_from(backbone: HFModel, num_classes: int) -> tuple[HFModel, dict[str, list[str]]]:
+    """A sequence classifier of `num_classes` on `backbone`'s encoder (a masked-LM model): the same config, every
+    matching weight copied; the pooler and classification head are new (freshly initialised from the current
+    torch seed). Also returns what happened to each tensor: `loaded`, `new` (the head) and `dropped` (the MLM head)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = backbone.hf.config.__class__.from_dict(backbone.hf.config.to_dict())
+    config.num_labels = num_classes
+    config.architectures = None
+    hf = AutoModelForSequenceClassification.from_config(config)
+    source = backbone.hf.state_dict()
+    target = hf.state_dict()
+    loaded = sorted(k for k in target if k in source and source[k].shape == target[k].shape)
+    hf.load_state_dict({**target, **{k: source[k] for k in loaded}})
+    report = {"loaded": loaded, "new": sorted(set(target) - set(loaded)), "dropped": sorted(set(source) - set(target))}
+    return HFModel(hf, pooled=True), report
+
+
+def masked_lm_classifier(p: HFParams, state: dict[str, torch.Tensor], input_shape: tuple[int, ...],
+                         num_classes: int) -> tuple[HFModel, dict[str, list[str]]]:
+    """A trained `hf/masked_lm` (its kdbench state dict) as a classifier of `num_classes` (`classifier_from`)."""
+    backbone = masked_lm(p, input_shape, vocabulary_of(state))
+    backbone.load_state_dict(state)
+    return classifier_from(backbone, num_classes)
+
+
+# Architectures a fine-tune job can start from: arch -> (params, trained state, input shape, classes) -> model.
+FINETUNE_FROM = {"hf/masked_lm": (HFParams, masked_lm_classifier)}
