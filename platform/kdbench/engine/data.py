@@ -40,5 +40,7 @@ def shuffled_batches(split: Split, batch_size: int, seed: int, epoch: int) -> It
 
 
 def ordered_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for start in range(0, len(split), batch_size):
-        yield split.x[start:start + batch_size], split.y[start:start + batch_size]
+    """(x, y) batches in index order; a streamed split's from its workers."""
+    from kdbench.tasks.base import split_batches
+
+    return split_batches(split, batch_size)

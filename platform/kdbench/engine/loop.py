@@ -75,7 +75,7 @@ def evaluate(task: Task, model: nn.Module, split: Split,
     `streamed` task (masked LM) is scored batch by batch and its predictions are not kept (None)."""
     if task.streamed and fit_on is None:
         return None, task.streamed_score(model, split)
-    preds = task.predict(model, split.x)
+    preds = task.predict_split(model, split)
     if fit_on is None:  # the two-argument call: a plugin task written before read-outs keeps working
         return preds, task.score(preds, split.y)
-    return preds, task.score(preds, split.y, (task.predict(model, fit_on.x), fit_on.y))
+    return preds, task.score(preds, split.y, (task.predict_split(model, fit_on), fit_on.y))

@@ -102,7 +102,7 @@ class Task:
         a time: the same values as `score(predict(model, x), y)` without holding the split's predictions."""
         model.eval()
         sums: dict[str, torch.Tensor] = {}
-        for xb, yb in zip(_chunks(split.x, self.eval_batch), _chunks(split.y, self.eval_batch), strict=True):
+        for xb, yb in split_batches(split, self.eval_batch):
             for k, v in self.batch_sums(self.prediction(model(xb)), yb).items():
                 sums[k] = sums.get(k, 0) + v
         return self.score_sums(sums)
@@ -121,6 +121,25 @@ class Task:
         """(N, K) predictions of `model` (a student or a teacher) over inputs `x`, in eval mode."""
         model.eval()
         return torch.cat([self.prediction(model(xb)) for xb in _chunks(x, batch_size)])
+
+    @torch.no_grad()
+    def predict_split(self, model, split: Split, batch_size: int = 1024) -> torch.Tensor:
+        """`predict` over a split: an in-memory one's inputs, or a streamed split's batches in index order (shards:
+        the split's images are decoded batch by batch, never held)."""
+        if not hasattr(split, "batches"):
+            return self.predict(model, split.x, batch_size)
+        model.eval()
+        return torch.cat([self.prediction(model(xb)) for xb, _ in split_batches(split, batch_size)])
+
+
+def split_batches(split: Split, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) batches of `size` samples in index order: slices of an in-memory split, or a streamed split's own
+    batches (zoo/datasets/shard_stream.py, decoded in its workers)."""
+    if hasattr(split, "batches"):
+        for x, y, _ in split.batches(size, None):
+            yield x, y
+    else:
+        yield from zip(_chunks(split.x, size), _chunks(split.y, size), strict=True)
 
 
 def _chunks(x: torch.Tensor, size: int) -> Iterator[torch.Tensor]:

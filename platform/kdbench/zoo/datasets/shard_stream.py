@@ -146,7 +146,8 @@ def _worker_init(_: int) -> None:
 
 
 class StreamSplit:
-    """A training split read from shards; the engine's loop takes batches from `batches` (engine/data.py)."""
+    """A split read from shards: the training loop takes its batches from `batches` (engine/data.py), evaluation in
+    index order (`tasks.base.split_batches`); only the labels are held."""
 
     def __init__(self, reader: BatchReader, mean, std, workers: int, device: torch.device | str = "cpu") -> None:
         self.reader, self.workers, self.device = reader, workers, torch.device(device)
@@ -216,10 +217,3 @@ class StreamSplit:
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()  # unregisters the workers from torch's SIGCHLD check, joins the live ones
         self._loader = None
-
-    def materialise(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole split as in-memory (x, y), in index order (a validation or test split)."""
-        parts = list(self.batches(256, None))
-        if not parts:
-            return torch.empty(0, *self.input_shape), torch.empty(0, dtype=torch.int64)
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

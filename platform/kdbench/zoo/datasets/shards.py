@@ -2,8 +2,8 @@
 
 The training split streams (shard_stream.py): decoded in DataLoader workers, shards fetched into a bounded local
 cache (shard_cache.py). The validation split (`val_size` training images, stratified and fixed exactly as the
-in-memory datasets pick them) and the test split are decoded once at load and held in memory, as the engine
-evaluates them whole. Preprocessing is the in-memory dataset's: an ImageFolder's images are decoded, resized
+in-memory datasets pick them) and the test split stream too, in index order, at every evaluation: only their
+labels are held. Preprocessing is the in-memory dataset's: an ImageFolder's images are decoded, resized
 (shorter side round(S·8/7)) and centre-cropped to S as `imagefolder` does; CIFAR and MNIST keep their pixels;
 each is normalised with its source's mean and std, and trains with the source's crop and flip.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from .augment import crop_flip
-from .base import DatasetParams, DataSplits, Split, data_missing, register_dataset
+from .base import DatasetParams, DataSplits, data_missing, register_dataset
 from .files import DatasetMissing
 from .imagefolder import pick_train_val
 from .shard_cache import ShardSource, is_uri
@@ -110,8 +110,10 @@ def shards(p: ShardsParams) -> DataSplits:
         reader = BatchReader(source, m.splits[split], records, labels, m.encoding, shape, size, order)
         return StreamSplit(reader, m.mean, m.std, workers)
 
-    held = [stream("train", val, y[val], "global", 0), stream("test", *_all(_labels(source, m, "test")), "global", 0)]
-    val_split, test_split = (Split(*s.materialise()) for s in held)
+    # Validation and test stream too (index order, decoded batch by batch in the same workers' way): ImageNet's
+    # 50,000 test images would hold 30 GB as float32 at 224 px. Only their labels are kept.
+    val_split = stream("train", val, y[val], "global", p.workers)
+    test_split = stream("test", *_all(_labels(source, m, "test")), "global", p.workers)
     pad = m.pad if m.pad is not None else size // 8
     views = crop_flip(pad, _black(m.mean, m.std), flip=m.flip) if p.augment else None
     return DataSplits(stream("train", train, y[train], p.order, p.workers), val_split, test_split, len(m.classes),
