@@ -1,5 +1,6 @@
 """The CI twin of the ImageNet suite: torchvision and timm models by name, a teacher from a .safetensors file,
-KD/AT/CRD/DKD, on a generated 10-class 64-pixel ImageFolder, end to end through Ray Tune."""
+KD/AT/CRD/DKD, on a generated 10-class 64-pixel ImageFolder converted to shards and streamed, end to end
+through Ray Tune."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_the_imagenet_suite_validates_here_without_its_data():
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "imagenet_kd v1: 12 jobs (2 baseline, 8 student, 2 teacher)" in out.stdout
-    assert "note: not on this machine: dataset folder /data/imagenet does not exist" in out.stdout + out.stderr
+    assert "note: not on this machine: no /data/imagenet-shards/manifest.json" in out.stdout + out.stderr
 
 
 def twin_with_data(tmp_path):
@@ -37,7 +38,12 @@ def twin_with_data(tmp_path):
     from kdbench.zoo.models import create_model
 
     root = write_imagenet_like(tmp_path / "imagenet_twin", train=8, val=3)
-    text = TWIN.read_text().replace("root: data/imagenet_twin", f"root: {root}")
+    shards = tmp_path / "imagenet_twin_shards"  # converted once by the real command, as users do
+    done = subprocess.run([sys.executable, "-m", "kdbench.cli", "shards", "imagefolder", str(root), str(shards),
+                           "--shard-mb", "0.05"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(list(shards.rglob("*.parquet"))) > 2  # several shards: the stream crosses shard boundaries
+    text = TWIN.read_text().replace("root: data/imagenet_twin_shards", f"root: {shards}")
     for seed, (arch, file) in enumerate((("resnet34", "resnet34.pth"), ("resnet50", "resnet50.safetensors"))):
         torch.manual_seed(seed)
         state = {k.removeprefix("net."): v.contiguous()  # torchvision's own key names: no `net.` prefix
