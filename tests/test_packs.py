@@ -48,9 +48,9 @@ def test_the_packer_groups_ready_jobs_that_differ_only_in_seed_and_teacher(tmp_p
     assert len(packs) < len(jobs)
 
 
-def test_the_default_is_one_job_per_trial(tmp_path):
+def test_the_default_packs_by_estimated_duration(tmp_path):  # tests/test_autopack.py
     plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
-    assert plan.suite.resources.jobs_per_trial == 1
+    assert plan.suite.resources.jobs_per_trial == "auto"
 
 
 @pytest.mark.slow
