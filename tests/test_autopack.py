@@ -126,6 +126,18 @@ def test_measured_times_change_later_packs(tmp_path, monkeypatch):
     assert len(run.next_config()["jobs"]) == 5  # 5 × 11.75 s ≤ 60 s < 6 × 11.75 s
 
 
+def test_teachers_are_not_measured_for_the_students(tmp_path):
+    plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
+    times = durations(plan)
+    teacher = next(e.job for e in plan.entries if e.job.kind == "teacher")
+    baseline = next(e.job for e in plan.entries if e.job.kind == "baseline")
+    prior = times.seconds(baseline)
+    times.finished(teacher, 1000.0)
+    assert times.seconds(baseline) == prior  # still the formula: nothing like it was measured
+    times.finished(baseline, 10 * prior)
+    assert times.seconds(baseline) == pytest.approx(10 * prior)
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_the_default_packs_the_tiny_suite(tmp_path, ray_local):

@@ -71,7 +71,10 @@ class Durations:
         return None if self.described is None else prior
 
     def _add(self, job: Job, seconds: float, prior: float) -> None:
-        entry = self._measured.setdefault(self._key(job), [0.0, 0.0])
+        key = self._key(job)
+        if key is None:  # a job that is never packed (a teacher): its speed says nothing of the students'
+            return
+        entry = self._measured.setdefault(key, [0.0, 0.0])
         for acc in (entry, self._all):
             acc[0] += seconds
             acc[1] += prior
