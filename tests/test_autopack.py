@@ -154,3 +154,12 @@ def test_the_default_packs_the_tiny_suite(tmp_path, ray_local):
     assert len(baselines) == 2 and len(trials & set(baselines)) == 1
     assert all(e.job_id in trials for e in plan.entries if e.job.kind == "teacher")  # teachers run alone
     assert len(trials) < len(plan)
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "257", "true", "2.5"])
+def test_jobs_per_trial_is_auto_or_a_count_else_one_line_naming_the_field(tmp_path, value):
+    path = write_suite(tmp_path, SHORT.format(epochs=1, resources=f"resources: {{jobs_per_trial: {value}}}\n"))
+    with pytest.raises(Exception, match=r"suite\.yaml:8: resources\.jobs_per_trial: must be auto or a whole number "
+                                        r"from 1 to 256") as e:
+        load_suite(str(path))
+    assert "\n" not in str(e.value)
