@@ -48,9 +48,9 @@ def test_the_packer_groups_ready_jobs_that_differ_only_in_seed_and_teacher(tmp_p
     assert len(packs) < len(jobs)
 
 
-def test_the_default_is_one_job_per_trial(tmp_path):
+def test_the_default_packs_by_estimated_duration(tmp_path):  # tests/test_autopack.py
     plan = expand(load_suite(str(write_suite(tmp_path, TINY_SUITE))))
-    assert plan.suite.resources.jobs_per_trial == 1
+    assert plan.suite.resources.jobs_per_trial == "auto"
 
 
 @pytest.mark.slow
@@ -72,7 +72,8 @@ def test_a_packed_suite_runs_every_job_in_fewer_trials_with_the_results_of_separ
     for run in children:
         assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
     # The same suite, one job per trial: the same accuracies (fusing only reorders float sums).
-    run_suite(str(write_suite(tmp_path, TINY_SUITE, "alone.yaml")), RunOptions(store=alone.uri, track=False))
+    run_suite(str(write_suite(tmp_path, TINY_SUITE + "resources: {cpus: 1, jobs_per_trial: 1}\n", "alone.yaml")),
+              RunOptions(store=alone.uri, track=False))
     other = {r["job_id"]: r for r in open_results(alone).to_arrow().to_pylist()}
     assert set(other) == set(rows)
     for job_id, row in rows.items():

@@ -6,7 +6,8 @@ seconds between the two smallest (1.0 = linear; a per-job cost that grew with N,
 trials on every event, would show as a ratio that grows with the sizes). Reported beside it: jobs/s and
 the jobs' own mean wall seconds, so the per-job orchestration cost can be read off.
 Conditions: a suite of N baseline jobs of one epoch on 64 synthetic samples (an MLP of width 4), one per
-seed, `resources: {cpus: 1}` on a local Ray with every core; each size in a fresh store, the embedded
+seed, `resources: {cpus: 1, jobs_per_trial: 1}` (one trial per job: `auto`, the default, would pack these
+near-empty jobs) on a local Ray with every core; each size in a fresh store, the embedded
 MLflow on (`tracked`) and off (`--no-track`). Wall time is the whole command (Ray start, report included).
 Run: .venv/bin/python benchmarks/perf/driver_scale.py [--sizes 100,400,1600]
 """
@@ -35,7 +36,7 @@ def suite_yaml(n: int) -> str:
         "dataset": {"name": "synthetic", "n_train": 64, "n_val": 16, "n_test": 16},
         "recipe": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 0.05}},
         "teachers": [], "students": [{"name": "s", "arch": "mlp", "widths": [4]}],
-        "methods": ["none"], "seeds": list(range(n)), "resources": {"cpus": 1},
+        "methods": ["none"], "seeds": list(range(n)), "resources": {"cpus": 1, "jobs_per_trial": 1},
     }, sort_keys=False)
 
 

@@ -32,7 +32,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SIDES = ("kdbench-track", "kdbench-notrack", "kdbench-pack8", "kdbench-warm", "bare")
+SIDES = ("kdbench-track", "kdbench-notrack", "kdbench-pack1", "kdbench-pack8", "kdbench-warm", "bare")
+# kdbench-track, -notrack and -warm run the suite with kdbench's defaults: since `jobs_per_trial: auto` became the
+# default (kdbench/orchestrate/groups.py) that packs these short jobs. kdbench-pack1: tracked, with
+# `resources.jobs_per_trial: 1` — one trial per job, the default before (the records up to 2026-11-28).
 # kdbench-warm: tracked, `kdbench run --address` to a local Ray head started before each of its rounds (not timed), as
 # a laptop user keeping `ray start --head` running or any cluster: each run still starts its own trial workers.
 WARM_ADDRESS = "P1_RAY_ADDRESS"
@@ -181,10 +184,11 @@ def child(side: str, suite: str, out: str) -> None:
     from kdbench import expand, load_suite
 
     job_ids = [e.job_id for e in expand(load_suite(suite)).entries]
-    if side == "kdbench-pack8":
-        packed = suite.replace(".yaml", "-pack8.yaml")
+    if side in ("kdbench-pack1", "kdbench-pack8"):
+        size = side.removeprefix("kdbench-pack")
+        packed = suite.replace(".yaml", f"-pack{size}.yaml")
         Path(packed).write_text(Path(suite).read_text().replace("resources: {cpus: 1}",
-                                                                "resources: {cpus: 1, jobs_per_trial: 8}"))
+                                                                f"resources: {{cpus: 1, jobs_per_trial: {size}}}"))
         suite = packed
     with tempfile.TemporaryDirectory(prefix=f"p1-{side}-") as store_dir:
         if side == "bare":
@@ -193,7 +197,9 @@ def child(side: str, suite: str, out: str) -> None:
             res = run_kdbench(suite, store_dir, side != "kdbench-notrack",
                               os.environ[WARM_ADDRESS] if side == "kdbench-warm" else None)
         intervals = job_intervals(store_dir, job_ids)
-    res.update(side=side, wall=res["t_end"] - res["t_start"], jobs=len(intervals),
+        trial_dirs = Path(store_dir, "ray", "p1-orchestration")
+        trials = sum(d.name.startswith("job-") for d in trial_dirs.iterdir()) if trial_dirs.is_dir() else None
+    res.update(side=side, wall=res["t_end"] - res["t_start"], jobs=len(intervals), trials=trials,
                job_mean=statistics.mean(e - s for s, e in intervals),
                slots=slot_accounting(intervals, res["t_start"], res["t_end"], *res["work"]),
                load=os.getloadavg())
@@ -272,6 +278,7 @@ def summarize(results: list[dict], jobs: int) -> list[dict]:
                      "per_job": per_job_overhead(wall, bare, jobs),
                      "job_mean": statistics.mean(r["job_mean"] for r in rs),
                      "ray_init": _mean_mark(rs, "ray_init"),
+                     "trials": sorted({r.get("trials") for r in rs if r.get("trials") is not None}),
                      # contention-robust: slot-seconds not spent inside run_job, per job
                      "idle_per_job": statistics.mean(SLOTS * r["wall"] - r["slots"]["jobs"] for r in rs) / jobs})
     return rows
@@ -284,12 +291,12 @@ def _mean_mark(rs: list[dict], name: str) -> float | None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| side | wall s (runs) | median wall s | ratio vs bare | overhead s/job | mean job s | "
-             "non-job slot-s/job | Ray init s |", "| --- " * 8 + "|"]
+             "non-job slot-s/job | Ray init s | Tune trials |", "| --- " * 9 + "|"]
     for r in rows:
         ray = f"{r['ray_init']:.2f}" if r["ray_init"] is not None else "—"
         lines.append(f"| {r['side']} | {', '.join(f'{w:.1f}' for w in r['walls'])} | {r['wall']:.1f} | "
                      f"{r['ratio']:.3f} | {r['per_job']:+.2f} | {r['job_mean']:.2f} "
-                     f"| {r['idle_per_job']:.2f} | {ray} |")
+                     f"| {r['idle_per_job']:.2f} | {ray} | {', '.join(map(str, r['trials'])) or '—'} |")
     return "\n".join(lines)
 
 

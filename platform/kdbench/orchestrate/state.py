@@ -22,7 +22,8 @@ from kdbench.store import Store, StoreFullError
 from kdbench.suite.plan import Plan, PlanEntry
 
 from .dag import JobGraph
-from .groups import ReadyPacker
+from .durations import Durations
+from .groups import ReadyPacker, pack_key
 from .lease import Leases
 
 POLL_S = 1.0  # how often jobs held by another driver are looked at again
@@ -66,6 +67,7 @@ class SuiteRun:
     attempts: dict[str, int] | None = None
     leases: Leases | None = None  # None: leases on the store, made here
     abort: StoreFullError | None = None  # set when the store is full: Tune stops every trial (tune_run.py)
+    slots: int = 1  # jobs the cluster can run at once (tune_run.py sets it): `jobs_per_trial: auto` packs by it
 
     def __post_init__(self) -> None:
         self.entries = {e.job_id: e for e in self.plan.entries}
@@ -81,8 +83,14 @@ class SuiteRun:
         self.waiting: set[str] = set()  # ready jobs whose lease another driver holds
         self._claimed: deque[str] = deque()  # waiting jobs whose lease came to this driver
         self._polled = 0.0
-        size = self.plan.suite.resources.jobs_per_trial
-        self.packer = ReadyPacker(self, self.plan.jobs, size) if size > 1 else None
+        res = self.plan.suite.resources
+        self._began: dict[str, tuple[float, int]] = {}  # running job -> (its trial's start, jobs in that trial)
+        self.durations = None
+        if res.jobs_per_trial == "auto":
+            self.durations = Durations(_described(self.plan), res.cpus, res.gpus, pack_key)
+            self.packer = ReadyPacker(self, self.plan.jobs, None, self.durations, lambda: self.slots)
+        else:
+            self.packer = ReadyPacker(self, self.plan.jobs, res.jobs_per_trial) if res.jobs_per_trial > 1 else None
 
     # -- leases: which ready job this driver may run ------------------------------------------------
 
@@ -122,7 +130,7 @@ class SuiteRun:
         return self.plan.suite.name
 
     def next_config(self) -> dict | None:
-        """The next trial's config: one job's, or with `jobs_per_trial` a pack's (`job_ids`, `jobs`)."""
+        """The next trial's config: one job's, or when packed (`jobs_per_trial`) a pack's (`job_ids`, `jobs`)."""
         if self.packer is None:
             job_id = self.pop_ready()
             return None if job_id is None else self.config(self.entries[job_id])
@@ -140,8 +148,10 @@ class SuiteRun:
 
         self.tracker.log_history(job_id, epoch_points(self.store, job_id))
 
-    def started(self, job_id: str) -> None:
+    def started(self, job_id: str, pack: int = 1) -> None:
+        """The job's trial started, with `pack` jobs in it."""
         self.running += 1
+        self._began[job_id] = (time.monotonic(), pack)
         if self.tracker is not None:
             self.tracker.start_job(job_id, result_row(self.entries[job_id], self.suite, status="running"))
         self.on_change(self)
@@ -150,6 +160,8 @@ class SuiteRun:
         if self.tracker is not None:
             self.tracker.log_epoch(job_id, metrics, step)
         self.epochs_at[job_id] = step
+        if self.durations is not None and metrics.get("epoch_seconds"):
+            self.durations.epoch(self.entries[job_id].job, metrics["epoch_seconds"])
         self.on_change(self)
 
     def running_jobs(self) -> list[tuple[str, int, int]]:
@@ -172,6 +184,9 @@ class SuiteRun:
     def finished(self, job_id: str, final: dict | None, error: str | None) -> None:
         """Record a job's end: `final` metrics when it succeeded, else the error that failed it."""
         self.running = max(0, self.running - 1)
+        began = self._began.pop(job_id, None)
+        if self.durations is not None and began is not None and final is not None:  # measured: later packs use it
+            self.durations.finished(self.entries[job_id].job, (time.monotonic() - began[0]) / began[1])
         if job_id in self.leases.lost:  # another driver took it over (this one stalled): its outcome counts
             self.leases.release(job_id)
             self.waiting.add(job_id)
@@ -206,6 +221,7 @@ class SuiteRun:
         next run of the suite resumes it from its last epoch checkpoint."""
         self.running = max(0, self.running - 1)
         self.epochs_at.pop(job_id, None)
+        self._began.pop(job_id, None)
         self.leases.release(job_id)
         self.on_change(self)
 
@@ -228,3 +244,15 @@ class SuiteRun:
         write_result(self.store, row)
         if self.tracker is not None:
             self.tracker.end_job(job_id, row)
+
+
+def _described(plan: Plan) -> tuple[tuple[int, ...], int, int] | None:
+    """The dataset's (input shape, classes, training samples), None when it cannot tell without its data."""
+    from kdbench.zoo.datasets import DATASETS
+
+    dataset = plan.suite.dataset
+    try:
+        described = DATASETS.get(dataset.name).params(**dataset.params).describe()
+    except Exception:  # e.g. a folder that is only on the cluster's nodes: measured times only
+        return None
+    return None if described is None else (tuple(described[0]), described[1], described[2])

@@ -97,8 +97,9 @@ class RecordingCallback(_DriverOnly, Callback):
         self.run = run
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        for job_id in _job_ids(trial):
-            self.run.started(job_id)
+        ids = _job_ids(trial)
+        for job_id in ids:
+            self.run.started(job_id, len(ids))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         # A job's progress result carries every epoch since its previous one (progress.ThrottledProgress).

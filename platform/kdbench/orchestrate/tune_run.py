@@ -50,8 +50,9 @@ def run_tune(run: SuiteRun, ray) -> None:
             failure_config=tune.FailureConfig(max_failures=run.plan.suite.retries),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)),
     )
+    run.slots = _slots(ray, res.cpus, res.gpus)  # `jobs_per_trial: auto` packs no fewer trials than this
     try:
-        with _pending_trials(_slots(ray, res.cpus, res.gpus)):
+        with _pending_trials(run.slots):
             tuner.fit()
     except Exception as e:  # Tune writes its experiment state into the store too: a full disk stops it there
         full = full_disk(e, run.store.uri)

@@ -37,6 +37,7 @@ MAX_WEIGHT_DECAY = 1.0
 MAX_RETRIES = 100
 MAX_TRIALS = 100_000  # search trials per cell
 MAX_CPUS = 4096.0  # per job
+MAX_JOBS_PER_TRIAL = 256  # an explicit `resources.jobs_per_trial` (and the most `auto` packs)
 MAX_GPUS = 64.0  # per job
 MAX_CACHE_GIB = 1_000_000.0
 # Any integer a component's parameters hold (widths, dataset sizes, top-k…): a bound against

@@ -29,8 +29,16 @@ class Resources(Strict):
     cpus: float = Field(default=1.0, gt=0, le=L.MAX_CPUS)
     gpus: float = Field(default=0.0, ge=0, le=L.MAX_GPUS)  # a fraction (e.g. 0.25) packs several jobs per GPU
     # Up to this many ready jobs differing only in seed and teacher share one trial (and its cpus/gpus),
-    # trained fused into one vmapped model when the architecture allows (kdbench/orchestrate/groups.py).
-    jobs_per_trial: int = Field(default=1, ge=1, le=256)
+    # trained fused into one vmapped model when the architecture allows (kdbench/orchestrate/groups.py); `auto`
+    # packs only jobs estimated short against a trial's fixed cost, in packs of bounded estimated duration.
+    jobs_per_trial: int | Literal["auto"] = "auto"
+
+    @field_validator("jobs_per_trial", mode="before")
+    @classmethod
+    def _auto_or_count(cls, v):
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= L.MAX_JOBS_PER_TRIAL):
+            return v
+        raise ValueError(f"must be auto or a whole number from 1 to {L.MAX_JOBS_PER_TRIAL} (got {v!r})")
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self):
