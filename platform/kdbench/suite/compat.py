@@ -10,6 +10,7 @@ the CPU — so a suite never schedules a GPU job that is bound to fail, and the 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -20,7 +21,7 @@ from kdbench.methods import METHODS, MethodContext, create_method
 from kdbench.methods.base import ensemble_refusal, weights_refusal
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import create_model
-from kdbench.zoo.models.features import feature_shapes
+from kdbench.zoo.models.profile import arch_profile, on_meta
 
 from .plan import Plan, PlanEntry
 
@@ -45,18 +46,25 @@ def _task_reason(method: str, task: str) -> str | None:
     return None if task in tasks else f"{method} supports the tasks {', '.join(tasks)}, not {task}"
 
 
-@cache
 def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
-    import json
+    """Feature shapes from the architecture's one cached profile (meta device; shared with load and estimate)."""
+    return arch_profile(arch, params_json, input_shape, classes).features
 
-    def shapes() -> dict:
-        return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
 
-    try:  # shapes only: on the meta device nothing is allocated, whatever the model's size
-        with torch.device("meta"):
-            return shapes()
-    except (NotImplementedError, RuntimeError):  # an operation the meta device lacks
-        return shapes()
+@contextmanager
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@cache
+def _labels(n_train: int, classes: int) -> torch.Tensor:
+    """Balanced stand-in labels (the data is not loaded here), made once per dataset."""
+    return torch.arange(n_train, device="cpu") % classes
 
 
 def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str | None:
@@ -66,7 +74,7 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
     student = taps(job.model)
 
-    labels = torch.arange(n_train, device="cpu") % classes  # balanced stand-in labels: the data is not loaded here
+    labels = _labels(n_train, classes)
 
     needs = METHODS.get(job.method.name).needs
 
@@ -83,7 +91,7 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
 
     try:
         try:  # on the meta device a method's buffers (e.g. CRD's memory of every sample) cost nothing
-            with torch.device("meta"):
+            with on_meta(), _one_thread():  # CRD sorts the stand-in labels: tiny work, slowed by thread start-up
                 build()
         except (NotImplementedError, RuntimeError):  # a method that reads its tensors' values
             build()
