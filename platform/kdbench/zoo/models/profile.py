@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 
@@ -45,16 +45,24 @@ def _shortcut(func, args: tuple, kwargs: dict, x: torch.Tensor) -> torch.Tensor 
     kernels are Python reference implementations; None for any other call (it runs as usual)."""
     if func is F.batch_norm or func is F.relu:  # shaped like the input; in place: the input itself
         return x if kwargs.get("inplace") or (func is F.relu and len(args) > 1 and args[1] is True) \
-            else torch.empty_like(x)
+            else x.new_empty(x.shape)
     if func is F.linear:
         w = args[1] if len(args) > 1 else kwargs["weight"]
         return x.new_empty((*x.shape[:-1], w.shape[0]))
+    if func in _CONVS:
+        return _conv(x, *args[1:], **kwargs)
+    if func is F.max_pool2d:
+        return _max_pool2d(x, *args[1:], **kwargs)
+    if func is F.avg_pool2d:
+        return _avg_pool2d(x, *args[1:], **kwargs)
     if func in _ELEMENTWISE and len(args) == 2 and not kwargs:  # tensor ∘ tensor (broadcast) or tensor ∘ number
         other = args[1]
         if isinstance(other, torch.Tensor):
             if not other.is_meta:
                 return None
-            shape = torch.broadcast_shapes(x.shape, other.shape)
+            shape = _broadcast(tuple(x.shape), tuple(other.shape))
+            if shape is None:
+                return None
         elif isinstance(other, int | float) and not isinstance(other, bool):
             shape = x.shape
         else:
@@ -63,8 +71,66 @@ def _shortcut(func, args: tuple, kwargs: dict, x: torch.Tensor) -> torch.Tensor 
     if func is F.adaptive_avg_pool2d and x.dim() in (3, 4):
         size = args[1] if len(args) > 1 else kwargs["output_size"]
         size = (size, size) if isinstance(size, int) else tuple(size)
-        return x.new_empty((*x.shape[:-2], *(n if n is not None else d for n, d in zip(size, x.shape[-2:]))))
+        if len(size) != 2:
+            return None
+        return x.new_empty((*x.shape[:-2], *(n if n is not None else d for n, d in zip(size, x.shape[-2:], strict=True))))
     return None
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting of two shapes (torch.broadcast_shapes imports sympy); None when they do not broadcast."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    if any(i != j and 1 not in (i, j) for i, j in zip(a, b, strict=True)):
+        return None
+    return tuple(j if i == 1 else i for i, j in zip(a, b, strict=True))
+
+
+_CONVS = (F.conv1d, F.conv2d, F.conv3d)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """A convolution's meta output from shapes: out = ⌊(in + 2p − d·(k − 1) − 1) / s⌋ + 1 per spatial dim (the
+    formula of torch.nn.Conv2d's docs); None for string padding or anything that does not fit (torch then says
+    what is wrong)."""
+    n = weight.dim() - 2
+    if isinstance(padding, str) or x.dim() != n + 2 or x.shape[1] != weight.shape[1] * groups:
+        return None
+
+    def per_dim(v) -> tuple[int, ...]:
+        return (v,) * n if isinstance(v, int) else tuple(v)
+
+    s, p, d = per_dim(stride), per_dim(padding), per_dim(dilation)
+    if not len(s) == len(p) == len(d) == n:
+        return None
+    out = [(i + 2 * pi - di * (k - 1) - 1) // si + 1
+           for i, k, si, pi, di in zip(x.shape[2:], weight.shape[2:], s, p, d, strict=True)]
+    if min(out) < 1:
+        return None
+    return torch.empty((x.shape[0], weight.shape[0], *out), dtype=torch.result_type(x, weight), device="meta")
+
+
+def _max_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+    """Max pooling's meta output (F.max_pool2d's signature; floor mode, no dilation) by the convolution formula;
+    None otherwise (the call then runs as usual)."""
+    def pair(v) -> tuple[int, ...]:
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    if ceil_mode or return_indices or pair(dilation) != (1, 1) or x.dim() not in (3, 4):
+        return None
+    k = pair(kernel_size)
+    st, p = (k if stride is None or len(pair(stride)) == 0 else pair(stride)), pair(padding)
+    if not len(k) == len(st) == len(p) == 2:
+        return None
+    out = [(i + 2 * pi - ki) // si + 1 for i, ki, si, pi in zip(x.shape[-2:], k, st, p, strict=True)]
+    return x.new_empty((*x.shape[:-2], *out)) if min(out) >= 1 else None
+
+
+def _avg_pool2d(x: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                divisor_override=None):
+    """Average pooling's meta output (F.avg_pool2d's signature; floor mode)."""
+    return _max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode)
 
 
 def _all_meta(tensors) -> bool:
@@ -87,9 +153,11 @@ class _MetaShortcuts(TorchFunctionMode):
 
     - initialisation (`torch.nn.init.*`, `Tensor.normal_`) returns its tensor unchanged: there are no values to
       draw (and `normal_` on meta runs PyTorch's Python reference implementation, which imports TorchDynamo);
-    - batch norm, ReLU, linear, tensor + tensor and adaptive average pooling are computed from shapes
+    - convolutions, batch norm, ReLU, linear, elementwise arithmetic, concatenation and adaptive average
+      pooling are computed from shapes
       (`_shortcut`): their meta kernels are Python reference implementations, most of a meta forward's time,
-      and the first of them imports TorchDynamo (about a second). FLOPs are tallied from the same calls.
+      the first of them imports TorchDynamo (about a second) and a convolution's shape check imports sympy.
+      FLOPs are tallied from the same calls.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -170,14 +238,16 @@ class _FlopTally(TorchFunctionMode):
 
 
 def _flops(model: nn.Module, x: torch.Tensor) -> float:
-    """FLOPs of `model(x)`: tallied per function when every function is known, else by FlopCounterMode."""
+    """FLOPs of `model(x)`: tallied per function when every function is known (on meta tensors with the shape
+    shortcuts), else by FlopCounterMode on the plain device (the shortcuts would hide operations from it)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with _FlopTally() as tally:
+    meta = x.is_meta
+    with on_meta() if meta else nullcontext(), _FlopTally() as tally:
         model(x)
     if tally.unknown is None:
         return float(tally.flops)
-    with FlopCounterMode(display=False) as counter:
+    with torch.device("meta") if meta else nullcontext(), FlopCounterMode(display=False) as counter:
         model(x)
     return float(counter.get_total_flops())
 
@@ -192,7 +262,9 @@ def _measure(model: nn.Module, input_shape: tuple[int, ...]) -> ArchProfile:
             flops = _flops(model, x)
     finally:
         model.train(was_training)
-    return ArchProfile(count_parameters(model), flops, feature_shapes(model, input_shape))
+    with on_meta() if x.is_meta else nullcontext():
+        features = feature_shapes(model, input_shape)
+    return ArchProfile(count_parameters(model), flops, features)
 
 
 @cache
@@ -200,8 +272,6 @@ def arch_profile(arch: str, params_json: str, input_shape: tuple[int, ...], num_
     """The profile of `arch` built with the JSON `params_json`: measured once per process on the meta device
     (on the CPU for a model the meta device cannot build or run)."""
     try:
-        model = meta_model(arch, params_json, input_shape, num_classes)
-        with on_meta():
-            return _measure(model, input_shape)
+        return _measure(meta_model(arch, params_json, input_shape, num_classes), input_shape)
     except (NotImplementedError, RuntimeError):  # an operation the meta device lacks
         return _measure(create_model(arch, json.loads(params_json), input_shape, num_classes), input_shape)
