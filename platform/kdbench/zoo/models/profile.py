@@ -73,7 +73,8 @@ def _shortcut(func, args: tuple, kwargs: dict, x: torch.Tensor) -> torch.Tensor 
         size = (size, size) if isinstance(size, int) else tuple(size)
         if len(size) != 2:
             return None
-        return x.new_empty((*x.shape[:-2], *(n if n is not None else d for n, d in zip(size, x.shape[-2:], strict=True))))
+        out = (n if n is not None else d for n, d in zip(size, x.shape[-2:], strict=True))
+        return x.new_empty((*x.shape[:-2], *out))
     return None
 
 
