@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -204,13 +205,12 @@ _NO_FLOPS = frozenset("""
 
 
 def _counted(func, args: tuple, kwargs: dict, out) -> int | None:
-    """FLOPs of one call as FlopCounterMode counts them (conv: 2·B·prod(weight)·prod(out spatial); linear:
-    2·rows·in·out, bias not counted); None for a function not handled here."""
-    from torch.utils.flop_counter import conv_flop_count
-
-    if func is F.conv1d or func is F.conv2d or func is F.conv3d:
+    """FLOPs of one call by FlopCounterMode's formulas (torch/utils/flop_counter.py, not imported: it pulls in
+    triton): a convolution 2·B·C_out·C_in/groups·prod(kernel)·prod(out spatial), a linear layer 2·rows·in·out,
+    biases not counted; None for a function not handled here."""
+    if func in _CONVS:
         x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-        return conv_flop_count(list(x.shape), list(w.shape), list(out.shape), transposed=False)
+        return 2 * x.shape[0] * math.prod(w.shape) * math.prod(out.shape[2:])
     if func is F.linear:
         x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
         return 2 * (x.numel() // x.shape[-1]) * w.shape[0] * w.shape[1]
@@ -241,13 +241,13 @@ class _FlopTally(TorchFunctionMode):
 def _flops(model: nn.Module, x: torch.Tensor) -> float:
     """FLOPs of `model(x)`: tallied per function when every function is known (on meta tensors with the shape
     shortcuts), else by FlopCounterMode on the plain device (the shortcuts would hide operations from it)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     meta = x.is_meta
     with on_meta() if meta else nullcontext(), _FlopTally() as tally:
         model(x)
     if tally.unknown is None:
         return float(tally.flops)
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: only when needed
+
     with torch.device("meta") if meta else nullcontext(), FlopCounterMode(display=False) as counter:
         model(x)
     return float(counter.get_total_flops())
