@@ -4,8 +4,11 @@ FSP needs equal channel counts, AT the same number of stages… Each method says
 `Incompatible` (a ValueError) when it is built from the pair's feature shapes; a method that reads
 feature taps is refused for an ensemble teacher by `create_method` itself, and a method whose `tasks`
 do not include the suite's task is pruned without being built. That is checked here for every
-student job, once per distinct (method, student, teachers), by building the models and the method on
-the CPU — so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
+student job, once per distinct (method, student, teachers), by building the method on the meta device
+from the pair's feature shapes — one cached profile per architecture (kdbench/zoo/models/profile.py, shared
+with load_suite and the estimate) — so a suite never schedules a GPU job that is bound to fail, and the user is
+told which and why. tests/test_validate_decisions.py holds these decisions equal, for every benchmark suite, to
+those of building every model and method anew.
 """
 
 from __future__ import annotations
