@@ -155,11 +155,10 @@ class _MetaShortcuts(TorchFunctionMode):
 
     - initialisation (`torch.nn.init.*`, `Tensor.normal_`) returns its tensor unchanged: there are no values to
       draw (and `normal_` on meta runs PyTorch's Python reference implementation, which imports TorchDynamo);
-    - convolutions, batch norm, ReLU, linear, elementwise arithmetic, concatenation and adaptive average
-      pooling are computed from shapes
-      (`_shortcut`): their meta kernels are Python reference implementations, most of a meta forward's time,
-      the first of them imports TorchDynamo (about a second) and a convolution's shape check imports sympy.
-      FLOPs are tallied from the same calls.
+    - convolutions, batch norm, ReLU, linear layers, + − ×, concatenation and max/average/adaptive-average
+      pooling are computed from shapes (`_shortcut`; anything unusual, e.g. string padding or ceil mode, runs as
+      usual): their meta kernels are Python reference implementations, most of a meta forward's time, the first
+      of them imports TorchDynamo (about a second) and a convolution's shape check imports sympy.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -191,7 +190,8 @@ def meta_model(arch: str, params_json: str, input_shape: tuple[int, ...], num_cl
 
 
 # Functions that do no matrix multiply or convolution (FlopCounterMode counts only those): seen in a forward,
-# they add nothing. Any function outside this set and _COUNTED sends the count to FlopCounterMode.
+# they add nothing. Any function outside this set that `_counted` does not handle sends the count to
+# FlopCounterMode.
 _NO_FLOPS = frozenset("""
     __get__ __getitem__ __setitem__ __add__ __iadd__ __radd__ __mul__ __imul__ __rmul__ __sub__ __truediv__ __len__
     add add_ mul mul_ sub div relu relu_ relu6 hardtanh hardtanh_ sigmoid tanh gelu silu hardswish leaky_relu elu
