@@ -1,13 +1,14 @@
 """Validation decides from one shape profile per architecture exactly what it decided by building everything.
 
 `tests/fixtures/validate_decisions.json` was written by `decisions()` below run with the code of commits 6c4ca65
-and 79d3f7c (main, with its suites), where pruning built every (method, teacher, student) cell's models and method
-on the meta device without shortcuts, and FLOPs came from FlopCounterMode: per text of each benchmark suite
-(name and hash, so a suite edited later is skipped rather than compared with stale decisions) the kept jobs (count and hash of their ids), every pruned job and its
-reason, the estimate's FLOPs, and for every model its parameter count, FLOPs and feature-tap shapes. The current
-path (kdbench/zoo/models/profile.py: one meta-device profile per architecture with shape shortcuts and a per-call
-FLOP tally) must give the same for every suite this environment can load. Regenerate (only for a deliberate
-change of decisions): `python tests/test_validate_decisions.py [REPO_ROOT] > tests/fixtures/validate_decisions.json`.
+and 79d3f7c (main, with its suites), where pruning built every (method, teacher, student) cell's models and
+method on the meta device without shortcuts, and FLOPs came from FlopCounterMode. Per text of each benchmark
+suite (name and hash: a suite edited later is skipped rather than compared with stale decisions) it holds the
+kept jobs (count and hash of their ids), every pruned job and its reason, the estimate's FLOPs, and for every
+model its parameter count, FLOPs and feature-tap shapes. The current path (kdbench/zoo/models/profile.py: one
+meta-device profile per architecture with shape shortcuts and a per-call FLOP tally) must give the same for
+every suite this environment can load. Regenerate (only for a deliberate change of decisions):
+`python tests/test_validate_decisions.py [REPO_ROOT] > tests/fixtures/validate_decisions.json`.
 """
 
 from __future__ import annotations
