@@ -2,9 +2,10 @@
 
 Goal (issue 19): `kdbench validate benchmarks/suites/crd_cifar100.yaml` in under 2 s. Stages, each in a fresh
 process (the per-architecture caches start empty, as in the CLI): importing kdbench's validation path,
-load_suite (which sizes every model on the meta device), expand, prune_incompatible (feature shapes of each
-architecture, then every distinct method × pair built on the meta device) and estimate (FLOPs of one forward
-per architecture); then the whole CLI command's wall time. The data need not be on this machine (a note).
+load_suite (builds each model once on the meta device to size it), expand, prune_incompatible (one profile per
+architecture — parameters, FLOPs, feature-tap shapes, from one meta forward with shape shortcuts,
+kdbench/zoo/models/profile.py — then every distinct method × pair built on the meta device) and estimate (sums
+the profiles' FLOPs); then the whole CLI command's wall time. The data need not be on this machine (a note).
 The machine's load average is printed beside the numbers: on a shared machine they scale with it.
 Run: .venv/bin/python benchmarks/perf/validate_time.py [SUITE] [--repeats 3]
 """

@@ -4,12 +4,16 @@ FSP needs equal channel counts, AT the same number of stages… Each method says
 `Incompatible` (a ValueError) when it is built from the pair's feature shapes; a method that reads
 feature taps is refused for an ensemble teacher by `create_method` itself, and a method whose `tasks`
 do not include the suite's task is pruned without being built. That is checked here for every
-student job, once per distinct (method, student, teachers), by building the models and the method on
-the CPU — so a suite never schedules a GPU job that is bound to fail, and the user is told which and why.
+student job, once per distinct (method, student, teachers), by building the method on the meta device
+from the pair's feature shapes — one cached profile per architecture (kdbench/zoo/models/profile.py, shared
+with load_suite and the estimate) — so a suite never schedules a GPU job that is bound to fail, and the user is
+told which and why. tests/test_validate_decisions.py holds these decisions equal, for every benchmark suite, to
+those of building every model and method anew.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -20,7 +24,7 @@ from kdbench.methods import METHODS, MethodContext, create_method
 from kdbench.methods.base import ensemble_refusal, weights_refusal
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import create_model
-from kdbench.zoo.models.features import feature_shapes
+from kdbench.zoo.models.profile import arch_profile, on_meta
 
 from .plan import Plan, PlanEntry
 
@@ -45,18 +49,25 @@ def _task_reason(method: str, task: str) -> str | None:
     return None if task in tasks else f"{method} supports the tasks {', '.join(tasks)}, not {task}"
 
 
-@cache
 def _shapes(arch: str, params_json: str, input_shape: tuple[int, ...], classes: int) -> dict:
-    import json
+    """Feature shapes from the architecture's one cached profile (meta device; shared with load and estimate)."""
+    return arch_profile(arch, params_json, input_shape, classes).features
 
-    def shapes() -> dict:
-        return feature_shapes(create_model(arch, json.loads(params_json), input_shape, classes), input_shape)
 
-    try:  # shapes only: on the meta device nothing is allocated, whatever the model's size
-        with torch.device("meta"):
-            return shapes()
-    except (NotImplementedError, RuntimeError):  # an operation the meta device lacks
-        return shapes()
+@contextmanager
+def _one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@cache
+def _labels(n_train: int, classes: int) -> torch.Tensor:
+    """Balanced stand-in labels (the data is not loaded here), made once per dataset."""
+    return torch.arange(n_train, device="cpu") % classes
 
 
 def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str | None:
@@ -66,7 +77,7 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
     teacher = taps(job.teachers[0].model) if len(job.teachers) == 1 else {}
     student = taps(job.model)
 
-    labels = torch.arange(n_train, device="cpu") % classes  # balanced stand-in labels: the data is not loaded here
+    labels = _labels(n_train, classes)
 
     needs = METHODS.get(job.method.name).needs
 
@@ -83,7 +94,7 @@ def _reason(job: Job, shape: tuple[int, ...], classes: int, n_train: int) -> str
 
     try:
         try:  # on the meta device a method's buffers (e.g. CRD's memory of every sample) cost nothing
-            with torch.device("meta"):
+            with on_meta(), _one_thread():  # CRD sorts the stand-in labels: tiny work, slowed by thread start-up
                 build()
         except (NotImplementedError, RuntimeError):  # a method that reads its tensors' values
             build()

@@ -1,4 +1,5 @@
-"""A plan's compute, estimated before anything runs: FLOPs from one counted forward per architecture.
+"""A plan's compute, estimated before anything runs: FLOPs from one counted forward per architecture (its cached
+profile, kdbench/zoo/models/profile.py, measured once for load, prune and this estimate).
 
     job FLOPs ≈ epochs × training samples × (3 × student forward + Σ teacher forwards)
 

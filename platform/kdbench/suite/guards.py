@@ -47,14 +47,12 @@ def big_int(data: Any, loc: Loc = ()) -> tuple[Loc, int] | None:
 def model_size(arch: str, params: dict, shape: tuple[int, ...], classes: int) -> int | str | None:
     """Parameters of the model, built on the meta device (no memory); a string: why it cannot be built
     (the architecture's ValueError); None: it could not be sized this way (let later steps tell)."""
-    import torch
-
-    from kdbench.zoo.models import create_model
+    from kdbench.jobs import canonical_json
     from kdbench.zoo.models.base import count_parameters
+    from kdbench.zoo.models.profile import meta_model
 
-    try:
-        with torch.device("meta"):
-            model = create_model(arch, params, shape, classes)
+    try:  # cached: the planner's and the estimate's profiles reuse this model (zoo/models/profile.py)
+        model = meta_model(arch, canonical_json(params), tuple(shape), classes)
     except ValueError as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     except RuntimeError as e:

@@ -9,7 +9,6 @@ edge-deployment studies report — and depends on the machine it was measured on
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -21,25 +20,14 @@ from torch import nn
 from .base import count_parameters, create_model
 
 
-@cache
 def forward_flops(arch: str, params_json: str, input_shape: tuple[int, ...], num_classes: int) -> float:
     """FLOPs of one sample's forward pass of `arch` built with the JSON `params_json`.
 
-    Counted on the meta device (shapes only: nothing allocated, so sizing a large model costs no memory);
-    on the CPU for a model the meta device cannot run."""
-    from torch.utils.flop_counter import FlopCounterMode
+    Counted once per architecture on the meta device (shapes only: nothing allocated, so sizing a large model
+    costs no memory), on the CPU for a model the meta device cannot run (profile.py)."""
+    from .profile import arch_profile
 
-    def count() -> float:
-        model = create_model(arch, json.loads(params_json), input_shape, num_classes).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
-        return float(counter.get_total_flops())
-
-    try:
-        with torch.device("meta"):
-            return count()
-    except (NotImplementedError, RuntimeError):
-        return count()
+    return arch_profile(arch, params_json, tuple(input_shape), num_classes).flops
 
 
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 1, threads: int | None = 1,
