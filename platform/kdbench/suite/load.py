@@ -15,18 +15,18 @@ from pydantic import BaseModel, ValidationError
 from kdbench.jobs import Component, Recipe, canonical_json
 from kdbench.methods import METHODS
 from kdbench.registry import Registry, suggest
-from kdbench.tasks import task_of
 from kdbench.zoo.datasets import DATASETS
 from kdbench.zoo.models import ARCHS
 from kdbench.zoo.models.base import INPUT_CHANNELS
 
-from . import guards, protocol
+from . import bounds, guards, protocol
 from .errors import Loc, SpecError
-from .finetune import FinetuneDef, finetune_jobs, load_finetune
-from .limits import MAX_INPUT_VALUES, MAX_INT, MAX_MODEL_PARAMS, MAX_SAMPLES, PLAN_LIMIT_ENV, max_jobs
+from .finetune import FinetuneDef, load_finetune
+from .limits import MAX_INT
 from .messages import line_of, spec_error
 from .plugins import component_code, resolve_plugins
 from .schema import ModelEntry, Resources, SuiteFile, TeacherEntry
+from .search_spec import SearchDef, load_search
 from .weights_fit import weights_misfit
 from .yamlsrc import load_yaml
 
@@ -79,21 +79,6 @@ class Suite:
     finetune: FinetuneDef | None = None  # `finetune:`: the downstream stage (suite/finetune.py)
 
 
-@dataclass(frozen=True)
-class SearchDef:
-    """A validated `search:` (kdbench/orchestrate/search.py runs it)."""
-
-    method: str
-    space: tuple[tuple[str, str, tuple], ...]  # (hyperparameter, distribution, its arguments), sorted by name
-    params: dict[str, Any]  # the method's fixed hyperparameters (not searched), as given
-    trials: int
-    metric: str  # `val_<metric>` of the dataset's task
-    maximize: bool  # the metric's direction
-    scheduler: str
-    grace_epochs: int
-    seed: int
-    pairs: tuple[tuple[str, str], ...]  # the cells: [teacher or ensemble, student]
-
 
 class _Checker:
     def __init__(self, path: str, lines: dict[Loc, int]) -> None:
@@ -144,7 +129,7 @@ def load_suite(path: str) -> Suite:
                          for i, (m, e) in enumerate(zip(teachers, raw.teachers, strict=True)))
         students = tuple(replace(m, recipe=protocol.paper_recipe(check, m.recipe, e.recipe, ("students", i, "recipe")))
                          for i, (m, e) in enumerate(zip(students, raw.students, strict=True)))
-    _model_sizes(check, dataset, teachers, students)
+    bounds.model_sizes(check, dataset, teachers, students)
     for i, t in enumerate(teachers):
         if t.stop_epoch is not None and t.stop_epoch > t.recipe.epochs:
             raise check.fail(("teachers", i, "stop_epoch"), f"must be <= recipe.epochs ({t.recipe.epochs})")
@@ -152,8 +137,8 @@ def load_suite(path: str) -> Suite:
     _unique_names(check, raw)
     ensembles = _ensembles(check, raw, {t.name for t in teachers})
     methods = _methods(check, raw.methods)
-    _method_epochs(check, methods, students)
-    warnings = _schedule_warnings(check, methods, students)
+    bounds.method_epochs(check, methods, students)
+    warnings = bounds.schedule_warnings(check, methods, students)
     _seeds(check, raw.seeds)
     chains = _chains(check, raw, teachers, students, ensembles)
     pairs = _pairs(check, raw, teachers, students, ensembles)
@@ -163,14 +148,15 @@ def load_suite(path: str) -> Suite:
         raise check.fail(("methods",), "distillation methods need a teacher: add `teachers:`")
     if chains and not distills:
         raise check.fail(("chains",), "chains need a distillation method (e.g. `kd`) in `methods:`")
-    search = _search(check, raw, teachers, students, ensembles, pairs, recipe)
+    search = load_search(check, raw, source_names(teachers, ensembles), students, pairs, recipe)
     if search is not None and raw.protocol == protocol.PAPER:
         raise check.fail(("search",), "a search selects on the validation split, which protocol paper does not "
                                       "hold out: use protocol validation for searches")
     per_pair = protocol.pair_params(check, raw, methods, source_names(teachers, ensembles),
                                     [m.name for m in students], pairs)
     finetune = load_finetune(check, raw, teachers, students)
-    _plan_size(check, raw, teachers, students, ensembles, methods, chains, pairs, search, finetune)
+    bounds.plan_size(check, raw, teachers, students, len(source_names(teachers, ensembles)), methods, chains, pairs,
+                     search, finetune)
     return Suite(path, raw.name, raw.version, raw.description, dataset, recipe,
                  teachers, students, ensembles, methods, chains, pairs, tuple(raw.seeds), raw.resources, raw.retries,
                  plugins, reference, raw.teacher_inference.model_dump(mode="json"),
@@ -346,148 +332,6 @@ def _pairs(check, raw, teachers, students, ensembles) -> tuple[tuple[str, str], 
             raise check.fail(("pairs", i), f"pair {pair} is listed twice")
         seen.add(tuple(pair))
     return tuple((a, b) for a, b in raw.pairs)
-
-
-_DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "int": 2, "choice": None}  # name -> number of arguments
-
-
-def _search(check, raw, teachers, students, ensembles, pairs, recipe) -> SearchDef | None:
-    """`search:`: a distillation method, a space over its hyperparameters, a budget, the cells."""
-    s = raw.search
-    if s is None:
-        return None
-    check.name_in(METHODS, s.method, ("search", "method"))
-    cls = METHODS.get(s.method)
-    if not cls.needs.teacher:
-        raise check.fail(("search", "method"), f"'{s.method}' learns from labels alone: nothing to search per cell")
-    fields = sorted(cls.Params.model_fields)
-    space = []
-    for name, dist in sorted(s.space.items()):
-        loc = ("search", "space", name)
-        if name not in fields:
-            raise check.fail(loc, f"'{s.method}' has no hyperparameter '{name}'{suggest(name, fields)}")
-        if name in s.params:
-            raise check.fail(("search", "params", name), f"'{name}' is searched: leave it out of `params`")
-        if len(dist) != 1 or next(iter(dist)) not in _DISTRIBUTIONS:
-            raise check.fail(loc, f"one distribution: {', '.join(f'{{{d}: [...]}}' for d in _DISTRIBUTIONS)}")
-        kind, args = next(iter(dist.items()))
-        if _DISTRIBUTIONS[kind] is not None and len(args) != 2:
-            raise check.fail(loc + (kind,), f"{kind} takes [low, high]")
-        if kind != "choice" and not args[0] < args[1]:
-            raise check.fail(loc + (kind,), "needs low < high")
-        if kind == "loguniform" and args[0] <= 0:
-            raise check.fail(loc + (kind,), "loguniform needs low > 0")
-        if kind == "int" and not all(isinstance(a, int) for a in args):
-            raise check.fail(loc + (kind,), "int takes whole numbers")
-        if kind == "choice" and not args:
-            raise check.fail(loc + (kind,), "choice needs at least one value")
-        space.append((name, kind, tuple(args)))
-    check.params(cls.Params, dict(s.params), ("search", "params"))  # the fixed values alone
-    for n, kind, args in space:  # each end of a range, each choice: blamed on itself
-        for j, v in enumerate(args):
-            _space_value(check, cls.Params, s.params, n, v, ("search", "space", n, kind, j))
-    for k in (0, -1):  # the ends together (rules across hyperparameters)
-        ends = {n: a[k] for n, _, a in space}
-        check.params(cls.Params, {**s.params, **ends}, ("search", "space"))
-    if s.grace_epochs > recipe.epochs:
-        raise check.fail(("search", "grace_epochs"), f"must be <= recipe.epochs ({recipe.epochs})")
-    sources = source_names(teachers, ensembles)
-    names = [m.name for m in students]
-    cells = s.pairs if s.pairs is not None else (pairs or [(a, b) for a in sources for b in names])
-    known_sources, known_names = set(sources), set(names)
-    for i, pair in enumerate(cells):
-        if len(pair) != 2 or pair[0] not in known_sources or pair[1] not in known_names:
-            raise check.fail(("search", "pairs", i), f"{list(pair)} is not a [teacher or ensemble, student] pair")
-    seed = raw.seeds[0] if s.seed is None else s.seed
-    metric, maximize = _search_metric(check, raw.dataset.name, s.metric)
-    return SearchDef(s.method, tuple(space), dict(s.params), s.trials, metric, maximize, s.scheduler, s.grace_epochs,
-                     seed, tuple((a, b) for a, b in cells))
-
-
-def _search_metric(check: _Checker, dataset: str, metric: str | None) -> tuple[str, bool]:
-    """`val_<metric>` of the dataset's task (default: its primary metric), and whether higher is better."""
-    task = task_of(dataset)
-    allowed = {f"val_{m.name}": m for m in task.metrics}
-    name = metric or f"val_{task.primary}"
-    if name not in allowed:
-        raise check.fail(("search", "metric"), f"the {task.name} task has no validation metric '{name}'"
-                         f"{suggest(name, sorted(allowed))}; known: {', '.join(sorted(allowed))}")
-    return name, allowed[name].higher_is_better
-
-
-def _space_value(check: _Checker, params: type[BaseModel], fixed: dict, name: str, value: Any, loc: Loc) -> None:
-    """One value of a search space, valid for its hyperparameter (with the fixed ones)."""
-    try:
-        guards.strict(params, {**fixed, name: value})
-    except ValidationError as e:
-        raise check.fail(loc, spec_error(e, check.path, check.lines, loc, params).message) from None
-
-
-def _model_sizes(check: _Checker, dataset: Component, teachers, students) -> None:
-    """The dataset's inputs and every model, sized without allocating anything: an absurd width or input is
-    refused here, before `validate` builds the models for its estimate (or a worker for training)."""
-    described = DATASETS.get(dataset.name).params(**dataset.params).describe()
-    if described is None:
-        return
-    shape, classes, n_train = described
-    if guards.input_values(shape) > MAX_INPUT_VALUES:
-        raise check.fail(("dataset",), f"inputs of shape {tuple(shape)} exceed {MAX_INPUT_VALUES:,} values per sample")
-    if n_train > MAX_SAMPLES:
-        raise check.fail(("dataset",), f"{n_train:,} training samples exceed {MAX_SAMPLES:,}")
-    for group, models in (("teachers", teachers), ("students", students)):
-        for i, m in enumerate(models):
-            n = guards.model_size(m.model.name, m.model.params, tuple(shape), classes)
-            if isinstance(n, str):
-                raise check.fail((group, i, "arch"), f"cannot build '{m.model.name}' with these parameters: {n}")
-            if guards.too_big(n):
-                raise check.fail((group, i), f"'{m.name}' has {n:,} parameters, more than {MAX_MODEL_PARAMS:,}")
-
-
-def _method_epochs(check: _Checker, methods: tuple[Component, ...], students) -> None:
-    """A method's `stop_epoch` lies within the training of every student it is applied to."""
-    for i, m in enumerate(methods):
-        stop = m.params.get("stop_epoch")
-        if not isinstance(stop, int):
-            continue
-        for s in students:
-            if stop > s.recipe.epochs:
-                raise check.fail(("methods", i, m.name, "stop_epoch"),
-                                 f"must be <= recipe.epochs ({s.recipe.epochs}, student '{s.name}')")
-
-
-def _schedule_warnings(check: _Checker, methods: tuple[Component, ...], students) -> tuple[str, ...]:
-    """Methods whose own schedule does not fit a student's recipe (`Method.schedule_warning`), once per method."""
-    out = []
-    for i, m in enumerate(methods):
-        cls = METHODS.get(m.name)
-        for epochs in sorted({s.recipe.epochs for s in students}):
-            why = cls.schedule_warning(cls.Params(**m.params), epochs)
-            if why:
-                out.append(str(check.fail(("methods", i, m.name), why)))
-                break
-    return tuple(out)
-
-
-def _plan_size(check: _Checker, raw: SuiteFile, teachers, students, ensembles, methods, chains, pairs,
-               search, finetune: FinetuneDef | None = None) -> None:
-    """An upper bound of the plan's job count, by arithmetic, within the limit (KDBENCH_MAX_JOBS)."""
-    seeds = len(raw.seeds)
-    distill = sum(1 for m in methods if METHODS.get(m.name).needs.teacher)
-    n_sources = len(source_names(teachers, ensembles))
-    cells = len(pairs) if pairs is not None else n_sources * len(students)
-    links = sum(len(c) - 1 for c in chains)
-    searched = len(search.pairs) * (search.trials + seeds) if search else 0
-    # teachers, their output jobs (at most one per teacher and student seed), baselines, students, chains, search
-    total = (len(teachers) * (1 + seeds) + len(students) * seeds + cells * distill * seeds
-             + links * distill * seeds + searched)
-    total += finetune_jobs(total, finetune)  # each trained job, fine-tuned per task and seed
-    limit = max_jobs()
-    if total > limit:
-        factors = {("seeds",): seeds, ("students",): len(students), ("teachers",): len(teachers),
-                   ("methods",): len(methods)}
-        loc = max(factors, key=factors.get)
-        raise check.fail(loc, f"the plan would have up to {total:,} jobs, more than the limit of {limit:,} "
-                         f"(set {PLAN_LIMIT_ENV} to raise it)")
 
 
 def _reference(check: _Checker, path: str, ref: str | None) -> str | None:
