@@ -94,8 +94,9 @@ def write_report(store: Store, suite: str, jobs: SuiteJobs | None = None) -> dic
 
 
 def _write_files(store: Store, suite: str, jobs: SuiteJobs) -> dict[str, str]:
+    from .views.page import html_page
     from .views.plots import PLOTS
-    from .views.render import RANK_NOTE, Units, caption, display_table, html_page
+    from .views.render import RANK_NOTE, Units, caption, display_table
 
     tables = _view_tables(store, suite, jobs)
     pngs = {view: PLOTS[view](t) for view, t in tables.items() if t.num_rows or view in ("methods", "teacher-size")}
@@ -130,8 +131,9 @@ def _view_tables(store: Store, suite: str, jobs: SuiteJobs) -> dict[str, pa.Tabl
 def view_files(store: Store, suite: str, view: str, table: pa.Table | None = None,
                png: bytes | None = None) -> dict[str, bytes]:
     """A view's files: its page (display table, raw table, plot), PNG, CSV and Parquet."""
+    from .views.page import html_page
     from .views.plots import PLOTS
-    from .views.render import Units, caption, display_table, html_page
+    from .views.render import Units, caption, display_table
 
     table = VIEWS[view](store, suite) if table is None else table
     png = PLOTS[view](table) if png is None else png
