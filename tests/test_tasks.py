@@ -71,7 +71,7 @@ def test_batch_sums_run_under_vmap():
 def test_a_method_that_does_not_support_the_task_is_pruned_with_its_reason(tmp_path):
     result = CliRunner().invoke(app, ["validate", str(write_suite(tmp_path, REGRESSION))])
     assert result.exit_code == 0, result.output
-    assert "kd supports the tasks classification, sequence_classification, not regression" in result.output
+    assert "kd supports the tasks classification, sequence_classification, masked_lm, not regression" in result.output
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_a_regression_suite_runs_end_to_end_and_ranks_by_rmse(tmp_path, ray_loca
     assert result.exit_code == 0, result.output
     assert "jobs: 7 total, 0 cached, 7 run, 0 failed" in result.output  # 1 teacher, 2 alone, 2 regkd × 2 seeds
     # kd pruned, said why
-    assert "kd supports the tasks classification, sequence_classification, not regression" in result.output
+    assert "kd supports the tasks classification, sequence_classification, masked_lm, not regression" in result.output
     assert "lower is better" in result.output and "rmse" in result.output
     rows = open_results(tmp_path / "store").to_arrow().to_pylist()
     assert {r["task"] for r in rows} == {"regression"} and all(r["test_acc"] is None for r in rows)
