@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -88,9 +87,8 @@ def test_an_explicit_integer_packs_as_before_and_one_never_packs(tmp_path):
     plan = plan_of(tmp_path, epochs=800, resources="resources: {jobs_per_trial: 3}\n")  # long jobs, packed anyway
     graph = JobGraph(plan.jobs)
     assert drain(ReadyPacker(graph, plan.jobs, 3), graph) == [3, 3, 3, 3, 3, 1]
-    run = SuiteRun(plan, Store(tmp_path / "s"), set(), config=lambda e: {"job_id": e.job_id, "job": e.job_id})
+    run = SuiteRun(plan, Store(tmp_path / "s"), set(), config=lambda e: {"job_id": e.job_id})
     assert run.packer.size == 3 and run.durations is None
-    assert run.next_config()["fuse"] is True  # the user asked for packs: they train fused where they can
     one = plan_of(tmp_path, resources="resources: {jobs_per_trial: 1}\n", name="one.yaml")
     run = SuiteRun(one, Store(tmp_path / "s1"), set(), config=lambda e: {"job_id": e.job_id})
     assert run.packer is None and "jobs" not in run.next_config()
@@ -165,29 +163,3 @@ def test_jobs_per_trial_is_auto_or_a_count_else_one_line_naming_the_field(tmp_pa
                                         r"from 1 to 256") as e:
         load_suite(str(path))
     assert "\n" not in str(e.value)
-
-
-def test_auto_packs_train_in_turn_so_a_job_gets_its_unpacked_result(tmp_path, monkeypatch):
-    """Which jobs share an `auto` trial depends on timing; fused training could change their last bits. An auto
-    pack's config says `fuse: false` and run_pack then trains each job alone, never through train_fused."""
-    from kdbench.orchestrate import pack_trial
-
-    plan = plan_of(tmp_path)
-    run = SuiteRun(plan, Store(tmp_path / "s"), set(), config=lambda e: {"job_id": e.job_id, "job": e.job_id})
-    config = run.next_config()
-    assert len(config["jobs"]) > 1 and config["fuse"] is False
-    called = []
-    monkeypatch.setattr(pack_trial, "train_fused",
-                        lambda jobs, *a, **k: called.append("fused") or [_Final()] * len(jobs))
-    monkeypatch.setattr(pack_trial, "run_job", lambda job, store, device: called.append(job.job_id) or _Final())
-    jobs = [e.job for e in plan.entries[:3]]
-    pack_trial.run_pack(jobs, Store(tmp_path / "s"), "cpu", fuse=False)
-    assert called == [j.job_id for j in jobs]
-    called.clear()
-    pack_trial.run_pack(jobs, Store(tmp_path / "s"), "cpu", fuse=True)
-    assert called == ["fused"]
-
-
-@dataclasses.dataclass
-class _Final:  # what run_pack turns into a dict: a dataclass instance
-    test_acc: float = 0.5

@@ -1,5 +1,4 @@
-"""A trial that trains a pack of jobs (`resources.jobs_per_trial`): fused when it can (an explicit integer), else
-in turn (always for `auto` packs, so a default run's results do not depend on which jobs were ready together).
+"""A trial that trains a pack of jobs (`resources.jobs_per_trial`): fused when it can, else in turn.
 
 Each job keeps its own fate: a deterministic failure (JobFailed) is that job's result; any other
 exception is written to the job's error file and propagates, so Tune retries the whole pack — and
@@ -29,10 +28,9 @@ from .trial_io import PACK, STATUS, error_excerpt, record_placement, write_error
 log = logging.getLogger("kdbench.orchestrate")
 
 
-def run_pack(jobs: list[Job], store: Store, device: str | torch.device, fuse: bool = True) -> dict[str, dict]:
-    """{job id: {"final": metrics} or {"error": reason}} for every job of the pack; `fuse` False: in turn always
-    (packs of `jobs_per_trial: auto`, whose members are not chosen by the user)."""
-    if fuse and len(jobs) > 1 and fusable(jobs) is None and all(read_final(store, j.job_id) is None for j in jobs):
+def run_pack(jobs: list[Job], store: Store, device: str | torch.device) -> dict[str, dict]:
+    """{job id: {"final": metrics} or {"error": reason}} for every job of the pack."""
+    if len(jobs) > 1 and fusable(jobs) is None and all(read_final(store, j.job_id) is None for j in jobs):
         try:
             finals = train_fused(jobs, store, device=device)
             return {j.job_id: {"final": dataclasses.asdict(f)} for j, f in zip(jobs, finals, strict=True)}
@@ -57,4 +55,4 @@ def train_pack(config: dict) -> None:
     store = Store(config["store"])
     for job in jobs:
         record_placement(store, job.job_id)
-    tune.report({STATUS: PACK, PACK: run_pack(jobs, store, device, config.get("fuse", True))})
+    tune.report({STATUS: PACK, PACK: run_pack(jobs, store, device)})

@@ -138,11 +138,7 @@ class SuiteRun:
         if len(ids) <= 1:
             return self.config(self.entries[ids[0]]) if ids else None
         configs = [self.config(self.entries[i]) for i in ids]
-        # `auto` packs train in turn: which jobs share a trial depends on timing, and a fused step's result may
-        # differ in the last bits from a job's own, so a default run gives each job exactly its unpacked result.
-        # An explicit jobs_per_trial fuses what it can (engine/fused.py), as the user asked.
-        fuse = self.durations is None
-        return {**configs[0], "job_ids": ids, "jobs": [c["job"] for c in configs], "fuse": fuse}
+        return {**configs[0], "job_ids": ids, "jobs": [c["job"] for c in configs]}
 
     def replay_history(self, job_id: str) -> None:
         """Per-epoch metrics of a job that ran in a pack (it reports only at its end) to the tracker."""
