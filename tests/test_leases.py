@@ -67,19 +67,22 @@ def test_a_renewing_holder_is_never_taken_over(store):
     holder.close()
 
 
-def _race(uri: str, env: dict, barrier, wins) -> None:
+def _race(uri: str, env: dict, barrier, wins, done) -> None:
     os.environ.update(env)
     leases = Leases(Store(uri), ttl=60)
     barrier.wait()
     if leases.acquire("contested"):
         wins.put(os.getpid())
+    # Every racer stays alive until all have tried: a winner that exited would leave a lease whose holder is
+    # dead on this host, which a late racer rightly takes over (a second, legitimate win).
+    done.wait()
 
 
 def test_sixteen_processes_racing_for_one_lease_one_wins(store):
     ctx = mp.get_context("fork")
-    barrier, wins = ctx.Barrier(16), ctx.Queue()
+    barrier, wins, done = ctx.Barrier(16), ctx.Queue(), ctx.Barrier(16)
     env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "KDBENCH_"))}
-    procs = [ctx.Process(target=_race, args=(store.uri, env, barrier, wins)) for _ in range(16)]
+    procs = [ctx.Process(target=_race, args=(store.uri, env, barrier, wins, done)) for _ in range(16)]
     for p in procs:
         p.start()
     for p in procs:
