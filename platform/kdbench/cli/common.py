@@ -158,6 +158,8 @@ def _print_leaderboard(store: str | Store, suite: str, jobs: SuiteJobs | None = 
 
 def _print_data_uri(params: dict) -> None:
     """A dataset read from an object store is listed: the jobs' machines read it with their own credentials."""
+    from kdbench.zoo.datasets.shard_cache import is_uri
+
     root = str(params.get("root") or "")
-    if "://" in root and not root.startswith("file://"):
+    if is_uri(root):
         out.print(f"data: {root} (read by the jobs' machines)", highlight=False, soft_wrap=True)
